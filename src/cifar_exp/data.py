@@ -1,0 +1,149 @@
+"""Data sets as uint8 tensors, and batches cut from them with tensor ops.
+
+Every source returns a `DataBundle`: each split is one uint8 tensor [N, 3, H, W] plus int64
+labels, decoded once. Batching and shuffling index those tensors directly (no per-image
+Python), and conversion to float happens on the device the model runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cifar_exp.errors import ConfigError, UserError
+from cifar_exp.registry import Registry
+
+log = logging.getLogger(__name__)
+
+DATASETS = Registry("dataset")
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    labels: torch.Tensor  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class DataBundle:
+    train: Split
+    test: Split
+    classes: list[str]
+
+
+def load_dataset(options: dict[str, Any]) -> DataBundle:
+    """Build the data set named by options['name'] with the rest of the options."""
+    options = dict(options)
+    name = options.pop("name")
+    num_classes = options.get("num_classes")
+    bundle = DATASETS.build(name, **options)
+    if num_classes is not None and num_classes != len(bundle.classes):
+        raise ConfigError(
+            f"dataset.num_classes is {num_classes} but the {name} data has "
+            f"{len(bundle.classes)} classes"
+        )
+    return bundle
+
+
+@DATASETS.register("cifar10")
+def cifar10(root: str, download: bool = True, num_classes: int = 10) -> DataBundle:
+    from torchvision.datasets import CIFAR10
+
+    root_path = Path(root).expanduser().absolute()
+    splits = []
+    for train in (True, False):
+        try:
+            ds = CIFAR10(str(root_path), train=train, download=download)
+        except (OSError, RuntimeError) as err:
+            how = "could not be downloaded" if download else "dataset.download is false"
+            raise UserError(
+                f"CIFAR-10 is not in {root_path} and {how} ({err}). "
+                "Fix: run once where there is a network, copy cifar-10-batches-py into that "
+                "folder, point dataset.root=... at a folder that has it, or try dataset=synthetic."
+            ) from err
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        splits.append(Split(images, torch.tensor(ds.targets, dtype=torch.int64)))
+    return DataBundle(train=splits[0], test=splits[1], classes=list(ds.classes))
+
+
+@DATASETS.register("synthetic")
+def synthetic(
+    num_classes: int = 10,
+    train_size: int = 2000,
+    test_size: int = 500,
+    image_size: int = 32,
+    noise: float = 48.0,
+    seed: int = 0,
+) -> DataBundle:
+    """Each class is a random pattern; its images are noisy copies of it, so it is learnable."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (3, image_size, image_size)
+    patterns = torch.randint(0, 256, (num_classes, *shape), generator=gen).float()
+
+    def make(n: int) -> Split:
+        labels = torch.randperm(n, generator=gen) % num_classes
+        images = patterns[labels] + noise * torch.randn((n, *shape), generator=gen)
+        return Split(images.round().clamp(0, 255).to(torch.uint8), labels)
+
+    return DataBundle(
+        train=make(train_size),
+        test=make(test_size),
+        classes=[f"class_{i}" for i in range(num_classes)],
+    )
+
+
+class BatchLoader:
+    """Yields (float images in [0, 1], labels) batches on `device` from a uint8 Split.
+
+    With shuffling, the order of an epoch depends only on (seed, epoch), so runs repeat
+    exactly and any epoch can be reproduced on its own.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool = False,
+        seed: int = 0,
+        limit_batches: int | None = None,
+    ) -> None:
+        self.split = split
+        self.batch_size = batch_size
+        self.device = device
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        full = -(-len(split) // batch_size)
+        self.num_batches = full if limit_batches is None else min(full, limit_batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.split)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=gen)
+        else:
+            order = None
+        for b in range(self.num_batches):
+            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            if order is None:
+                images, labels = self.split.images[lo:hi], self.split.labels[lo:hi]
+            else:
+                index = order[lo:hi]
+                images, labels = self.split.images[index], self.split.labels[index]
+            images = images.to(self.device, non_blocking=True).float().div_(255)
+            yield images, labels.to(self.device, non_blocking=True)

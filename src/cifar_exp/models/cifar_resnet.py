@@ -1,0 +1,75 @@
+"""He et al. (2016) CIFAR ResNets: three stages of basic blocks at 16/32/64 channels.
+
+Depth 6n+2; shortcuts that change shape are parameter-free (the paper's option A:
+stride-2 subsampling and zero-padded channels), giving 0.27M parameters for ResNet-20.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cifar_exp.models import MODELS
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, ch_in: int, ch_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch_in, ch_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(ch_out)
+        self.conv2 = nn.Conv2d(ch_out, ch_out, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ch_out)
+        self.stride = stride
+        self.pad_channels = ch_out - ch_in
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad_channels:
+            half = self.pad_channels // 2
+            x = F.pad(x, (0, 0, 0, 0, half, self.pad_channels - half))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth: int, num_classes: int = 10, width: int = 16) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        blocks_per_stage = (depth - 2) // 6
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        layers = []
+        ch_in = width
+        for stage in range(3):
+            ch_out = width * 2**stage
+            for block in range(blocks_per_stage):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(BasicBlock(ch_in, ch_out, stride))
+                ch_in = ch_out
+        self.stages = nn.Sequential(*layers)
+        self.fc = nn.Linear(ch_in, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@MODELS.register("resnet20")
+def resnet20(num_classes: int = 10, width: int = 16) -> CifarResNet:
+    return CifarResNet(20, num_classes, width)
+
+
+@MODELS.register("resnet56")
+def resnet56(num_classes: int = 10, width: int = 16) -> CifarResNet:
+    return CifarResNet(56, num_classes, width)

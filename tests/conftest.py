@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "src" / "cifar_exp" / "conf"
+CIFAR10_JPEG = Path(
+    os.environ.get("CIFAR10_JPEG", REPO.parent / "shared" / "datasets" / "cifar10-jpeg")
+)
+
+# A run small enough for a test: synthetic data, a few batches, no progress bar.
+TINY_TRAINER = [
+    "device=cpu",
+    "trainer.epochs=1",
+    "trainer.batch_size=32",
+    "trainer.log_every_n_steps=2",
+    "trainer.num_threads=1",
+]
+TINY = ["dataset=synthetic", "dataset.train_size=256", "dataset.test_size=128", *TINY_TRAINER]
+
+
+def run_cli(
+    *overrides: str,
+    cwd: Path,
+    module: str = "cifar_exp.run",
+    env: dict | None = None,
+    timeout: int = 300,
+) -> subprocess.CompletedProcess:
+    """Run an entrypoint the way a user does, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def compose():
+    """Compose the real config with Hydra's compose API: compose(overrides) -> DictConfig."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import cifar_exp.run  # noqa: F401  (registers the schemas and resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda overrides=(): hydra_compose("config", overrides=list(overrides))

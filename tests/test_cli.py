@@ -1,0 +1,176 @@
+"""The entrypoint as users run it: a real process, real Hydra, real TensorBoard files."""
+
+import json
+import math
+
+import pytest
+from conftest import TINY, TINY_TRAINER, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cifar_exp.models import MODELS
+from cifar_exp.tracking import EPOCH_TAGS, STEP_LOSS_TAG, STEP_LR_TAG
+
+
+def scalars(run_dir):
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.mark.parametrize("model", MODELS.names())
+def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
+    run_dir = tmp_path / "run"
+    overrides = [*TINY, f"model={model}", f"hydra.run.dir={run_dir}"]
+    if model == "resnet18":
+        overrides += ["trainer.limit_train_batches=2", "trainer.limit_eval_batches=1"]
+    proc = run_cli(*overrides, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    acc = scalars(run_dir)
+    tags = set(acc.Tags()["scalars"])
+    expected = set(EPOCH_TAGS.values()) | {
+        STEP_LOSS_TAG,
+        STEP_LR_TAG,
+        "model/params",
+        "final/test_acc",
+    }
+    assert expected <= tags, expected - tags
+    for tag in expected:
+        assert all(math.isfinite(e.value) for e in acc.Scalars(tag)), tag
+    assert [e.step for e in acc.Scalars("test/acc")] == [1]
+    assert acc.Scalars("model/params")[0].value == sum(
+        p.numel() for p in MODELS.build(model).parameters()
+    )
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == model
+    assert [e["epoch"] for e in metrics["epochs"]] == [1]
+    assert metrics["final"]["test_acc"] == pytest.approx(acc.Scalars("test/acc")[-1].value)
+    assert 0 <= metrics["final"]["test_acc"] <= 1
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text().count(f"model={model}") == 1
+    assert "final test accuracy" in (run_dir / "run.log").read_text()
+
+
+def test_hparams_are_recorded_for_tensorboard(tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        *TINY, "optimizer=sgd", "optimizer.lr=0.05", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    acc = scalars(run_dir)
+    content = acc.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = session.session_start_info.hparams
+    assert hparams["optimizer.name"].string_value == "sgd"
+    assert hparams["optimizer.lr"].number_value == pytest.approx(0.05)
+    assert hparams["model.params"].number_value == 62006
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert {"final/test_acc", "final/best_test_acc"} <= metric_tags
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    def final(seed, name):
+        run_dir = tmp_path / name
+        proc = run_cli(
+            *TINY,
+            "trainer.epochs=2",
+            f"trainer.seed={seed}",
+            f"hydra.run.dir={run_dir}",
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads((run_dir / "metrics.json").read_text())["epochs"]
+
+    def strip_timing(epochs):
+        return [
+            {k: v for k, v in e.items() if k not in ("epoch_s", "images_per_s")} for e in epochs
+        ]
+
+    a, b, c = final(0, "a"), final(0, "b"), final(1, "c")
+    assert strip_timing(a) == strip_timing(b)
+    assert strip_timing(a) != strip_timing(c)
+
+
+def test_training_learns_learnable_data(tmp_path):
+    """Noisy-pattern synthetic data: three epochs of LeNet5 must beat chance (10%) by far."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        *TINY,
+        "dataset.train_size=1000",
+        "dataset.noise=120",
+        "trainer.epochs=3",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["final"]["test_acc"] > 0.6
+    losses = [e["train_loss"] for e in metrics["epochs"]]
+    assert losses[-1] < losses[0]
+
+
+def test_default_output_dirs_are_per_run_and_relative_to_launch_folder(tmp_path):
+    # Two runs started together from the same folder never share a directory.
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "cifar_exp.run", *TINY, "trainer.epochs=0"]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.communicate(timeout=300)
+        assert p.returncode == 0
+    runs = sorted(tmp_path.glob("outputs/*/*/metrics.json"))
+    assert len(runs) == 2
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=resnet99"], "Could not find 'model/resnet99'"),
+        (["trainer.epoch=5"], "Key 'epoch' not in 'TrainerConfig'"),
+        (["trainer.batch_size=0"], "trainer.batch_size must be >= 1, got 0"),
+        (["optimizer.lr=-1"], "optimizer.lr must be > 0"),
+    ],
+)
+def test_bad_inputs_exit_nonzero_with_a_clear_message(tmp_path, overrides, message):
+    proc = run_cli(*TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_missing_cifar10_offline_exits_nonzero_and_says_how_to_fix(tmp_path):
+    proc = run_cli(
+        *TINY_TRAINER,
+        "dataset.root=nowhere",
+        "dataset.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert f"CIFAR-10 is not in {tmp_path / 'nowhere'}" in output  # relative to the launch folder
+    assert "Traceback" not in output
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_is_an_error_not_a_fallback(tmp_path):
+    proc = run_cli(*TINY, "device=cuda", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "device=cuda was asked for but no CUDA GPU is available" in proc.stdout + proc.stderr
+
+
+def test_help_lists_groups_and_cfg_shows_the_composed_config(tmp_path):
+    help_text = run_cli("--help", cwd=tmp_path).stdout
+    assert "model: lenet5, resnet, resnet18, resnet20, resnet56" in help_text
+    assert "optimizer: adam, adamw, sgd" in help_text
+    assert "schema" not in help_text
+    job = run_cli("--cfg", "job", "model=resnet20", "optimizer=sgd", cwd=tmp_path).stdout
+    assert "name: resnet20" in job and "momentum: 0.9" in job

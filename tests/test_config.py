@@ -1,0 +1,82 @@
+import itertools
+
+import pytest
+from conftest import group_options
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from cifar_exp.config import validate
+from cifar_exp.errors import ConfigError
+
+GROUPS = ["model", "optimizer", "scheduler", "dataset", "device", "trainer"]
+
+
+def test_defaults_are_the_seed_setup(compose):
+    cfg = compose()
+    assert cfg.model.name == "lenet5"
+    assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 1e-3
+    assert cfg.scheduler.name == "none"
+    assert cfg.dataset.name == "cifar10"
+    assert cfg.trainer.batch_size == 32 and cfg.trainer.epochs == 10
+    validate(cfg)
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes_and_validates(compose, group):
+    for option in group_options(group):
+        cfg = compose([f"{group}={option}"])
+        validate(cfg)
+        OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_every_pair_of_options_composes(compose):
+    """Each option of each group composes with each option of every other group."""
+    for g1, g2 in itertools.combinations(GROUPS, 2):
+        for o1, o2 in itertools.product(group_options(g1), group_options(g2)):
+            cfg = compose([f"{g1}={o1}", f"{g2}={o2}"])
+            validate(cfg)
+
+
+def test_model_num_classes_follows_dataset(compose):
+    cfg = compose(["dataset=synthetic", "dataset.num_classes=4", "model=resnet20"])
+    assert cfg.model.num_classes == 4
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.epoch=5",
+        "model=resnet99",
+        "optimizer.lrr=0.1",
+        "trainer.epochs=abc",
+        "model.widht=3",
+    ],
+)
+def test_typos_and_wrong_types_fail_at_composition(compose, override):
+    with pytest.raises(ConfigCompositionException):
+        compose([override])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["trainer.batch_size=0"], "trainer.batch_size must be >= 1, got 0"),
+        (["trainer.epochs=-1"], "trainer.epochs must be >= 0, got -1"),
+        (["optimizer.lr=0"], "optimizer.lr must be > 0, got 0.0"),
+        (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum must be in [0, 1)"),
+        (
+            ["optimizer=sgd", "optimizer.momentum=0", "optimizer.nesterov=true"],
+            "nesterov=true needs",
+        ),
+        (["scheduler=step", "scheduler.gamma=2"], "scheduler.gamma must be in (0, 1]"),
+        (["scheduler=cosine", "scheduler.warmup_epochs=-1"], "warmup_epochs must be >= 0"),
+        (["device.type=tpu"], "device.type must be one of auto, cpu, cuda, got 'tpu'"),
+        (["trainer.precision=fp8"], "trainer.precision must be one of"),
+        (["trainer.limit_train_batches=0"], "trainer.limit_train_batches must be >= 1 or null"),
+        (["dataset=synthetic", "dataset.train_size=0"], "dataset.train_size must be >= 1"),
+    ],
+)
+def test_invalid_values_get_one_clear_message(compose, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate(compose(overrides))
+    assert message in str(err.value)
