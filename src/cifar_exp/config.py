@@ -106,6 +106,8 @@ class TrainerConfig:
     limit_eval_batches: int | None = None
     precision: str = "fp32"
     progress_bar: bool = True
+    checkpoint_every: int = 1
+    stop_on_nonfinite: bool = True
 
 
 @dataclass
@@ -116,11 +118,37 @@ class Config:
     dataset: Any = MISSING
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # A run directory or checkpoint to continue (see run.py); relative to the launch folder.
+    resume: str | None = None
+
+
+@dataclass
+class EvalConfig:
+    """`python -m cifar_exp.eval`: score a checkpoint on its data set's test split."""
+
+    ckpt: str = MISSING
+    device: str = "auto"
+    batch_size: int = 500
+    # Where the data set lies now, if it moved since training (else the run's dataset.root).
+    dataset_root: str | None = None
+
+
+@dataclass
+class PredictConfig:
+    """`python -m cifar_exp.predict`: the top-k classes of image files."""
+
+    ckpt: str = MISSING
+    images: str = MISSING
+    top_k: int = 5
+    device: str = "auto"
+    batch_size: int = 256
 
 
 def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
+    cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="predict_schema", node=PredictConfig)
     # Stored outside any group, so `--help` lists only the options users pick from.
     schemas = {
         "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig},
@@ -152,6 +180,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.num_threads", lambda v: v >= 0, ">= 0 (0 = torch's default)"),
     ("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1"),
     ("trainer.eval_every", lambda v: v >= 1, ">= 1"),
+    ("trainer.checkpoint_every", lambda v: v >= 1, ">= 1 (epochs between checkpoints)"),
     ("trainer.limit_train_batches", lambda v: v is None or v >= 1, ">= 1 or null"),
     ("trainer.limit_eval_batches", lambda v: v is None or v >= 1, ">= 1 or null"),
     ("trainer.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),

@@ -100,11 +100,30 @@ def synthetic(
     )
 
 
+def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 images [N, 3, H, W] -> the float tensor a model sees, on `device`.
+
+    The one place that turns stored pixels into model input: training, evaluation and
+    `cifar_exp.predict` all go through it, so they cannot drift apart.
+    """
+    return images.to(device, non_blocking=True).float().div_(255)
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 images [N, 3, h, w] of any size -> uint8 [N, 3, *size] (antialiased bilinear)."""
+    from torchvision.transforms.v2.functional import resize
+
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return resize(images, list(size), antialias=True)
+
+
 class BatchLoader:
     """Yields (float images in [0, 1], labels) batches on `device` from a uint8 Split.
 
     With shuffling, the order of an epoch depends only on (seed, epoch), so runs repeat
-    exactly and any epoch can be reproduced on its own.
+    exactly and any epoch can be reproduced on its own; `set_epoch(epoch, start_batch)`
+    continues an epoch from the middle, as a resumed run does.
     """
 
     def __init__(
@@ -122,11 +141,13 @@ class BatchLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.start_batch = 0
         full = -(-len(split) // batch_size)
         self.num_batches = full if limit_batches is None else min(full, limit_batches)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch = epoch
+        self.start_batch = start_batch
 
     def __len__(self) -> int:
         return self.num_batches
@@ -138,12 +159,11 @@ class BatchLoader:
             order = torch.randperm(n, generator=gen)
         else:
             order = None
-        for b in range(self.num_batches):
+        for b in range(self.start_batch, self.num_batches):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
             if order is None:
                 images, labels = self.split.images[lo:hi], self.split.labels[lo:hi]
             else:
                 index = order[lo:hi]
                 images, labels = self.split.images[index], self.split.labels[index]
-            images = images.to(self.device, non_blocking=True).float().div_(255)
-            yield images, labels.to(self.device, non_blocking=True)
+            yield to_model_input(images, self.device), labels.to(self.device, non_blocking=True)

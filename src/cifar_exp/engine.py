@@ -1,18 +1,32 @@
-"""The training loop: fit() trains and evaluates epoch by epoch; evaluate() scores a split."""
+"""The training loop: fit() trains and evaluates epoch by epoch; evaluate() scores a split.
+
+fit() can start from a saved Progress, writes checkpoints, and stops cleanly on a signal,
+a non-finite loss or running out of memory (see stopping.py)."""
 
 from __future__ import annotations
 
 import logging
+import math
+import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cifar_exp.checkpoint import Checkpointer
 from cifar_exp.data import BatchLoader
+from cifar_exp.stopping import (
+    Interrupted,
+    NonFiniteWatch,
+    StopOnSignal,
+    out_of_memory,
+)
 from cifar_exp.tracking import RunTracker
 
 log = logging.getLogger(__name__)
@@ -24,6 +38,49 @@ class FitOptions:
     eval_every: int
     log_every_n_steps: int
     progress_bar: bool
+    checkpoint_every: int = 1
+    stop_on_nonfinite: bool = True
+
+
+class Progress:
+    """Where training stands. With the model, optimizer and scheduler states it is all a
+    checkpoint needs to continue exactly, also from the middle of an epoch."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps taken
+        self.batch = 0  # batches done in the unfinished epoch (0 at an epoch boundary)
+        self.best_score = -math.inf  # selection metric of best.pt
+        self.best_test_acc = 0.0
+        self.new_epoch()
+
+    def new_epoch(self) -> None:
+        self.batch = 0
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.seen = 0
+        self.window_loss = torch.zeros((), device=self.device)
+        self.window_steps = 0
+
+    def where(self) -> str:
+        if self.batch:
+            return f"epoch {self.epoch + 1} batch {self.batch}, step {self.step}"
+        return f"end of epoch {self.epoch}, step {self.step}"
+
+    _TENSORS = ("loss_sum", "correct", "window_loss")
+    _NUMBERS = ("epoch", "step", "batch", "best_score", "best_test_acc", "seen", "window_steps")
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._NUMBERS}
+        state.update({name: getattr(self, name).cpu() for name in self._TENSORS})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._NUMBERS:
+            setattr(self, name, state[name])
+        for name in self._TENSORS:
+            setattr(self, name, state[name].to(self.device))
 
 
 @torch.no_grad()
@@ -51,20 +108,23 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     tracker: RunTracker,
-    step: int,
-    epoch: int,
+    progress: Progress,
     opts: FitOptions,
-) -> tuple[dict[str, float], int]:
+    watch: NonFiniteWatch | None = None,
+    stop: StopOnSignal | None = None,
+    kept: Callable[[], str] = lambda: "no checkpoint was written yet",
+) -> dict[str, float] | None:
+    """Train from progress.batch to the end of the epoch; None if a stop was requested first."""
     model.train()
-    loss_sum = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
-    window_loss = torch.zeros((), device=loader.device)
-    window_steps = 0
-    seen = 0
+    p = progress
+    epoch = p.epoch + 1
+    seen_before = p.seen
     start = time.perf_counter()
     bar = tqdm(
         loader,
         desc=f"epoch {epoch}/{opts.epochs}",
+        initial=p.batch,
+        total=len(loader),
         disable=not _show_progress(opts.progress_bar),
         file=sys.stdout,
         leave=False,
@@ -76,30 +136,41 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        step += 1
+        p.step += 1
+        p.batch += 1
+        if watch is not None:
+            watch.observe(loss, p.step)
         batch = len(labels)
-        seen += batch
-        loss_sum += loss.detach() * batch
-        correct += (logits.argmax(1) == labels).sum()
-        window_loss += loss.detach()
-        window_steps += 1
-        if step % opts.log_every_n_steps == 0:
-            mean_loss = window_loss.item() / window_steps
-            tracker.log_step(step, mean_loss, optimizer.param_groups[0]["lr"])
-            window_loss.zero_()
-            window_steps = 0
+        p.seen += batch
+        p.loss_sum += loss.detach() * batch
+        p.correct += (logits.argmax(1) == labels).sum()
+        p.window_loss += loss.detach()
+        p.window_steps += 1
+        if p.step % opts.log_every_n_steps == 0:
+            if watch is not None:
+                watch.check(len(loader), kept())
+            mean_loss = p.window_loss.item() / p.window_steps
+            tracker.log_step(p.step, mean_loss, optimizer.param_groups[0]["lr"])
+            p.window_loss.zero_()
+            p.window_steps = 0
             bar.set_postfix(
-                loss=f"{mean_loss:.3f}", img_s=f"{seen / (time.perf_counter() - start):.0f}"
+                loss=f"{mean_loss:.3f}",
+                img_s=f"{(p.seen - seen_before) / (time.perf_counter() - start):.0f}",
             )
+        if stop is not None and stop.requested and p.batch < len(loader):
+            break
+    if watch is not None:
+        watch.check(len(loader), kept())
+    if p.batch < len(loader):
+        return None
     if loader.device.type == "cuda":
         torch.cuda.synchronize(loader.device)
     elapsed = time.perf_counter() - start
-    stats = {
-        "train_loss": loss_sum.item() / seen,
-        "train_acc": correct.item() / seen,
-        "images_per_s": seen / elapsed,
+    return {
+        "train_loss": p.loss_sum.item() / p.seen,
+        "train_acc": p.correct.item() / p.seen,
+        "images_per_s": (p.seen - seen_before) / elapsed,
     }
-    return stats, step
 
 
 def fit(
@@ -110,24 +181,62 @@ def fit(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     tracker: RunTracker,
     opts: FitOptions,
+    progress: Progress | None = None,
+    checkpointer: Checkpointer | None = None,
+    stop: StopOnSignal | None = None,
 ) -> dict[str, float]:
-    """Train for opts.epochs; return the final and best test metrics."""
-    step = 0
-    best_acc = 0.0
+    """Train from `progress` (default: the start) to opts.epochs; return the final metrics.
+
+    Writes checkpoints through `checkpointer`: last.pt every opts.checkpoint_every epochs and
+    at the end, best.pt whenever the selection metric improves, and last.pt mid-epoch when
+    `stop` reports a signal (then raises Interrupted).
+    """
+    progress = progress or Progress(train_loader.device)
+    watch = NonFiniteWatch(train_loader.device) if opts.stop_on_nonfinite else None
+
+    def kept() -> str:
+        return checkpointer.describe() if checkpointer else "no checkpoints are written"
+
     last_test: dict[str, float] | None = None
     last_train: dict[str, float] = {}
-    for epoch in range(1, opts.epochs + 1):
+    for epoch in range(progress.epoch + 1, opts.epochs + 1):
         epoch_start = time.perf_counter()
-        train_loader.set_epoch(epoch)
-        last_train, step = train_one_epoch(
-            model, train_loader, optimizer, scheduler, tracker, step, epoch, opts
-        )
-        values = {**last_train, "lr": optimizer.param_groups[0]["lr"]}
-        if epoch % opts.eval_every == 0 or epoch == opts.epochs:
-            last_test = evaluate(model, test_loader)
-            best_acc = max(best_acc, last_test["acc"])
-            values.update(test_loss=last_test["loss"], test_acc=last_test["acc"])
+        train_loader.set_epoch(epoch, start_batch=progress.batch)
+        phase, loader = "training", train_loader
+        try:
+            stats = train_one_epoch(
+                model,
+                train_loader,
+                optimizer,
+                scheduler,
+                tracker,
+                progress,
+                opts,
+                watch,
+                stop,
+                kept,
+            )
+            if stats is None:
+                _stop(progress, checkpointer, stop)
+            last_train = stats
+            values = {**last_train, "lr": optimizer.param_groups[0]["lr"]}
+            if epoch % opts.eval_every == 0 or epoch == opts.epochs:
+                phase, loader = "evaluation", test_loader
+                last_test = evaluate(model, test_loader)
+                values.update(test_loss=last_test["loss"], test_acc=last_test["acc"])
+        except torch.cuda.OutOfMemoryError as err:
+            key = "trainer.batch_size" if phase == "training" else "trainer.eval_batch_size"
+            raise out_of_memory(err, phase, key, loader.batch_size, loader.device, kept()) from None
         values["epoch_s"] = time.perf_counter() - epoch_start
+        improved = False
+        if "test_acc" in values:
+            progress.best_test_acc = max(progress.best_test_acc, values["test_acc"])
+            # Validation accuracy picks best.pt when there is a validation split.
+            score = values.get("val_acc", values["test_acc"])
+            improved = score > progress.best_score
+            progress.best_score = max(progress.best_score, score)
+        progress.epoch = epoch
+        progress.new_epoch()
         tracker.log_epoch(epoch, values)
         log.info(
             "epoch %d/%d  train loss %.4f acc %.4f  %s %.0f img/s  %.1fs",
@@ -141,14 +250,35 @@ def fit(
             values["images_per_s"],
             values["epoch_s"],
         )
+        if checkpointer is not None:
+            periodic = epoch % opts.checkpoint_every == 0 or epoch == opts.epochs
+            checkpointer.save(
+                progress.where(), last=periodic or bool(stop and stop.requested), best=improved
+            )
+        if stop is not None and stop.requested and epoch < opts.epochs:
+            _stop(progress, checkpointer, stop)
     if last_test is None:  # epochs=0: score the untrained model
         last_test = evaluate(model, test_loader)
-        best_acc = last_test["acc"]
+        progress.best_test_acc = last_test["acc"]
     final = {
         "test_acc": last_test["acc"],
         "test_loss": last_test["loss"],
-        "best_test_acc": best_acc,
+        "best_test_acc": progress.best_test_acc,
     }
     if last_train:
         final.update(train_loss=last_train["train_loss"], train_acc=last_train["train_acc"])
     return final
+
+
+def _stop(progress: Progress, checkpointer: Checkpointer | None, stop: StopOnSignal) -> NoReturn:
+    assert stop.signum is not None
+    name = signal.Signals(stop.signum).name
+    if checkpointer is None:
+        raise Interrupted(stop.signum, f"stopped by {name} at {progress.where()}; no checkpoint")
+    checkpointer.save(progress.where())
+    run_dir = checkpointer.folder.parent
+    raise Interrupted(
+        stop.signum,
+        f"stopped by {name} at {progress.where()}; saved {checkpointer.last}. "
+        f"Continue with: python -m cifar_exp.run resume={run_dir}",
+    )

@@ -2,12 +2,12 @@
 
 Hydra composes the config from conf/; this module builds the data, model, optimizer and
 schedule it names, trains, and returns the final test accuracy (the value sweepers optimize).
+`resume=<run dir or checkpoint>` continues a run from its checkpoint, in its own directory.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,18 +18,28 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpointer,
+    find_checkpoint,
+    load_checkpoint,
+    load_states,
+)
 from cifar_exp.config import register_schemas, validate
 from cifar_exp.data import BatchLoader, load_dataset
-from cifar_exp.engine import FitOptions, fit
+from cifar_exp.engine import FitOptions, Progress, fit
 from cifar_exp.errors import UserError
 from cifar_exp.models import MODELS
 from cifar_exp.optim import build_optimizer, build_scheduler
+from cifar_exp.resume import resume_config, saved_config
+from cifar_exp.rundir import RunManifest, register_resolvers
+from cifar_exp.stopping import Interrupted, StopOnSignal
 from cifar_exp.tracking import RunTracker
 
 log = logging.getLogger("cifar_exp")
 
 register_schemas()
-OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+register_resolvers()
 
 
 def resolve_device(kind: str) -> torch.device:
@@ -44,13 +54,27 @@ def resolve_device(kind: str) -> torch.device:
     return torch.device(kind)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Build everything the config names, train, and return the final metrics."""
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    checkpoint: dict[str, Any] | None = None,
+    manifest: RunManifest | None = None,
+) -> dict[str, Any]:
+    """Build everything the config names, train (from `checkpoint` when given), return the
+    final metrics. Checkpoints go to run_dir/checkpoints/."""
     validate(cfg)
     t = cfg.trainer
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     device = resolve_device(cfg.device.type)
+    if manifest is not None:
+        manifest.update(device=describe_device(device))
     torch.manual_seed(t.seed)
 
     data = load_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
@@ -85,16 +109,52 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     tracker = RunTracker(
         run_dir, {"model": cfg.model.name, "params": params, "device": str(device)}
     )
-    start = time.perf_counter()
-    final = fit(
-        model,
-        train_loader,
-        test_loader,
-        optimizer,
-        scheduler,
-        tracker,
-        FitOptions(t.epochs, t.eval_every, t.log_every_n_steps, t.progress_bar),
+    progress = Progress(device)
+    stored = OmegaConf.to_container(cfg, resolve=True)
+    stored.pop("resume", None)
+    checkpointer = Checkpointer(
+        run_dir / CHECKPOINT_DIR,
+        {
+            "model": model,
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+            "progress": progress,
+            "tracker": tracker,
+        },
+        {
+            "config": OmegaConf.to_yaml(OmegaConf.create(stored)),
+            "classes": list(data.classes),
+            "input_shape": list(data.train.images.shape[1:]),
+        },
     )
+    # Model, gradients and optimizer moments: a generous estimate of a checkpoint's size.
+    checkpointer.check_space(4 * params * 4 + 2**20)
+    if checkpoint is not None:
+        load_states(checkpoint, checkpointer.parts, checkpointer.last)
+        checkpointer.saved["last.pt"] = progress.where()
+        tracker.continue_from(progress.epoch, progress.step)
+        log.info("resumed from %s at %s", checkpointer.last, progress.where())
+    start = time.perf_counter()
+    with StopOnSignal() as stop:
+        final = fit(
+            model,
+            train_loader,
+            test_loader,
+            optimizer,
+            scheduler,
+            tracker,
+            FitOptions(
+                t.epochs,
+                t.eval_every,
+                t.log_every_n_steps,
+                t.progress_bar,
+                t.checkpoint_every,
+                t.stop_on_nonfinite,
+            ),
+            progress,
+            checkpointer,
+            stop,
+        )
     final.update(epochs=t.epochs, wall_s=time.perf_counter() - start)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["model"]["params"] = params
@@ -108,14 +168,55 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return final
 
 
+def prepare_resume(
+    cfg: DictConfig, overrides: list[str]
+) -> tuple[DictConfig, dict[str, Any], Path]:
+    """The config, checkpoint state and checkpoint path to continue the run `cfg.resume` names."""
+    path = find_checkpoint(cfg.resume)
+    state = load_checkpoint(path)
+    progress = state.get("progress", {})
+    resumed = resume_config(
+        saved_config(state["config"], str(path)), cfg, overrides, progress.get("epoch", 0)
+    )
+    if progress.get("epoch") == resumed.trainer.epochs and not progress.get("batch"):
+        raise UserError(
+            f"the run in {path.parent.parent} already finished its {resumed.trainer.epochs} "
+            "epochs; to train longer add trainer.epochs=<more>"
+        )
+    return resumed, state, path
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    checkpoint, resumed_from = None, None
+    if cfg.resume:
+        try:
+            cfg, checkpoint, resumed_from = prepare_resume(cfg, list(hydra_cfg.overrides.task))
+        except UserError as err:  # refused before anything changed: the run stays as it was
+            log.error("%s", err)
+            sys.exit(1)
+    manifest = RunManifest(run_dir)
+    manifest.start(resumed_from)
     try:
-        return train(cfg, run_dir)["test_acc"]
+        final = train(cfg, run_dir, checkpoint, manifest)
+    except Interrupted as stop:
+        manifest.finish("interrupted", str(stop))
+        log.error("%s", stop)
+        sys.exit(stop.exit_code)
     except UserError as err:
+        manifest.finish("failed", str(err))
         log.error("%s", err)
         sys.exit(1)
+    except KeyboardInterrupt:
+        manifest.finish("interrupted", "KeyboardInterrupt (stopped at once)")
+        raise
+    except Exception as err:
+        manifest.finish("failed", f"{type(err).__name__}: {err}")
+        raise
+    manifest.finish("ok")
+    return final["test_acc"]
 
 
 if __name__ == "__main__":

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+from tensorboard.compat.proto import event_pb2
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from cifar_exp.errors import UserError
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch).
 EPOCH_TAGS = {
@@ -23,6 +28,8 @@ EPOCH_TAGS = {
 # Per-step scalars (x axis: optimizer step).
 STEP_LOSS_TAG = "train_step/loss"
 STEP_LR_TAG = "train_step/lr"
+STEP_TAGS = {STEP_LOSS_TAG, STEP_LR_TAG}
+PARAMS_TAG = "model/params"
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -42,16 +49,64 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def write_json(path: Path, data: Any) -> None:
     """Write so that a reader never sees a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(
+            f"could not write {path}: {err.strerror or err}. Free some disk space or fix the "
+            "folder's permissions."
+        ) from err
+
+
+def trim_events(old_files: list[Path], writer: SummaryWriter, epoch: int, step: int) -> None:
+    """Keep only the events up to a checkpoint: per-epoch tags up to `epoch`, per-step tags
+    up to `step`, no final/HParams summaries; rewrite them into `writer`'s new file and drop
+    the old files, so a resumed run's curves have no duplicated or out-of-order points."""
+    for path in old_files:
+        for record in RawEventFileLoader(str(path)).Load():
+            event = event_pb2.Event.FromString(record)
+            if not event.HasField("summary"):
+                continue
+            keep = [v for v in event.summary.value if _kept(v.tag, event.step, epoch, step)]
+            if not keep:
+                continue
+            del event.summary.value[:]
+            event.summary.value.extend(keep)
+            writer.file_writer.add_event(event, walltime=event.wall_time)
+    writer.flush()
+    for path in old_files:
+        path.unlink()
+
+
+def _kept(tag: str, at: int, epoch: int, step: int) -> bool:
+    if tag == PARAMS_TAG or tag.startswith(("final/", "_hparams_/")):
+        return False
+    return at <= (step if tag in STEP_TAGS else epoch)
 
 
 class RunTracker:
     def __init__(self, run_dir: Path, info: dict[str, Any]) -> None:
         self.run_dir = run_dir
+        # A resumed run rewrites these (see continue_from); the new writer adds its own file.
+        self.earlier_event_files = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.metrics: dict[str, Any] = {**info, "epochs": [], "final": None}
-        self.writer.add_scalar("model/params", info["params"], 0)
+        self.writer.add_scalar(PARAMS_TAG, info["params"], 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metrics": copy.deepcopy(self.metrics)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.metrics = copy.deepcopy(state["metrics"])
+
+    def continue_from(self, epoch: int, step: int) -> None:
+        """After loading a checkpoint: cut TensorBoard and metrics.json back to it."""
+        trim_events(self.earlier_event_files, self.writer, epoch, step)
+        self.metrics["epochs"] = [e for e in self.metrics["epochs"] if e["epoch"] <= epoch]
+        self.metrics["final"] = None
+        write_json(self.run_dir / "metrics.json", self.metrics)
 
     def log_step(self, step: int, loss: float, lr: float) -> None:
         self.writer.add_scalar(STEP_LOSS_TAG, loss, step)

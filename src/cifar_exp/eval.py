@@ -1,0 +1,166 @@
+"""`python -m cifar_exp.eval ckpt=<checkpoint or run dir>`: score a checkpoint.
+
+Evaluates on the test split of the data set the checkpoint was trained on: loss, accuracy,
+per-class accuracy and the confusion matrix, printed as tables and written to `eval.json`
+and `confusion_matrix.png` in the eval's own output folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from cifar_exp.checkpoint import find_checkpoint, load_checkpoint, load_states
+from cifar_exp.config import register_schemas
+from cifar_exp.data import BatchLoader, load_dataset
+from cifar_exp.errors import UserError
+from cifar_exp.models import MODELS
+from cifar_exp.resume import saved_config
+from cifar_exp.run import resolve_device
+from cifar_exp.rundir import register_resolvers
+from cifar_exp.tracking import write_json
+
+log = logging.getLogger("cifar_exp")
+
+register_schemas()
+register_resolvers()
+
+
+def required(cfg: DictConfig, key: str, example: str) -> Any:
+    if OmegaConf.is_missing(cfg, key):
+        raise UserError(f"{key} is required: {example}")
+    return cfg[key]
+
+
+def load_trained(spec: str, device: torch.device) -> tuple[nn.Module, DictConfig, dict[str, Any]]:
+    """The model of a checkpoint (in eval mode on `device`), its run config and the state."""
+    path = find_checkpoint(spec)
+    state = load_checkpoint(path)
+    run_cfg = saved_config(state["config"], str(path))
+    options = OmegaConf.to_container(run_cfg.model, resolve=True)
+    model = MODELS.build(options.pop("name"), **options)
+    load_states(state, {"model": model}, path)
+    log.info("checkpoint %s: %s at epoch %s", path, run_cfg.model.name, state["progress"]["epoch"])
+    return model.to(device).eval(), run_cfg, state
+
+
+@torch.no_grad()
+def confusion(
+    model: nn.Module, loader: BatchLoader, num_classes: int
+) -> tuple[torch.Tensor, float]:
+    """Confusion matrix [true, predicted] (int64) and the summed cross-entropy."""
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=loader.device)
+    loss_sum = torch.zeros((), device=loader.device)
+    for images, labels in loader:
+        logits = model(images)
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        counts += torch.bincount(labels * num_classes + logits.argmax(1), minlength=len(counts))
+    return counts.view(num_classes, num_classes).cpu(), loss_sum.item()
+
+
+def format_table(matrix: torch.Tensor, classes: list[str]) -> str:
+    """The confusion matrix as text: rows are true classes, columns predicted ones."""
+    short = [name[:8] for name in classes]
+    width = max(8, len(str(int(matrix.max()))) + 1)
+    header = "true \\ predicted"
+    first = max(len(header), *(len(name) for name in classes)) + 2
+    lines = [header.ljust(first) + "".join(s.rjust(width) for s in short)]
+    for name, row in zip(classes, matrix.tolist(), strict=True):
+        lines.append(name.ljust(first) + "".join(str(v).rjust(width) for v in row))
+    return "\n".join(lines)
+
+
+def plot_confusion(matrix: torch.Tensor, classes: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = matrix.double() / matrix.sum(1, keepdim=True).clamp(min=1)
+    size = max(5.0, 0.6 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if len(classes) <= 20:
+        for i in ticks:
+            for j in ticks:
+                color = "white" if rates[i, j] > 0.5 else "black"
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", color=color, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    spec = required(cfg, "ckpt", "python -m cifar_exp.eval ckpt=<checkpoint or run dir>")
+    if cfg.batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    device = resolve_device(cfg.device)
+    model, run_cfg, state = load_trained(spec, device)
+    dataset = OmegaConf.to_container(run_cfg.dataset, resolve=True)
+    if cfg.dataset_root is not None:
+        dataset["root"] = cfg.dataset_root
+    data = load_dataset(dataset)
+    classes = list(state["classes"])
+    if data.classes != classes:
+        raise UserError(
+            f"the data set's classes {data.classes} differ from the checkpoint's {classes}"
+        )
+    loader = BatchLoader(data.test, cfg.batch_size, device)
+    matrix, loss_sum = confusion(model, loader, len(classes))
+    total = int(matrix.sum())
+    per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()
+    results = {
+        "checkpoint": str(find_checkpoint(spec)),
+        "epoch": state["progress"]["epoch"],
+        "split": "test",
+        "images": total,
+        "loss": loss_sum / total,
+        "acc": int(matrix.diag().sum()) / total,
+        "classes": classes,
+        "per_class_acc": dict(zip(classes, per_class, strict=True)),
+        "confusion_matrix": matrix.tolist(),
+    }
+    write_json(out_dir / "eval.json", results)
+    plot_confusion(
+        matrix,
+        classes,
+        out_dir / "confusion_matrix.png",
+        f"{run_cfg.model.name}, epoch {results['epoch']}: test acc {results['acc']:.4f}",
+    )
+    # The report is this command's output, so it goes to stdout as plain text.
+    print(f"test loss {results['loss']:.4f}  accuracy {results['acc']:.4f}  ({total} images)")
+    print("per-class accuracy:")
+    for name, acc in results["per_class_acc"].items():
+        print(f"  {name:<{max(len(c) for c in classes)}}  {acc:.4f}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print(format_table(matrix, classes))
+    log.info("wrote %s and %s", out_dir / "eval.json", out_dir / "confusion_matrix.png")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> float:
+    try:
+        return evaluate_checkpoint(cfg, Path(HydraConfig.get().runtime.output_dir))["acc"]
+    except UserError as err:
+        log.error("%s", err)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

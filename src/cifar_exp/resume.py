@@ -1,0 +1,91 @@
+"""`resume=<run dir or checkpoint>`: which config a resumed run uses.
+
+A resumed run keeps the config its checkpoint was written with. Overrides on the command
+line may change only what leaves the experiment itself alone (how long, how it is logged,
+where the data lies, where it runs); any other override that differs from the run's value
+is refused, so a resumed run always ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cifar_exp.config import Config
+from cifar_exp.errors import UserError
+
+# Keys a resume may change. trainer.epochs only with schedules that do not depend on it.
+HARMLESS = (
+    "trainer.epochs",
+    "trainer.progress_bar",
+    "trainer.log_every_n_steps",
+    "trainer.num_threads",
+    "trainer.checkpoint_every",
+    "trainer.stop_on_nonfinite",
+    "trainer.eval_batch_size",
+    "device.type",
+    "dataset.root",
+    "dataset.download",
+)
+EPOCH_FREE_SCHEDULERS = ("none", "step")
+_NOT_COMPARED = ("resume",)
+
+
+def saved_config(yaml_text: str, source: str) -> DictConfig:
+    """The config stored in a checkpoint, typed by today's schemas."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(yaml_text))
+    except OmegaConfBaseException as err:
+        raise UserError(
+            f"checkpoint {source} holds a config this cifar-exp does not accept ({err}); "
+            "resume it with the cifar-exp version that wrote it"
+        ) from err
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, DictConfig) or OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [o.key_or_group for o in parsed]
+
+
+def resume_config(
+    saved: DictConfig, requested: DictConfig, overrides: list[str], completed_epochs: int
+) -> DictConfig:
+    """The saved config with the requested harmless changes; UserError for any other change."""
+    cfg = saved.copy()
+    allowed = ", ".join(HARMLESS)
+    for key in override_keys(overrides):
+        if key in _NOT_COMPARED:
+            continue
+        new = _plain(OmegaConf.select(requested, key, default=None))
+        old = _plain(OmegaConf.select(saved, key, default=None))
+        if new == old:
+            continue
+        if key not in HARMLESS:
+            raise UserError(
+                f"resume: {key} would change the experiment (the run has {key}={old}, the "
+                f"override gives {new}); a resumed run keeps its config. Allowed changes: "
+                f"{allowed}. Start a new run to change {key}."
+            )
+        OmegaConf.update(cfg, key, new, merge=False)
+    epochs = cfg.trainer.epochs
+    if epochs != saved.trainer.epochs and saved.scheduler.name not in EPOCH_FREE_SCHEDULERS:
+        raise UserError(
+            f"resume: trainer.epochs cannot change with scheduler={saved.scheduler.name}: its "
+            f"schedule is laid out over the planned {saved.trainer.epochs} epochs. Start a new "
+            "run for a longer schedule."
+        )
+    if epochs < completed_epochs:
+        raise UserError(
+            f"resume: trainer.epochs={epochs} but the run has already completed "
+            f"{completed_epochs} epochs"
+        )
+    return cfg

@@ -1,0 +1,247 @@
+"""Checkpoints, exact resume and failure handling, in-process through run.train().
+
+Faults are injected by a registered LeNet5 subclass whose n-th training forward sends this
+process a real SIGINT, returns NaN logits, or raises torch's CUDA out-of-memory error; the
+rest (Hydra composition, training loop, checkpoint files) is the real thing.
+"""
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from conftest import TINY
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cifar_exp.checkpoint import (
+    Checkpointer,
+    find_checkpoint,
+    load_checkpoint,
+    load_states,
+)
+from cifar_exp.errors import UserError
+from cifar_exp.models import MODELS
+from cifar_exp.models.lenet import LeNet5
+from cifar_exp.stopping import Interrupted, NonFiniteLoss, OutOfMemory
+
+TIMING = ("epoch_s", "images_per_s", "wall_s")
+
+
+class Faulty(LeNet5):
+    """LeNet5 whose `at`-th training forward injects `fault`."""
+
+    def __init__(self, num_classes: int = 10, fault: str = "none", at: int = 0) -> None:
+        super().__init__(num_classes)
+        self.fault, self.at, self.calls = fault, at, 0
+
+    def forward(self, x):
+        out = super().forward(x)
+        if self.training:
+            self.calls += 1
+            if self.calls == self.at:
+                if self.fault == "sigint":
+                    os.kill(os.getpid(), signal.SIGINT)
+                elif self.fault == "nan_logits":
+                    out = out * float("nan")
+                elif self.fault == "oom":
+                    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return out
+
+
+@pytest.fixture
+def faulty():
+    MODELS.register("faulty")(Faulty)
+    yield
+    MODELS._entries.pop("faulty")
+
+
+@pytest.fixture
+def run(compose, faulty):
+    """run(name, fault, at, *overrides, checkpoint=None): train in-process, 3 epochs of 8 steps."""
+    from cifar_exp.run import train
+
+    def go(run_dir, fault="none", at=0, *overrides, checkpoint=None):
+        cfg = compose(
+            [
+                *TINY,
+                "trainer.epochs=3",
+                "model.name=faulty",
+                f"+model.fault={fault}",
+                f"+model.at={at}",
+                *overrides,
+            ]
+        )
+        return train(cfg, run_dir, checkpoint)
+
+    return go
+
+
+def strip_timing(metrics):
+    epochs = [{k: v for k, v in e.items() if k not in TIMING} for e in metrics["epochs"]]
+    final = {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMING}
+    return epochs, final
+
+
+def assert_same_state(a, b):
+    """Equal nested states; tensors bitwise."""
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same_state(a[key], b[key])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same_state(x, y)
+    else:
+        assert a == b
+
+
+def assert_same_run(ref_dir, run_dir):
+    ref = load_checkpoint(ref_dir / "checkpoints" / "last.pt")
+    got = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    for part in ("model", "optimizer", "scheduler", "progress"):
+        assert_same_state(ref[part], got[part])
+    ref_metrics = json.loads((ref_dir / "metrics.json").read_text())
+    got_metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert strip_timing(ref_metrics) == strip_timing(got_metrics)
+
+
+def tensorboard_points(run_dir):
+    acc = EventAccumulator(
+        str(run_dir / "tensorboard"), size_guidance={"scalars": 0}, purge_orphaned_data=False
+    )
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def assert_same_tensorboard(ref_dir, run_dir):
+    ref, got = tensorboard_points(ref_dir), tensorboard_points(run_dir)
+    assert ref.keys() == got.keys()
+    for tag in ref:
+        steps = [step for step, _ in got[tag]]
+        assert steps == sorted(set(steps)), f"{tag}: duplicated or out-of-order steps {steps}"
+        if not tag.startswith(("time/", "throughput/", "final/wall_s")):
+            assert got[tag] == ref[tag], tag
+
+
+def test_checkpoint_holds_everything_to_continue(run, tmp_path):
+    run(tmp_path / "run")
+    state = load_checkpoint(find_checkpoint(str(tmp_path / "run")))
+    assert {"model", "optimizer", "scheduler", "progress", "tracker", "rng"} <= state.keys()
+    assert state["progress"]["epoch"] == 3 and state["progress"]["step"] == 24
+    assert state["progress"]["batch"] == 0
+    assert {"python", "numpy", "torch"} <= state["rng"].keys()
+    assert "name: faulty" in state["config"] and "batch_size: 32" in state["config"]
+    assert state["classes"] == [f"class_{i}" for i in range(10)]
+    assert state["input_shape"] == [3, 32, 32]
+    assert state["versions"]["torch"] == torch.__version__
+    assert len(state["tracker"]["metrics"]["epochs"]) == 3
+    # best.pt is the epoch with the best test accuracy (the selection metric without a val split)
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    accs = [e["test_acc"] for e in state["tracker"]["metrics"]["epochs"]]
+    assert best["progress"]["epoch"] == accs.index(max(accs)) + 1
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))
+
+
+def test_sigint_mid_epoch_saves_and_resumes_bitwise_exact(run, tmp_path):
+    run(tmp_path / "ref")
+    # The 11th step is the 3rd of epoch 2: a real SIGINT arrives in the middle of the step.
+    with pytest.raises(Interrupted) as stop:
+        run(tmp_path / "run", "sigint", 11)
+    assert stop.value.signum == signal.SIGINT and stop.value.exit_code == 130
+    assert f"resume={tmp_path / 'run'}" in str(stop.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert (state["progress"]["epoch"], state["progress"]["batch"]) == (1, 3)
+    assert state["progress"]["step"] == 11
+
+    run(tmp_path / "run", checkpoint=state)
+    assert_same_run(tmp_path / "ref", tmp_path / "run")
+    assert_same_tensorboard(tmp_path / "ref", tmp_path / "run")
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(run, tmp_path):
+    with pytest.raises(NonFiniteLoss) as err:
+        run(tmp_path / "run", "nan_logits", 11)
+    message = str(err.value)
+    assert "non-finite (NaN or inf) at step 11 (epoch 2)" in message
+    assert "the last finite loss was" in message and "at step 10" in message
+    assert "(end of epoch 1, step 8) is intact" in message
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["progress"]["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_nonfinite_loss_can_be_trained_through(run, tmp_path):
+    final = run(tmp_path / "run", "nan_logits", 11, "trainer.stop_on_nonfinite=false")
+    assert math.isnan(final["train_loss"])
+
+
+def test_out_of_memory_suggests_a_smaller_batch_and_keeps_the_checkpoint(run, tmp_path):
+    with pytest.raises(OutOfMemory) as err:
+        run(tmp_path / "run", "oom", 11)
+    message = str(err.value)
+    assert "out of memory on cpu during training with trainer.batch_size=32" in message
+    assert "trainer.batch_size=16" in message and "(end of epoch 1, step 8) is intact" in message
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["epoch"] == 1
+
+
+def test_too_little_disk_space_is_refused_before_training(run, tmp_path, monkeypatch):
+    # A full disk cannot be made in a test; the check reads the real free space through this.
+    monkeypatch.setattr("cifar_exp.checkpoint.free_bytes", lambda folder: 100_000)
+    with pytest.raises(UserError, match=r"only 0.1 MiB free in .*a checkpoint needs about"):
+        run(tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    model = LeNet5()
+    Checkpointer(folder, {"model": model}, {"config": "model:\n  name: lenet5\n"}).save("test")
+    return folder / "last.pt"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "is truncated or corrupted"),
+        (lambda b: b"not a checkpoint at all" * 10, "is truncated or corrupted"),
+        (lambda b: b[:100] + bytes(200) + b[300:], "is truncated or corrupted"),
+    ],
+)
+def test_damaged_checkpoints_give_one_clear_error(good_checkpoint, tmp_path, damage, message):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(damage(good_checkpoint.read_bytes()))
+    with pytest.raises(UserError, match=message):
+        load_checkpoint(bad)
+
+
+def test_checkpoints_that_could_run_code_or_are_foreign_are_refused(tmp_path):
+    import fractions
+
+    torch.save({"format": "cifar-exp-checkpoint", "x": fractions.Fraction(1, 2)}, tmp_path / "a")
+    with pytest.raises(UserError, match="not loaded \\(it could run code\\)"):
+        load_checkpoint(tmp_path / "a")
+    torch.save({"weights": torch.ones(2)}, tmp_path / "b")
+    with pytest.raises(UserError, match="is not a cifar-exp checkpoint"):
+        load_checkpoint(tmp_path / "b")
+    with pytest.raises(UserError, match="no such checkpoint or run directory"):
+        find_checkpoint(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        find_checkpoint(str(tmp_path))
+
+
+def test_checkpoint_of_another_model_or_class_count_does_not_fit(good_checkpoint):
+    state = load_checkpoint(good_checkpoint)
+    with pytest.raises(UserError, match="does not fit this run's model: .*size mismatch"):
+        load_states(state, {"model": LeNet5(num_classes=5)}, good_checkpoint)
+    with pytest.raises(UserError, match="does not fit this run's model: .*Missing key"):
+        load_states(state, {"model": MODELS.build("resnet20")}, good_checkpoint)
+    with pytest.raises(UserError, match="has no 'optimizer' state"):
+        load_states(state, {"optimizer": torch.optim.SGD(LeNet5().parameters())}, good_checkpoint)
