@@ -5,15 +5,15 @@ process a real SIGINT, returns NaN logits, or raises torch's CUDA out-of-memory 
 rest (Hydra composition, training loop, checkpoint files) is the real thing.
 """
 
-import json
 import math
 import os
 import signal
+from importlib import metadata
 
 import pytest
 import torch
 from conftest import TINY
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from runs import assert_same_run, assert_same_tensorboard
 
 from cifar_exp.checkpoint import (
     Checkpointer,
@@ -25,8 +25,6 @@ from cifar_exp.errors import UserError
 from cifar_exp.models import MODELS
 from cifar_exp.models.lenet import LeNet5
 from cifar_exp.stopping import Interrupted, NonFiniteLoss, OutOfMemory
-
-TIMING = ("epoch_s", "images_per_s", "wall_s")
 
 
 class Faulty(LeNet5):
@@ -78,57 +76,6 @@ def run(compose, faulty):
     return go
 
 
-def strip_timing(metrics):
-    epochs = [{k: v for k, v in e.items() if k not in TIMING} for e in metrics["epochs"]]
-    final = {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMING}
-    return epochs, final
-
-
-def assert_same_state(a, b):
-    """Equal nested states; tensors bitwise."""
-    assert type(a) is type(b)
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert_same_state(a[key], b[key])
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            assert_same_state(x, y)
-    else:
-        assert a == b
-
-
-def assert_same_run(ref_dir, run_dir):
-    ref = load_checkpoint(ref_dir / "checkpoints" / "last.pt")
-    got = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    for part in ("model", "optimizer", "scheduler", "progress"):
-        assert_same_state(ref[part], got[part])
-    ref_metrics = json.loads((ref_dir / "metrics.json").read_text())
-    got_metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert strip_timing(ref_metrics) == strip_timing(got_metrics)
-
-
-def tensorboard_points(run_dir):
-    acc = EventAccumulator(
-        str(run_dir / "tensorboard"), size_guidance={"scalars": 0}, purge_orphaned_data=False
-    )
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
-def assert_same_tensorboard(ref_dir, run_dir):
-    ref, got = tensorboard_points(ref_dir), tensorboard_points(run_dir)
-    assert ref.keys() == got.keys()
-    for tag in ref:
-        steps = [step for step, _ in got[tag]]
-        assert steps == sorted(set(steps)), f"{tag}: duplicated or out-of-order steps {steps}"
-        if not tag.startswith(("time/", "throughput/", "final/wall_s")):
-            assert got[tag] == ref[tag], tag
-
-
 def test_checkpoint_holds_everything_to_continue(run, tmp_path):
     run(tmp_path / "run")
     state = load_checkpoint(find_checkpoint(str(tmp_path / "run")))
@@ -139,7 +86,7 @@ def test_checkpoint_holds_everything_to_continue(run, tmp_path):
     assert "name: faulty" in state["config"] and "batch_size: 32" in state["config"]
     assert state["classes"] == [f"class_{i}" for i in range(10)]
     assert state["input_shape"] == [3, 32, 32]
-    assert state["versions"]["torch"] == torch.__version__
+    assert state["versions"]["torch"] == metadata.version("torch")
     assert len(state["tracker"]["metrics"]["epochs"]) == 3
     # best.pt is the epoch with the best test accuracy (the selection metric without a val split)
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")

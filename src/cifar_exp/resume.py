@@ -51,6 +51,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _differences(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
+    """(key, old, new) for each leaf that differs; a group override compares its keys."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            diff
+            for name in sorted(old.keys() | new.keys())
+            for diff in _differences(f"{key}.{name}", old.get(name), new.get(name))
+        ]
+    return [] if old == new else [(key, old, new)]
+
+
 def override_keys(overrides: list[str]) -> list[str]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     return [o.key_or_group for o in parsed]
@@ -67,15 +78,14 @@ def resume_config(
             continue
         new = _plain(OmegaConf.select(requested, key, default=None))
         old = _plain(OmegaConf.select(saved, key, default=None))
-        if new == old:
-            continue
-        if key not in HARMLESS:
-            raise UserError(
-                f"resume: {key} would change the experiment (the run has {key}={old}, the "
-                f"override gives {new}); a resumed run keeps its config. Allowed changes: "
-                f"{allowed}. Start a new run to change {key}."
-            )
-        OmegaConf.update(cfg, key, new, merge=False)
+        for leaf, was, wanted in _differences(key, old, new):
+            if leaf not in HARMLESS:
+                raise UserError(
+                    f"resume: {leaf} would change the experiment (the run has {leaf}={was}, "
+                    f"the override gives {wanted}); a resumed run keeps its config. Allowed "
+                    f"changes: {allowed}. Start a new run to change {leaf}."
+                )
+            OmegaConf.update(cfg, leaf, wanted, merge=False)
     epochs = cfg.trainer.epochs
     if epochs != saved.trainer.epochs and saved.scheduler.name not in EPOCH_FREE_SCHEDULERS:
         raise UserError(

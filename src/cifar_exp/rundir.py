@@ -30,8 +30,6 @@ from cifar_exp.tracking import write_json
 log = logging.getLogger("cifar_exp")
 
 MANIFEST = "manifest.json"
-# Files that mean "a run lives here".
-RUN_MARKERS = (MANIFEST, "metrics.json", CHECKPOINT_DIR)
 
 
 def run_dir_of(checkpoint: Path) -> Path:
@@ -60,16 +58,21 @@ def register_resolvers() -> None:
 
 
 def previous_run(folder: Path) -> str | None:
-    """What in `folder` shows that a run already lives there, if anything."""
-    for name in RUN_MARKERS:
+    """What in `folder` shows that a run worth keeping lives there, if anything.
+
+    A run that failed before its first epoch (e.g. on a config value) left nothing worth
+    keeping; a new run may start there, and its manifest keeps the failed attempt.
+    """
+    if (folder / MANIFEST).exists():
+        try:
+            status = json.loads((folder / MANIFEST).read_text())["status"]
+        except (OSError, ValueError, KeyError):
+            status = "unreadable"
+        if status != "failed":
+            return f"{MANIFEST} (status: {status})"
+    for name in (CHECKPOINT_DIR, "metrics.json"):
         if (folder / name).exists():
-            status = ""
-            if name == MANIFEST:
-                try:
-                    status = f" (status: {json.loads((folder / name).read_text())['status']})"
-                except (OSError, ValueError, KeyError):
-                    status = " (unreadable manifest)"
-            return f"{name}{status}"
+            return name
     return None
 
 

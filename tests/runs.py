@@ -1,0 +1,61 @@
+"""Comparing two runs: checkpoints bitwise, metrics.json and TensorBoard without timings."""
+
+import json
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cifar_exp.checkpoint import load_checkpoint
+
+TIMING = ("epoch_s", "images_per_s", "wall_s")
+
+
+def strip_timing(metrics):
+    epochs = [{k: v for k, v in e.items() if k not in TIMING} for e in metrics["epochs"]]
+    final = {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMING}
+    return epochs, final
+
+
+def assert_same_state(a, b):
+    """Equal nested states; tensors bitwise."""
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same_state(a[key], b[key])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same_state(x, y)
+    else:
+        assert a == b
+
+
+def assert_same_run(ref_dir, run_dir):
+    ref = load_checkpoint(ref_dir / "checkpoints" / "last.pt")
+    got = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    for part in ("model", "optimizer", "scheduler", "progress"):
+        assert_same_state(ref[part], got[part])
+    ref_metrics = json.loads((ref_dir / "metrics.json").read_text())
+    got_metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert strip_timing(ref_metrics) == strip_timing(got_metrics)
+
+
+def tensorboard_points(run_dir):
+    acc = EventAccumulator(
+        str(run_dir / "tensorboard"), size_guidance={"scalars": 0}, purge_orphaned_data=False
+    )
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def assert_same_tensorboard(ref_dir, run_dir):
+    ref, got = tensorboard_points(ref_dir), tensorboard_points(run_dir)
+    assert ref.keys() == got.keys()
+    for tag in ref:
+        steps = [step for step, _ in got[tag]]
+        assert steps == sorted(set(steps)), f"{tag}: duplicated or out-of-order steps {steps}"
+        if not tag.startswith(("time/", "throughput/", "final/wall_s")):
+            assert got[tag] == ref[tag], tag
