@@ -1,0 +1,128 @@
+"""`python -m cifar_exp.eval` and `python -m cifar_exp.predict` on a real trained run."""
+
+import json
+
+import pytest
+import torch
+from conftest import CONF_DIR, TINY, run_cli
+from PIL import Image
+
+from cifar_exp.data import load_dataset, to_model_input
+from cifar_exp.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    proc = run_cli(*TINY, "trainer.epochs=2", f"hydra.run.dir={folder / 'run'}", cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder / "run"
+
+
+@pytest.fixture
+def compose_app():
+    """compose_app(name, overrides): the eval or predict config, composed by Hydra."""
+    from hydra import compose, initialize_config_dir
+
+    import cifar_exp.predict  # noqa: F401  (registers schemas and resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda name, overrides=(): compose(name, overrides=list(overrides))
+
+
+def test_eval_reports_what_training_measured(trained, tmp_path):
+    out = tmp_path / "eval"
+    proc = run_cli(f"ckpt={trained}", f"hydra.run.dir={out}", module="cifar_exp.eval", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval.json").read_text())
+    final = json.loads((trained / "metrics.json").read_text())["final"]
+    assert results["acc"] == final["test_acc"]
+    assert results["loss"] == pytest.approx(final["test_loss"], rel=1e-5)
+    matrix = torch.tensor(results["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 128 == results["images"]
+    assert matrix.sum(0).tolist() != [0] * 10
+    per_class = (matrix.diag() / matrix.sum(1)).tolist()
+    assert list(results["per_class_acc"].values()) == pytest.approx(per_class)
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"test loss {results['loss']:.4f}  accuracy {results['acc']:.4f}" in proc.stdout
+    assert "confusion matrix (rows: true class, columns: predicted)" in proc.stdout
+    row = proc.stdout.split("class_0 ")[-1].split()  # the table's first row
+    assert [int(v) for v in row[:10]] == matrix[0].tolist()
+
+
+def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path):
+    from cifar_exp.eval import load_trained
+
+    data = load_dataset({"name": "synthetic", "train_size": 256, "test_size": 128})
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    pixels = data.test.images[0].permute(1, 2, 0).numpy()
+    Image.fromarray(pixels).save(images / "exact.png")  # lossless, training size
+    Image.fromarray(pixels).resize((96, 80)).save(images / "sub" / "large.jpg")
+    Image.fromarray(pixels).convert("L").save(images / "sub" / "grey.bmp")
+    (images / "notes.txt").write_text("not an image, not picked up")
+
+    out = tmp_path / "predict"
+    proc = run_cli(
+        f"ckpt={trained}",
+        f"images={images}",
+        "top_k=3",
+        f"hydra.run.dir={out}",
+        module="cifar_exp.predict",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "predictions.json").read_text())
+    assert [r["image"] for r in results] == [
+        str(images / name) for name in ("exact.png", "sub/grey.bmp", "sub/large.jpg")
+    ]
+    for r in results:
+        probs = [t["prob"] for t in r["top"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        assert all(t["class"].startswith("class_") for t in r["top"])
+        assert f"{r['image']}: {r['top'][0]['class']} {probs[0]:.3f}" in proc.stdout
+
+    model, _, _ = load_trained(str(trained), torch.device("cpu"))
+    with torch.no_grad():
+        expected = model(to_model_input(data.test.images[:1], torch.device("cpu"))).softmax(1)[0]
+    top = expected.topk(3)
+    assert [t["class"] for t in results[0]["top"]] == [f"class_{i}" for i in top.indices.tolist()]
+    assert [t["prob"] for t in results[0]["top"]] == pytest.approx(top.values.tolist(), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "app, overrides, message",
+    [
+        ("eval", [], "ckpt is required: python -m cifar_exp.eval ckpt="),
+        ("eval", ["ckpt=missing.pt"], "no such checkpoint or run directory"),
+        ("predict", ["ckpt={run}"], "images is required"),
+        ("predict", ["ckpt={run}", "images=nowhere"], "images=nowhere: no such file or folder"),
+        ("predict", ["ckpt={run}", "images={empty}"], "no image files in"),
+        ("predict", ["ckpt={run}", "images={bad}"], "is not an image that can be read"),
+        ("predict", ["ckpt={run}", "images={bad}", "top_k=0"], "top_k and batch_size must be"),
+    ],
+)
+def test_bad_eval_and_predict_inputs_give_one_clear_error(
+    trained, tmp_path, compose_app, app, overrides, message
+):
+    from cifar_exp.eval import evaluate_checkpoint
+    from cifar_exp.predict import predict
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.png").write_text("no pixels here")
+    paths = {"run": trained, "empty": tmp_path / "empty", "bad": tmp_path / "bad.png"}
+    cfg = compose_app(app, [o.format(**paths) for o in overrides])
+    with pytest.raises(UserError, match=message):
+        (evaluate_checkpoint if app == "eval" else predict)(cfg, tmp_path)
+
+
+def test_eval_of_a_damaged_checkpoint_exits_with_one_message(trained, tmp_path):
+    bad = tmp_path / "last.pt"
+    data = (trained / "checkpoints" / "last.pt").read_bytes()
+    bad.write_bytes(data[: len(data) // 3])
+    proc = run_cli(
+        f"ckpt={bad}", f"hydra.run.dir={tmp_path / 'e'}", module="cifar_exp.eval", cwd=tmp_path
+    )
+    assert proc.returncode == 1
+    assert f"checkpoint {bad} is truncated or corrupted" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
