@@ -97,12 +97,13 @@ def test_checkpoint_holds_everything_to_continue(run, tmp_path):
 
 def test_sigint_mid_epoch_saves_and_resumes_bitwise_exact(run, tmp_path):
     run(tmp_path / "ref")
+    handler_before = signal.getsignal(signal.SIGINT)
     # The 11th step is the 3rd of epoch 2: a real SIGINT arrives in the middle of the step.
     with pytest.raises(Interrupted) as stop:
         run(tmp_path / "run", "sigint", 11)
     assert stop.value.signum == signal.SIGINT and stop.value.exit_code == 130
     assert f"resume={tmp_path / 'run'}" in str(stop.value)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is handler_before  # handlers restored
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert (state["progress"]["epoch"], state["progress"]["batch"]) == (1, 3)
     assert state["progress"]["step"] == 11
