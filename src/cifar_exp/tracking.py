@@ -19,6 +19,8 @@ EPOCH_TAGS = {
     "lr": "lr",
     "images_per_s": "throughput/images_per_s",
     "epoch_s": "time/epoch_s",
+    "compile_s": "time/compile_s",
+    "peak_mem_mb": "memory/peak_mb",
 }
 # Per-step scalars (x axis: optimizer step).
 STEP_LOSS_TAG = "train_step/loss"
@@ -47,17 +49,26 @@ def write_json(path: Path, data: Any) -> None:
 
 
 class RunTracker:
-    def __init__(self, run_dir: Path, info: dict[str, Any]) -> None:
+    """Writes the run's records; with write=False (every rank but 0 under torchrun) nothing."""
+
+    def __init__(self, run_dir: Path, info: dict[str, Any], write: bool = True) -> None:
         self.run_dir = run_dir
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.write = write
         self.metrics: dict[str, Any] = {**info, "epochs": [], "final": None}
+        if not write:
+            return
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.writer.add_scalar("model/params", info["params"], 0)
 
     def log_step(self, step: int, loss: float, lr: float) -> None:
+        if not self.write:
+            return
         self.writer.add_scalar(STEP_LOSS_TAG, loss, step)
         self.writer.add_scalar(STEP_LR_TAG, lr, step)
 
     def log_epoch(self, epoch: int, values: dict[str, float]) -> None:
+        if not self.write:
+            return
         for key, value in values.items():
             self.writer.add_scalar(EPOCH_TAGS[key], value, epoch)
         self.writer.flush()
@@ -66,6 +77,8 @@ class RunTracker:
 
     def finish(self, hparams: dict[str, Any], final: dict[str, float]) -> None:
         """Record the run's hyperparameters with its final metrics for the HParams view."""
+        if not self.write:
+            return
         metric_tags = {f"final/{key}": value for key, value in final.items()}
         for summary in hparams_summary(flatten(hparams), metric_tags):
             self.writer.file_writer.add_summary(summary)
