@@ -157,14 +157,14 @@ def hydra_main(cfg: DictConfig) -> float:
         sys.exit(1)
 
 
-def main() -> float | None:
+def main() -> None:
     """`python -m cifar_exp.run`, alone or as each of torchrun's processes."""
     here = distributed.setup()
     if not here.is_main:
         # Rank 0 alone writes the run directory's .hydra/ record.
         sys.argv.append("hydra.output_subdir=null")
     try:
-        return hydra_main()
+        hydra_main()
     finally:
         distributed.teardown()
 
