@@ -183,11 +183,16 @@ def free_bytes(folder: Path) -> int:
 class Checkpointer:
     """Writes `last.pt`, and `best.pt` when the selection metric improves, for one run."""
 
-    def __init__(self, folder: Path, parts: dict[str, Stateful], meta: dict[str, Any]) -> None:
+    def __init__(
+        self, folder: Path, parts: dict[str, Stateful], meta: dict[str, Any], write: bool = True
+    ) -> None:
         self.folder = folder
         self.parts = parts
         self.meta = meta
+        self.write = write  # False on every rank but 0 under torchrun: rank 0 saves for all
         self.saved: dict[str, str] = {}
+        if not write:
+            return
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -201,6 +206,8 @@ class Checkpointer:
 
     def check_space(self, needed: int) -> None:
         """Stop before training when the disk cannot hold two copies of a checkpoint."""
+        if not self.write:
+            return
         free = free_bytes(self.folder)
         if free < 2 * needed:
             raise UserError(
@@ -218,7 +225,7 @@ class Checkpointer:
 
     def save(self, where: str, *, last: bool = True, best: bool = False) -> None:
         """Write the run's current state; `where` (e.g. 'epoch 3, step 120') goes into messages."""
-        if not (last or best):
+        if not (last or best) or not self.write:
             return
         buffer = io.BytesIO()
         torch.save(self.state(), buffer)

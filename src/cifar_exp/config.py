@@ -105,6 +105,9 @@ class TrainerConfig:
     limit_train_batches: int | None = None
     limit_eval_batches: int | None = None
     precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
     progress_bar: bool = True
     checkpoint_every: int = 1
     stop_on_nonfinite: bool = True
@@ -168,7 +171,8 @@ def register_schemas() -> None:
 
 
 DEVICE_TYPES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 _ABSENT = object()
 
@@ -184,6 +188,11 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.limit_train_batches", lambda v: v is None or v >= 1, ">= 1 or null"),
     ("trainer.limit_eval_batches", lambda v: v is None or v >= 1, ">= 1 or null"),
     ("trainer.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    (
+        "trainer.compile_mode",
+        lambda v: v in COMPILE_MODES,
+        f"one of {', '.join(COMPILE_MODES)}",
+    ),
     ("device.type", lambda v: v in DEVICE_TYPES, f"one of {', '.join(DEVICE_TYPES)}"),
     ("model.num_classes", lambda v: v >= 2, ">= 2"),
     ("optimizer.lr", lambda v: v > 0, "> 0"),

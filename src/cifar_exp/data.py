@@ -123,7 +123,10 @@ class BatchLoader:
 
     With shuffling, the order of an epoch depends only on (seed, epoch), so runs repeat
     exactly and any epoch can be reproduced on its own; `set_epoch(epoch, start_batch)`
-    continues an epoch from the middle, as a resumed run does.
+    continues an epoch from the middle, as a resumed run does. `batch_size` is the global
+    batch: with `world_size` processes, each yields its `rank`'s contiguous share of every
+    batch (shares differ by at most one image), so together they see each image once per
+    epoch. A last batch too small to give every process an image joins the batch before it.
     """
 
     def __init__(
@@ -134,16 +137,30 @@ class BatchLoader:
         shuffle: bool = False,
         seed: int = 0,
         limit_batches: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if len(split) < world_size:
+            raise ConfigError(
+                f"a split has {len(split)} image(s), fewer than the {world_size} processes; "
+                "use more data or fewer processes"
+            )
         self.split = split
         self.batch_size = batch_size
         self.device = device
         self.shuffle = shuffle
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self.start_batch = 0
-        full = -(-len(split) // batch_size)
-        self.num_batches = full if limit_batches is None else min(full, limit_batches)
+        n = len(split)
+        self.full_batches = -(-n // batch_size)
+        if self.full_batches > 1 and n - (self.full_batches - 1) * batch_size < world_size:
+            self.full_batches -= 1
+        self.num_batches = (
+            self.full_batches if limit_batches is None else min(self.full_batches, limit_batches)
+        )
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch = epoch
@@ -152,15 +169,22 @@ class BatchLoader:
     def __len__(self) -> int:
         return self.num_batches
 
+    def _share(self, b: int) -> tuple[int, int]:
+        """This rank's [start, end) positions within the epoch's order for batch b."""
+        lo = b * self.batch_size
+        hi = len(self.split) if b == self.full_batches - 1 else lo + self.batch_size
+        size, extra = divmod(hi - lo, self.world_size)
+        start = lo + self.rank * size + min(self.rank, extra)
+        return start, start + size + (self.rank < extra)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.split)
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(len(self.split), generator=gen)
         else:
             order = None
         for b in range(self.start_batch, self.num_batches):
-            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            lo, hi = self._share(b)
             if order is None:
                 images, labels = self.split.images[lo:hi], self.split.labels[lo:hi]
             else:

@@ -5,6 +5,7 @@ a non-finite loss or running out of memory (see stopping.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -21,6 +22,8 @@ from tqdm import tqdm
 
 from cifar_exp.checkpoint import Checkpointer
 from cifar_exp.data import BatchLoader
+from cifar_exp.distributed import all_reduce
+from cifar_exp.performance import Precision, peak_memory_mb
 from cifar_exp.stopping import (
     Interrupted,
     NonFiniteWatch,
@@ -38,6 +41,8 @@ class FitOptions:
     eval_every: int
     log_every_n_steps: int
     progress_bar: bool
+    precision: Precision
+    compiled: bool = False  # time the first step apart: torch.compile compiles there
     checkpoint_every: int = 1
     stop_on_nonfinite: bool = True
 
@@ -84,18 +89,20 @@ class Progress:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: BatchLoader) -> dict[str, float]:
-    """Mean cross-entropy and accuracy over the loader's batches."""
+def evaluate(
+    model: nn.Module, loader: BatchLoader, precision: Precision | None = None
+) -> dict[str, float]:
+    """Mean cross-entropy and accuracy over the loader's batches (of all processes)."""
     model.eval()
-    loss_sum = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
-    seen = 0
+    totals = torch.zeros(3, dtype=torch.float64, device=loader.device)  # loss, correct, seen
     for images, labels in loader:
-        logits = model(images)
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-        correct += (logits.argmax(1) == labels).sum()
-        seen += len(labels)
-    return {"loss": loss_sum.item() / seen, "acc": correct.item() / seen}
+        with precision.autocast() if precision else contextlib.nullcontext():
+            logits = model(images)
+        totals[0] += F.cross_entropy(logits.float(), labels, reduction="sum")
+        totals[1] += (logits.argmax(1) == labels).sum()
+        totals[2] += len(labels)
+    loss_sum, correct, seen = all_reduce(totals).tolist()
+    return {"loss": loss_sum / seen, "acc": correct / seen}
 
 
 def _show_progress(wanted: bool) -> bool:
@@ -113,28 +120,32 @@ def train_one_epoch(
     watch: NonFiniteWatch | None = None,
     stop: StopOnSignal | None = None,
     kept: Callable[[], str] = lambda: "no checkpoint was written yet",
+    time_first_step: bool = False,
 ) -> dict[str, float] | None:
-    """Train from progress.batch to the end of the epoch; None if a stop was requested first."""
+    """Train from progress.batch to the end of the epoch; None if a stop was requested first.
+
+    Runs on this process's share of the data; the metrics it returns cover all processes."""
     model.train()
     p = progress
     epoch = p.epoch + 1
-    seen_before = p.seen
+    timed = 0  # images since the throughput clock started
+    stats: dict[str, float] = {}
     start = time.perf_counter()
     bar = tqdm(
         loader,
         desc=f"epoch {epoch}/{opts.epochs}",
         initial=p.batch,
         total=len(loader),
-        disable=not _show_progress(opts.progress_bar),
+        disable=not _show_progress(opts.progress_bar) or loader.rank != 0,
         file=sys.stdout,
         leave=False,
     )
     for images, labels in bar:
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels)
+        with opts.precision.autocast():
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        opts.precision.backward_and_step(loss, optimizer)
         scheduler.step()
         p.step += 1
         p.batch += 1
@@ -142,20 +153,26 @@ def train_one_epoch(
             watch.observe(loss, p.step)
         batch = len(labels)
         p.seen += batch
+        timed += batch
         p.loss_sum += loss.detach() * batch
         p.correct += (logits.argmax(1) == labels).sum()
         p.window_loss += loss.detach()
         p.window_steps += 1
+        if time_first_step and "compile_s" not in stats:
+            _synchronize(loader.device)
+            stats["compile_s"] = time.perf_counter() - start
+            start, timed = time.perf_counter(), 0
         if p.step % opts.log_every_n_steps == 0:
             if watch is not None:
                 watch.check(len(loader), kept())
-            mean_loss = p.window_loss.item() / p.window_steps
+            # Shares are equal, so the mean of the processes' means is the batch's mean.
+            mean_loss = all_reduce(p.window_loss).item() / p.window_steps / loader.world_size
             tracker.log_step(p.step, mean_loss, optimizer.param_groups[0]["lr"])
             p.window_loss.zero_()
             p.window_steps = 0
             bar.set_postfix(
                 loss=f"{mean_loss:.3f}",
-                img_s=f"{(p.seen - seen_before) / (time.perf_counter() - start):.0f}",
+                img_s=f"{timed / (time.perf_counter() - start):.0f}",
             )
         if stop is not None and stop.requested and p.batch < len(loader):
             break
@@ -163,14 +180,21 @@ def train_one_epoch(
         watch.check(len(loader), kept())
     if p.batch < len(loader):
         return None
-    if loader.device.type == "cuda":
-        torch.cuda.synchronize(loader.device)
+    _synchronize(loader.device)
     elapsed = time.perf_counter() - start
-    return {
-        "train_loss": p.loss_sum.item() / p.seen,
-        "train_acc": p.correct.item() / p.seen,
-        "images_per_s": (p.seen - seen_before) / elapsed,
-    }
+    sums = [p.loss_sum.double(), p.correct.double()]
+    totals = all_reduce(torch.stack([*sums, *sums[0].new_tensor([p.seen, timed])])).tolist()
+    stats.update(
+        train_loss=totals[0] / totals[2],
+        train_acc=totals[1] / totals[2],
+        images_per_s=totals[3] / elapsed if elapsed > 0 else 0.0,
+    )
+    return stats
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def fit(
@@ -199,7 +223,8 @@ def fit(
 
     last_test: dict[str, float] | None = None
     last_train: dict[str, float] = {}
-    for epoch in range(progress.epoch + 1, opts.epochs + 1):
+    first_epoch = progress.epoch + 1
+    for epoch in range(first_epoch, opts.epochs + 1):
         epoch_start = time.perf_counter()
         train_loader.set_epoch(epoch, start_batch=progress.batch)
         phase, loader = "training", train_loader
@@ -215,6 +240,7 @@ def fit(
                 watch,
                 stop,
                 kept,
+                time_first_step=opts.compiled and epoch == first_epoch,
             )
             if stats is None:
                 _stop(progress, checkpointer, stop)
@@ -222,12 +248,14 @@ def fit(
             values = {**last_train, "lr": optimizer.param_groups[0]["lr"]}
             if epoch % opts.eval_every == 0 or epoch == opts.epochs:
                 phase, loader = "evaluation", test_loader
-                last_test = evaluate(model, test_loader)
+                last_test = evaluate(model, test_loader, opts.precision)
                 values.update(test_loss=last_test["loss"], test_acc=last_test["acc"])
         except torch.cuda.OutOfMemoryError as err:
             key = "trainer.batch_size" if phase == "training" else "trainer.eval_batch_size"
             raise out_of_memory(err, phase, key, loader.batch_size, loader.device, kept()) from None
         values["epoch_s"] = time.perf_counter() - epoch_start
+        peak = torch.tensor(peak_memory_mb(train_loader.device), dtype=torch.float64)
+        values["peak_mem_mb"] = all_reduce(peak, op="max").item()
         improved = False
         if "test_acc" in values:
             progress.best_test_acc = max(progress.best_test_acc, values["test_acc"])
@@ -239,7 +267,7 @@ def fit(
         progress.new_epoch()
         tracker.log_epoch(epoch, values)
         log.info(
-            "epoch %d/%d  train loss %.4f acc %.4f  %s %.0f img/s  %.1fs",
+            "epoch %d/%d  train loss %.4f acc %.4f  %s %.0f img/s  %.1fs  peak %.0f MB%s",
             epoch,
             opts.epochs,
             values["train_loss"],
@@ -249,6 +277,8 @@ def fit(
             else "",
             values["images_per_s"],
             values["epoch_s"],
+            values["peak_mem_mb"],
+            f"  compile {values['compile_s']:.1f}s" if "compile_s" in values else "",
         )
         if checkpointer is not None:
             periodic = epoch % opts.checkpoint_every == 0 or epoch == opts.epochs
@@ -258,7 +288,7 @@ def fit(
         if stop is not None and stop.requested and epoch < opts.epochs:
             _stop(progress, checkpointer, stop)
     if last_test is None:  # epochs=0: score the untrained model
-        last_test = evaluate(model, test_loader)
+        last_test = evaluate(model, test_loader, opts.precision)
         progress.best_test_acc = last_test["acc"]
     final = {
         "test_acc": last_test["acc"],

@@ -18,6 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp import distributed
 from cifar_exp.checkpoint import (
     CHECKPOINT_DIR,
     Checkpointer,
@@ -28,9 +29,10 @@ from cifar_exp.checkpoint import (
 from cifar_exp.config import register_schemas, validate
 from cifar_exp.data import BatchLoader, load_dataset
 from cifar_exp.engine import FitOptions, Progress, fit
-from cifar_exp.errors import UserError
+from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.models import MODELS
 from cifar_exp.optim import build_optimizer, build_scheduler
+from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import resume_config, saved_config
 from cifar_exp.rundir import RunManifest, register_resolvers
 from cifar_exp.stopping import Interrupted, StopOnSignal
@@ -40,6 +42,9 @@ log = logging.getLogger("cifar_exp")
 
 register_schemas()
 register_resolvers()
+# Used in hydra.run.dir: under torchrun they are rank 0's, so all ranks share one directory.
+OmegaConf.register_new_resolver("launch_time", distributed.launch_time, replace=True)
+OmegaConf.register_new_resolver("pid", distributed.launch_pid, replace=True)
 
 
 def resolve_device(kind: str) -> torch.device:
@@ -70,17 +75,33 @@ def train(
     final metrics. Checkpoints go to run_dir/checkpoints/."""
     validate(cfg)
     t = cfg.trainer
+    here = distributed.place()
+    if t.batch_size % here.world_size:
+        raise ConfigError(
+            f"trainer.batch_size={t.batch_size} is the global batch and must be divisible by "
+            f"the {here.world_size} processes; use a multiple of {here.world_size}"
+        )
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     device = resolve_device(cfg.device.type)
     if manifest is not None:
         manifest.update(device=describe_device(device))
+    if here.distributed and device.type == "cuda":
+        device = distributed.local_gpu(here)
+    precision = Precision(t.precision, device)
     torch.manual_seed(t.seed)
 
     data = load_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
     model_options = OmegaConf.to_container(cfg.model, resolve=True)
-    model = MODELS.build(model_options.pop("name"), **model_options).to(device)
-    params = sum(p.numel() for p in model.parameters())
+    # `net` is the model itself (checkpoints hold its weights); `model` what trains it,
+    # wrapped for several processes and compiled as asked.
+    net = MODELS.build(model_options.pop("name"), **model_options).to(device)
+    params = sum(p.numel() for p in net.parameters())
+    if t.channels_last:
+        use_channels_last(net)
+    model = distributed.wrap(net, device, here)
+    if t.compile:
+        model = compile_model(model, t.compile_mode)
     log.info(
         "model %s (%s parameters) on %s; %d train / %d test images, %d classes",
         cfg.model.name,
@@ -90,7 +111,17 @@ def train(
         len(data.test),
         len(data.classes),
     )
+    log.info(
+        "batch %d (global) = %d process(es) x %d; precision %s, channels_last %s, compile %s",
+        t.batch_size,
+        here.world_size,
+        t.batch_size // here.world_size,
+        t.precision,
+        t.channels_last,
+        t.compile_mode if t.compile else "off",
+    )
 
+    shard = {"rank": here.rank, "world_size": here.world_size}
     train_loader = BatchLoader(
         data.train,
         t.batch_size,
@@ -98,34 +129,47 @@ def train(
         shuffle=True,
         seed=t.seed,
         limit_batches=t.limit_train_batches,
+        **shard,
     )
     test_loader = BatchLoader(
-        data.test, t.eval_batch_size, device, limit_batches=t.limit_eval_batches
+        data.test, t.eval_batch_size, device, limit_batches=t.limit_eval_batches, **shard
     )
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer), model.parameters())
     scheduler = build_scheduler(
         OmegaConf.to_container(cfg.scheduler), optimizer, t.epochs, len(train_loader)
     )
     tracker = RunTracker(
-        run_dir, {"model": cfg.model.name, "params": params, "device": str(device)}
+        run_dir,
+        {
+            "model": cfg.model.name,
+            "params": params,
+            "device": str(device),
+            "world_size": here.world_size,
+            "batch_size_per_process": t.batch_size // here.world_size,
+        },
+        write=here.is_main,
     )
     progress = Progress(device)
     stored = OmegaConf.to_container(cfg, resolve=True)
     stored.pop("resume", None)
+    parts = {
+        "model": net,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "progress": progress,
+        "tracker": tracker,
+    }
+    if precision.scaler is not None:
+        parts["scaler"] = precision.scaler
     checkpointer = Checkpointer(
         run_dir / CHECKPOINT_DIR,
-        {
-            "model": model,
-            "optimizer": optimizer,
-            "scheduler": scheduler,
-            "progress": progress,
-            "tracker": tracker,
-        },
+        parts,
         {
             "config": OmegaConf.to_yaml(OmegaConf.create(stored)),
             "classes": list(data.classes),
             "input_shape": list(data.train.images.shape[1:]),
         },
+        write=here.is_main,
     )
     # Model, gradients and optimizer moments: a generous estimate of a checkpoint's size.
     checkpointer.check_space(4 * params * 4 + 2**20)
@@ -144,12 +188,14 @@ def train(
             scheduler,
             tracker,
             FitOptions(
-                t.epochs,
-                t.eval_every,
-                t.log_every_n_steps,
-                t.progress_bar,
-                t.checkpoint_every,
-                t.stop_on_nonfinite,
+                epochs=t.epochs,
+                eval_every=t.eval_every,
+                log_every_n_steps=t.log_every_n_steps,
+                progress_bar=t.progress_bar,
+                precision=precision,
+                compiled=t.compile,
+                checkpoint_every=t.checkpoint_every,
+                stop_on_nonfinite=t.stop_on_nonfinite,
             ),
             progress,
             checkpointer,
@@ -187,9 +233,11 @@ def prepare_resume(
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    here = distributed.place()
+    distributed.quiet_other_ranks(here)
     checkpoint, resumed_from = None, None
     if cfg.resume:
         try:
@@ -197,7 +245,7 @@ def main(cfg: DictConfig) -> float:
         except UserError as err:  # refused before anything changed: the run stays as it was
             log.error("%s", err)
             sys.exit(1)
-    manifest = RunManifest(run_dir)
+    manifest = RunManifest(run_dir, write=here.is_main)
     manifest.start(resumed_from)
     try:
         final = train(cfg, run_dir, checkpoint, manifest)
@@ -217,6 +265,18 @@ def main(cfg: DictConfig) -> float:
         raise
     manifest.finish("ok")
     return final["test_acc"]
+
+
+def main() -> None:
+    """`python -m cifar_exp.run`, alone or as each of torchrun's processes."""
+    here = distributed.setup()
+    if not here.is_main:
+        # Rank 0 alone writes the run directory's .hydra/ record.
+        sys.argv.append("hydra.output_subdir=null")
+    try:
+        hydra_main()
+    finally:
+        distributed.teardown()
 
 
 if __name__ == "__main__":

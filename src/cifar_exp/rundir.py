@@ -23,6 +23,7 @@ import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp import distributed
 from cifar_exp.checkpoint import CHECKPOINT_DIR, find_checkpoint
 from cifar_exp.errors import UserError
 from cifar_exp.tracking import write_json
@@ -49,7 +50,6 @@ def resumed_run_dir(resume: str | None, default: str) -> str:
 
 
 def register_resolvers() -> None:
-    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
     OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
     # A resumed run keeps the .hydra/ of its first start; its manifest records each resume.
     OmegaConf.register_new_resolver(
@@ -132,6 +132,8 @@ class RunDirGuard(Callback):
 
     @staticmethod
     def _check(check: Any, folder: str, config: DictConfig) -> None:
+        if not distributed.place().is_main:
+            return  # rank 0 checks the folder all ranks share, and may have filled it already
         try:
             check(Path(folder).absolute(), config.get("resume"))
         except UserError as err:
@@ -164,8 +166,9 @@ class RunManifest:
     """manifest.json: start/end time, status (running, ok, failed, interrupted), host, device,
     versions and commit of the latest attempt; earlier attempts (before a resume) below it."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, write: bool = True) -> None:
         self.path = run_dir / MANIFEST
+        self.write = write  # False on every rank but 0 under torchrun
         self.data: dict[str, Any] = {}
 
     def start(self, resumed_from: Path | None = None) -> None:
@@ -207,4 +210,5 @@ class RunManifest:
             log.warning("%s", err)
 
     def _write(self) -> None:
-        write_json(self.path, self.data)
+        if self.write:
+            write_json(self.path, self.data)

@@ -24,6 +24,8 @@ EPOCH_TAGS = {
     "lr": "lr",
     "images_per_s": "throughput/images_per_s",
     "epoch_s": "time/epoch_s",
+    "compile_s": "time/compile_s",
+    "peak_mem_mb": "memory/peak_mb",
 }
 # Per-step scalars (x axis: optimizer step).
 STEP_LOSS_TAG = "train_step/loss"
@@ -87,12 +89,17 @@ def _kept(tag: str, at: int, epoch: int, step: int) -> bool:
 
 
 class RunTracker:
-    def __init__(self, run_dir: Path, info: dict[str, Any]) -> None:
+    """Writes the run's records; with write=False (every rank but 0 under torchrun) nothing."""
+
+    def __init__(self, run_dir: Path, info: dict[str, Any], write: bool = True) -> None:
         self.run_dir = run_dir
+        self.write = write
+        self.metrics: dict[str, Any] = {**info, "epochs": [], "final": None}
+        if not write:
+            return
         # A resumed run rewrites these (see continue_from); the new writer adds its own file.
         self.earlier_event_files = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-        self.metrics: dict[str, Any] = {**info, "epochs": [], "final": None}
         self.writer.add_scalar(PARAMS_TAG, info["params"], 0)
 
     def state_dict(self) -> dict[str, Any]:
@@ -103,16 +110,22 @@ class RunTracker:
 
     def continue_from(self, epoch: int, step: int) -> None:
         """After loading a checkpoint: cut TensorBoard and metrics.json back to it."""
-        trim_events(self.earlier_event_files, self.writer, epoch, step)
         self.metrics["epochs"] = [e for e in self.metrics["epochs"] if e["epoch"] <= epoch]
         self.metrics["final"] = None
+        if not self.write:
+            return
+        trim_events(self.earlier_event_files, self.writer, epoch, step)
         write_json(self.run_dir / "metrics.json", self.metrics)
 
     def log_step(self, step: int, loss: float, lr: float) -> None:
+        if not self.write:
+            return
         self.writer.add_scalar(STEP_LOSS_TAG, loss, step)
         self.writer.add_scalar(STEP_LR_TAG, lr, step)
 
     def log_epoch(self, epoch: int, values: dict[str, float]) -> None:
+        if not self.write:
+            return
         for key, value in values.items():
             self.writer.add_scalar(EPOCH_TAGS[key], value, epoch)
         self.writer.flush()
@@ -121,6 +134,8 @@ class RunTracker:
 
     def finish(self, hparams: dict[str, Any], final: dict[str, float]) -> None:
         """Record the run's hyperparameters with its final metrics for the HParams view."""
+        if not self.write:
+            return
         metric_tags = {f"final/{key}": value for key, value in final.items()}
         for summary in hparams_summary(flatten(hparams), metric_tags):
             self.writer.file_writer.add_summary(summary)

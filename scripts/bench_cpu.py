@@ -1,0 +1,98 @@
+"""CPU training throughput: fp32 against bf16 / channels_last / torch.compile, side by side.
+
+    flock -x /work/cpu.lock python scripts/bench_cpu.py            # seed ResNet and resnet20
+    python scripts/bench_cpu.py --compile --json bench_cpu.json    # + compiled variants
+
+For each model, every variant trains its own copy on one fixed batch (the seed's batch 32 by
+default); rounds alternate the variants and the table gives median images/s and the ratio to
+fp32. Compile time is measured in the warm-up and reported apart. Keep threads x processes
+within the machine's cores, and nothing else heavy running meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+from pathlib import Path
+
+import torch
+from benchlib import Variant, alternate, build, random_batch, summary, table, warm_up
+
+VARIANTS = [
+    Variant("fp32"),
+    Variant("fp32", channels_last=True),
+    Variant("bf16"),
+    Variant("bf16", channels_last=True),
+]
+COMPILED = [
+    Variant("fp32", compile=True),
+    Variant("fp32", channels_last=True, compile=True),
+    Variant("bf16", channels_last=True, compile=True),
+]
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["resnet", "resnet20"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="add torch.compile variants")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="a seconds-long smoke run (tiny sizes)"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.dry_run:
+        args.batch_size, args.steps, args.rounds, args.warmup = 4, 1, 2, 1
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    flags = cpu_flags()
+    bf16_flags = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
+    logging.info(
+        "%s, %d threads, torch %s; CPU capability %s; bf16/AMX flags: %s",
+        platform.processor() or platform.machine(),
+        torch.get_num_threads(),
+        torch.__version__,
+        torch.backends.cpu.get_cpu_capability(),
+        ", ".join(bf16_flags) or "none",
+    )
+    variants = VARIANTS + (COMPILED if args.compile else [])
+    batch = random_batch(args.batch_size, device)
+    rows = []
+    for name in args.models:
+        trainers = [build(name, v, device) for v in variants]
+        for trainer in trainers:
+            warm_up(trainer, batch, args.warmup)
+            logging.info("%s %s warmed up", name, trainer.variant.label)
+        alternate(trainers, batch, args.steps, args.rounds)
+        rows += summary(name, trainers)
+    print(
+        f"\nbatch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, "
+        f"{torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, bf16/AMX flags: "
+        f"{', '.join(bf16_flags) or 'none'}\n"
+    )
+    print(table(rows))
+    if args.json:
+        args.json.write_text(
+            json.dumps({"args": vars(args) | {"json": str(args.json)}, "rows": rows}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Shared by bench_cpu.py and bench_gpu.py: one training step per variant, timed side by side.
+
+Every variant trains its own copy of a model (same seed, Adam 1e-3 as in the seed post) with
+the project's own Precision, use_channels_last and compile_model, on one fixed batch that is
+already on the device, so only the step itself is timed. Rounds alternate the variants (in
+reversed order every other round) and the medians and ratios are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from cifar_exp.models import MODELS
+from cifar_exp.performance import Precision, compile_model, use_channels_last
+
+log = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class Variant:
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = [self.precision]
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.compile:
+            parts.append("compile")
+        return "+".join(parts)
+
+
+@dataclass
+class Trainer:
+    """A model, its optimizer and its precision: one training step per `step()`."""
+
+    variant: Variant
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    compile_s: float | None = None
+    rates: list[float] = field(default_factory=list)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        with self.precision.autocast():
+            loss = F.cross_entropy(self.model(images), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.precision.backward_and_step(loss, self.optimizer)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build(model_name: str, variant: Variant, device: torch.device, seed: int = 0) -> Trainer:
+    torch.manual_seed(seed)
+    model = MODELS.build(model_name).to(device)
+    if variant.channels_last:
+        model = use_channels_last(model)
+    if variant.compile:
+        model = compile_model(model, "default")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return Trainer(variant, model, optimizer, Precision(variant.precision, device))
+
+
+def random_batch(batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch_size, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (batch_size,), generator=gen)
+    return images.to(device).float().div_(255), labels.to(device)
+
+
+def warm_up(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], steps: int) -> None:
+    """The first steps allocate, pick kernels and (with compile) compile: time them apart."""
+    device = batch[0].device
+    synchronize(device)
+    start = time.perf_counter()
+    trainer.step(*batch)
+    synchronize(device)
+    if trainer.variant.compile:
+        trainer.compile_s = time.perf_counter() - start
+    for _ in range(steps - 1):
+        trainer.step(*batch)
+    synchronize(device)
+
+
+def time_rate(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], steps: int) -> float:
+    """Images per second over `steps` training steps."""
+    device = batch[0].device
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(*batch)
+    synchronize(device)
+    return steps * len(batch[1]) / (time.perf_counter() - start)
+
+
+def alternate(
+    trainers: list[Trainer], batch: tuple[torch.Tensor, torch.Tensor], steps: int, rounds: int
+) -> None:
+    """Time every trainer once per round, reversing the order every other round."""
+    for r in range(rounds):
+        for trainer in trainers if r % 2 == 0 else trainers[::-1]:
+            trainer.rates.append(time_rate(trainer, batch, steps))
+        log.info(
+            "round %d/%d: %s",
+            r + 1,
+            rounds,
+            ", ".join(f"{t.variant.label} {t.rates[-1]:.0f}" for t in trainers),
+        )
+
+
+def summary(model_name: str, trainers: list[Trainer]) -> list[dict]:
+    """One row per variant: median images/s, ratio to the first (the baseline), compile time."""
+    base = statistics.median(trainers[0].rates)
+    rows = []
+    for t in trainers:
+        median = statistics.median(t.rates)
+        rows.append(
+            {
+                "model": model_name,
+                "variant": t.variant.label,
+                "images_per_s": round(median, 1),
+                "min": round(min(t.rates), 1),
+                "max": round(max(t.rates), 1),
+                "ratio": round(median / base, 3),
+                "compile_s": None if t.compile_s is None else round(t.compile_s, 1),
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| model | variant | images/s (median) | min-max | vs fp32 | compile s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        compile_s = "" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['images_per_s']:.0f} | "
+            f"{r['min']:.0f}-{r['max']:.0f} | {r['ratio']:.2f}x | {compile_s} |"
+        )
+    return "\n".join(lines)

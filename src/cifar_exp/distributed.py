@@ -1,0 +1,131 @@
+"""Training in several processes under torchrun (DistributedDataParallel).
+
+torchrun starts one process per device and tells each its place through the environment
+(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT). `setup` joins the process group before
+Hydra composes the config, so that every process resolves the same run directory: the
+`${launch_time:}` and `${pid:}` resolvers in `hydra.run.dir` give rank 0's start time and
+process id on all ranks. Without torchrun everything here is a no-op for one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from cifar_exp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Place:
+    """This process's place in the launch: rank among world_size, local_rank on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+_launch: tuple[float, int] | None = None  # (start time, process id) shared by every rank
+
+
+def place() -> Place:
+    """Where this process stands, from torchrun's environment variables."""
+    return Place(
+        rank=int(os.environ.get("RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def setup() -> Place:
+    """Join torchrun's process group (if launched by it) and agree on the launch stamp.
+
+    Gloo carries CPU tensors and NCCL CUDA tensors, so the `device` the model runs on
+    decides which one the gradients travel through.
+    """
+    global _launch
+    here = place()
+    stamp = torch.tensor([time.time(), os.getpid()], dtype=torch.float64)
+    if here.distributed and not dist.is_initialized():
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        dist.broadcast(stamp, src=0)
+    _launch = (float(stamp[0]), int(stamp[1]))
+    return here
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _launch_stamp() -> tuple[float, int]:
+    global _launch
+    if _launch is None:  # composed without `setup` (tests, the compose API): this process
+        _launch = (time.time(), os.getpid())
+    return _launch
+
+
+def launch_time(pattern: str) -> str:
+    """Resolver: the launch's start time (rank 0's under torchrun) formatted by strftime."""
+    return datetime.fromtimestamp(_launch_stamp()[0]).strftime(pattern)
+
+
+def launch_pid() -> int:
+    """Resolver: the launch's process id (rank 0's under torchrun)."""
+    return _launch_stamp()[1]
+
+
+def quiet_other_ranks(here: Place) -> None:
+    """Only rank 0 writes the log file; the other ranks print warnings and errors only."""
+    if here.is_main:
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(logging.WARNING)
+
+
+def local_gpu(here: Place) -> torch.device:
+    """This process's own GPU, chosen by its rank on the node."""
+    count = torch.cuda.device_count()
+    if here.local_rank >= count:
+        raise UserError(
+            f"torchrun started process {here.local_rank} on this node but it has only {count} "
+            f"CUDA GPU(s); start at most {count} processes per node (--nproc_per_node={count})"
+        )
+    torch.cuda.set_device(here.local_rank)
+    return torch.device("cuda", here.local_rank)
+
+
+def wrap(model: nn.Module, device: torch.device, here: Place) -> nn.Module:
+    """DistributedDataParallel around the model when there are several processes."""
+    if not here.distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """Sum (or max) a tensor over all processes, in place; returns it. No-op for one process."""
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return tensor

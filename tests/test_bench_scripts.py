@@ -1,0 +1,53 @@
+"""The benchmark scripts run (tiny dry runs on the CPU) and report what they promise.
+
+They measure nothing here: the figures come from real runs, see the README.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+def run_script(name, *args, cwd):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), "--dry-run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_gpu_benchmark_dry_run_on_cpu(tmp_path):
+    proc = run_script("bench_gpu.py", "--json", "gpu.json", cwd=tmp_path)
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert result["device"] == "CPU (dry run)"
+    variants = ["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"]
+    assert [(r["model"], r["variant"]) for r in result["rows"]] == [
+        (m, v) for m in ("lenet5", "resnet20") for v in variants
+    ]
+    for row in result["rows"]:
+        assert row["images_per_s"] > 0 and row["min"] <= row["images_per_s"] <= row["max"]
+    assert [r["ratio"] for r in result["rows"] if r["variant"] == "fp32"] == [1.0, 1.0]
+    (fp32_epochs, *_) = result["epochs"]
+    assert fp32_epochs["model"] == "lenet5" and len(fp32_epochs["epoch_s"]) == 2
+    assert "| lenet5 | bf16+channels_last |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_cpu_benchmark_dry_run(tmp_path):
+    proc = run_script("bench_cpu.py", "--models", "lenet5", "--json", "cpu.json", cwd=tmp_path)
+    rows = json.loads((tmp_path / "cpu.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == [
+        "fp32",
+        "fp32+channels_last",
+        "bf16",
+        "bf16+channels_last",
+    ]
+    assert rows[0]["ratio"] == 1.0 and all(r["images_per_s"] > 0 for r in rows)
+    assert "bf16/AMX flags" in proc.stdout

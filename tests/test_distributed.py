@@ -1,0 +1,143 @@
+"""DDP under a real torchrun: two Gloo processes on the CPU against one process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import TINY, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cifar_exp.data import BatchLoader, Split
+from cifar_exp.errors import ConfigError
+from cifar_exp.tracking import STEP_LOSS_TAG
+
+# 250 training images in global batches of 32 (7 full + 26: shares of 16, then 13);
+# 125 test images, so the two processes score 63 and 62 of them.
+SHARED = [
+    *TINY,
+    "dataset.train_size=250",
+    "dataset.test_size=125",
+    "trainer.epochs=2",
+    "trainer.eval_batch_size=50",
+    "trainer.log_every_n_steps=1",
+]
+# Float sums in another order (DDP averages two half-batch gradients) drift a little over
+# 16 Adam steps (measured: at most 2.4e-7); a wrong shard, batch or reduction changes the
+# loss by far more than this.
+LOSS_TOLERANCE = 1e-5
+
+
+def torchrun(*overrides: str, cwd, nproc: int = 2) -> subprocess.CompletedProcess:
+    """A real `torchrun --standalone` launch (a free port, so parallel runs never collide)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "cifar_exp.run",
+            *overrides,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def step_losses(run_dir):
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(STEP_LOSS_TAG)]
+
+
+def test_two_processes_share_one_run_dir_and_match_one_process(tmp_path):
+    single = tmp_path / "single"
+    proc = run_cli(*SHARED, f"hydra.run.dir={single}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    proc = torchrun(*SHARED, cwd=launch)  # the default hydra.run.dir, as a user would
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    runs = [p for p in (launch / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    ddp = runs[0]
+    assert len(list((ddp / "tensorboard").iterdir())) == 1  # one event log: rank 0's
+    assert sorted(p.name for p in (ddp / ".hydra").iterdir()) == [
+        "config.yaml",
+        "hydra.yaml",
+        "overrides.yaml",
+    ]
+    log_text = (ddp / "run.log").read_text()
+    assert log_text.count("final test accuracy") == 1
+    assert "batch 32 (global) = 2 process(es) x 16" in log_text
+
+    one = json.loads((single / "metrics.json").read_text())
+    two = json.loads((ddp / "metrics.json").read_text())
+    assert (two["world_size"], two["batch_size_per_process"]) == (2, 16)
+    for a, b in zip(one["epochs"], two["epochs"], strict=True):
+        # Accuracies are counts over the whole splits, not over one process's share.
+        assert round(b["test_acc"] * 125, 6).is_integer()
+        assert round(b["train_acc"] * 250, 6).is_integer()
+        assert b["test_acc"] == pytest.approx(a["test_acc"], abs=1 / 125 + 1e-9)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=LOSS_TOLERANCE)
+        assert b["test_loss"] == pytest.approx(a["test_loss"], abs=LOSS_TOLERANCE)
+    curve_one, curve_two = step_losses(single), step_losses(ddp)
+    assert [s for s, _ in curve_two] == list(range(1, 17))  # 8 global batches x 2 epochs
+    assert [s for s, _ in curve_one] == [s for s, _ in curve_two]
+    for (_, a), (_, b) in zip(curve_one, curve_two, strict=True):
+        assert b == pytest.approx(a, abs=LOSS_TOLERANCE)
+
+
+def test_global_batch_not_divisible_by_processes_is_a_clear_error(tmp_path):
+    proc = torchrun(*TINY, "trainer.batch_size=33", "hydra.run.dir=run", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert (
+        "trainer.batch_size=33 is the global batch and must be divisible by the 2 processes"
+        in proc.stdout + proc.stderr
+    )
+
+
+def split_of(n):
+    return Split(torch.zeros(n, 3, 1, 1, dtype=torch.uint8), torch.arange(n))
+
+
+@pytest.mark.parametrize("n, batch, world", [(250, 32, 2), (10, 4, 3), (9, 4, 2), (7, 7, 4)])
+def test_shards_are_disjoint_cover_the_epoch_and_agree_on_its_order(n, batch, world):
+    cpu = torch.device("cpu")
+    single = BatchLoader(split_of(n), batch, cpu, shuffle=True, seed=5)
+    shards = [
+        BatchLoader(split_of(n), batch, cpu, shuffle=True, seed=5, rank=r, world_size=world)
+        for r in range(world)
+    ]
+    for loader in (single, *shards):
+        loader.set_epoch(3)
+    per_rank = [[labels.tolist() for _, labels in loader] for loader in shards]
+    assert len({len(batches) for batches in per_rank}) == 1  # same step count on every rank
+    seen = []
+    for b in range(len(shards[0])):
+        sizes = [len(batches[b]) for batches in per_rank]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+        seen += [label for batches in per_rank for label in batches[b]]
+    assert sorted(seen) == list(range(n))  # each image once per epoch
+    # The ranks' shares, put side by side, are the one-process run's order.
+    assert seen == torch.cat([labels for _, labels in single]).tolist()
+
+
+def test_a_last_batch_smaller_than_the_processes_joins_the_one_before():
+    cpu = torch.device("cpu")
+    shards = [BatchLoader(split_of(9), 4, cpu, rank=r, world_size=2) for r in range(2)]
+    assert [len(s) for s in shards] == [2, 2]
+    assert [[y.tolist() for _, y in s] for s in shards] == [[[0, 1], [4, 5, 6]], [[2, 3], [7, 8]]]
+
+
+def test_a_split_smaller_than_the_processes_is_an_error():
+    with pytest.raises(ConfigError, match=r"a split has 1 image\(s\), fewer than the 2 processes"):
+        BatchLoader(split_of(1), 4, torch.device("cpu"), rank=0, world_size=2)

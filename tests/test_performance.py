@@ -1,0 +1,110 @@
+"""trainer.precision / channels_last / compile, end to end on the CPU, and what they log."""
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import TINY, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+from cifar_exp.config import validate
+from cifar_exp.errors import ConfigError, UserError
+from cifar_exp.performance import Precision, use_channels_last
+
+CPU = torch.device("cpu")
+
+
+def scalars(run_dir):
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def test_bf16_autocasts_the_forward_pass_on_cpu():
+    conv = nn.Conv2d(3, 4, 3)
+    x = torch.rand(2, 3, 8, 8)
+    with Precision("bf16", CPU).autocast():
+        assert conv(x).dtype == torch.bfloat16
+    with Precision("fp32", CPU).autocast():
+        assert conv(x).dtype == torch.float32
+
+
+def test_channels_last_converts_weights_and_incoming_batches():
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.layouts = []
+
+        def forward(self, x):
+            self.layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+            return self.conv(x)
+
+    probe = use_channels_last(Probe())
+    assert probe.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    probe(torch.rand(2, 3, 8, 8))
+    assert probe.layouts == [True]
+
+
+def test_fp16_on_cpu_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="fp16 needs a CUDA GPU"):
+        Precision("fp16", CPU)
+    proc = run_cli(
+        *TINY, "trainer.precision=fp16", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "trainer.precision=fp16 needs a CUDA GPU but the run is on cpu" in output
+    assert "use trainer.precision=bf16" in output
+    assert "Traceback" not in output
+
+
+def test_unknown_compile_mode_is_a_clear_error(compose):
+    with pytest.raises(ConfigError, match="trainer.compile_mode must be one of default, "):
+        validate(compose(["trainer.compile=true", "trainer.compile_mode=fastest"]))
+
+
+def run_and_read(tmp_path, *overrides):
+    run_dir = tmp_path / "run"
+    proc = run_cli(*TINY, *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return scalars(run_dir), json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_bf16_channels_last_trains_the_seed_resnet_and_logs_throughput_and_memory(tmp_path):
+    acc, metrics = run_and_read(
+        tmp_path,
+        "model=resnet",
+        "trainer.precision=bf16",
+        "trainer.channels_last=true",
+        "trainer.limit_train_batches=2",
+        "dataset.test_size=64",
+    )
+    for tag in ("train/loss", "test/acc", "throughput/images_per_s", "memory/peak_mb"):
+        (event,) = acc.Scalars(tag)
+        assert math.isfinite(event.value) and event.value >= 0, tag
+    epoch = metrics["epochs"][0]
+    assert epoch["images_per_s"] > 0
+    assert epoch["peak_mem_mb"] > 50  # the process's peak RSS: torch alone is more
+    assert "compile_s" not in epoch
+    assert metrics["final"]["test_acc"] == pytest.approx(acc.Scalars("test/acc")[0].value)
+
+
+def test_compile_reports_compile_time_apart_from_throughput(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # a cold start
+    acc, metrics = run_and_read(
+        tmp_path,
+        "trainer.compile=true",
+        "trainer.epochs=2",
+        "dataset.train_size=64",
+        "dataset.test_size=32",
+        "trainer.eval_batch_size=32",
+    )
+    first, second = metrics["epochs"]
+    # Compiling takes seconds; two compiled LeNet5 steps take milliseconds.
+    assert first["compile_s"] > 1 and first["compile_s"] > 10 * 64 / second["images_per_s"]
+    assert "compile_s" not in second
+    assert [e.step for e in acc.Scalars("time/compile_s")] == [1]
+    assert math.isfinite(metrics["final"]["test_loss"])
