@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cifar_exp.data import BatchLoader
+from cifar_exp.errors import TrainingDiverged
 from cifar_exp.tracking import RunTracker
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,11 @@ def fit(
         last_train, step = train_one_epoch(
             model, train_loader, optimizer, scheduler, tracker, step, epoch, opts
         )
+        if not math.isfinite(last_train["train_loss"]):
+            raise TrainingDiverged(
+                f"training diverged: the train loss is {last_train['train_loss']} in epoch "
+                f"{epoch}; lower optimizer.lr"
+            )
         values = {**last_train, "lr": optimizer.param_groups[0]["lr"]}
         if epoch % opts.eval_every == 0 or epoch == opts.epochs:
             last_test = evaluate(model, test_loader)

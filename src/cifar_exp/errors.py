@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A config value that cannot work, e.g. a negative batch size."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite, usually from too high a learning rate."""

@@ -7,6 +7,7 @@ schedule it names, trains, and returns the final test accuracy (the value sweepe
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.config import register_schemas, validate
@@ -24,12 +26,16 @@ from cifar_exp.engine import FitOptions, fit
 from cifar_exp.errors import UserError
 from cifar_exp.models import MODELS
 from cifar_exp.optim import build_optimizer, build_scheduler
+from cifar_exp.summary import SWEEP_METRIC
+from cifar_exp.sweep import record_failure, threads_per_job
 from cifar_exp.tracking import RunTracker
 
 log = logging.getLogger("cifar_exp")
 
 register_schemas()
-OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+# Cached like Hydra's ${now:}: the cache travels with the config to launcher workers, so every
+# job of a sweep resolves the sweep folder to the starting process's id.
+OmegaConf.register_new_resolver("pid", os.getpid, replace=True, use_cache=True)
 
 
 def resolve_device(kind: str) -> torch.device:
@@ -108,15 +114,42 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return final
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+# An absolute folder, so the configs are found however main is reached: `python -m`, the
+# cifar-exp script, or a launcher's worker that imports this module.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    if in_sweep and not cfg.trainer.num_threads:
+        threads = threads_per_job(hydra_cfg.launcher)
+        if threads:
+            torch.set_num_threads(threads)
+            log.info("%d CPU thread(s) for this job: jobs run side by side", threads)
     try:
-        return train(cfg, run_dir)["test_acc"]
-    except UserError as err:
-        log.error("%s", err)
-        sys.exit(1)
+        return train(cfg, run_dir)[SWEEP_METRIC]
+    except Exception as err:
+        reason = record_failure(run_dir, err)
+        if in_sweep:
+            # One bad job must not end the sweep: record it, let the others run, and hand
+            # sweepers NaN (Optuna counts such a trial as failed).
+            if isinstance(err, UserError):
+                log.error("job failed, the sweep goes on: %s", reason)
+            else:
+                log.exception("job failed, the sweep goes on: %s", reason)
+            return math.nan
+        if isinstance(err, UserError):
+            log.error("%s", err)
+            sys.exit(1)
+        raise
 
 
 if __name__ == "__main__":
-    main()
+    # Run the function under its importable name, not __main__'s copy: launchers that send
+    # the task to other processes (joblib, submitit) pickle it by reference.
+    from cifar_exp.run import main as entrypoint
+
+    entrypoint()
