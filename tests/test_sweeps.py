@@ -225,12 +225,21 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
 
 
 @needs_plugin("hydra_plugins.hydra_optuna_sweeper")
-def test_optuna_search_optimizes_the_returned_metric(tmp_path):
-    sweep_dir, _ = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
+def test_optuna_search_optimizes_the_metric_and_goes_on_after_a_failed_trial(tmp_path):
+    # The config's search space, with lr narrowed to one value that works and one that fails.
+    sweep_dir, _ = sweep(
+        tmp_path,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "optimizer.lr=choice(-1,0.003)",
+    )
     rows = read_csv(sweep_dir / "summary.csv")
-    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
-    # Every trial is named by the searched keys.
-    for name in (r["dir"] for r in rows):
+    statuses = [r["status"] for r in rows]
+    assert len(rows) == 4 and "ok" in statuses
+    assert "failed: optimizer.lr must be > 0, got -1.0" in statuses
+    for name in (r["dir"] for r in rows):  # every trial is named by the searched keys
         assert "optimizer.lr=" in name and "trainer.batch_size=" in name
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
-    assert best.best_value == pytest.approx(max(float(r[SWEEP_METRIC]) for r in rows))
+    assert best.best_params["optimizer.lr"] == 0.003
+    ok = [float(r[SWEEP_METRIC]) for r in rows if r["status"] == "ok"]
+    assert best.best_value == pytest.approx(max(ok))

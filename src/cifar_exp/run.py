@@ -7,7 +7,6 @@ schedule it names, trains, and returns the final test accuracy (the value sweepe
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time
@@ -120,7 +119,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
@@ -134,13 +133,14 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:
         reason = record_failure(run_dir, err)
         if in_sweep:
-            # One bad job must not end the sweep: record it, let the others run, and hand
-            # sweepers NaN (Optuna counts such a trial as failed).
+            # One bad job must not end the sweep: record it and let the others run. None, not
+            # NaN: the Optuna sweeper marks a trial without a number as failed and goes on,
+            # while a NaN makes it pass values to a failed trial, which Optuna rejects.
             if isinstance(err, UserError):
                 log.error("job failed, the sweep goes on: %s", reason)
             else:
                 log.exception("job failed, the sweep goes on: %s", reason)
-            return math.nan
+            return None
         if isinstance(err, UserError):
             log.error("%s", err)
             sys.exit(1)
