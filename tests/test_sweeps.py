@@ -91,17 +91,29 @@ def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
 
 
 def test_failing_jobs_are_recorded_and_the_others_finish(tmp_path):
-    # Job 1 has a value that cannot work, job 2 diverges to a NaN loss.
-    sweep_dir, output = sweep(tmp_path, "optimizer=sgd", "optimizer.lr=0.01,-1,1e4")
-
-    rows = {int(r["job"]): r for r in read_csv(sweep_dir / "summary.csv")}
-    assert rows[0]["status"] == "ok"
-    assert rows[1]["status"] == "failed: optimizer.lr must be > 0, got -1.0"
-    assert rows[2]["status"].startswith("failed: training diverged: the train loss is nan")
-    assert rows[1]["test_acc"] == ""
-    assert [int(r["job"]) for r in read_csv(sweep_dir / "summary.csv")] == [0, 1, 2]
-    assert "job failed, the sweep goes on" in output
-    assert "Traceback" not in output
+    # lr=-1 cannot work, lr=1e4 diverges to a NaN loss, 8x8 images are too small for LeNet5.
+    sweep_dir, output = sweep(
+        tmp_path, "optimizer=sgd", "optimizer.lr=0.01,-1,1e4", "dataset.image_size=32,8"
+    )
+    rows = read_csv(sweep_dir / "summary.csv")
+    status = {(r["optimizer.lr"], r["dataset.image_size"]): r["status"] for r in rows}
+    too_small = "failed: RuntimeError: Calculated padded input size per channel"
+    assert status[("0.01", "32")] == "ok"
+    assert (
+        status[("-1", "32")]
+        == status[("-1", "8")]
+        == ("failed: optimizer.lr must be > 0, got -1.0")
+    )
+    assert status[("10000.0", "32")].startswith("failed: training diverged: the train loss is nan")
+    assert status[("0.01", "8")].startswith(too_small)
+    assert status[("10000.0", "8")].startswith(too_small)
+    assert rows[0]["status"] == "ok" and rows[0]["test_acc"] != ""
+    assert all(r["test_acc"] == "" for r in rows[1:])
+    assert output.count("job failed, the sweep goes on") == 5
+    # A bug-like error keeps its traceback in the job's log; a bad value is one line.
+    logs = {r["status"][:30]: (sweep_dir / r["dir"] / "run.log").read_text() for r in rows[1:]}
+    assert "Traceback" in logs[too_small[:30]]
+    assert "Traceback" not in logs["failed: optimizer.lr must be >"]
 
 
 def test_single_run_that_diverges_exits_nonzero_with_one_message(tmp_path):
