@@ -45,11 +45,13 @@ def final_metrics(job_dir: Path) -> dict:
     return json.loads((job_dir / "metrics.json").read_text())["final"]
 
 
-def session_hparams(job_dir: Path) -> dict:
+def session_hparams(job_dir: Path) -> tuple[dict, float]:
+    """The job's HParams entries and its final/test_acc, read back from its event files."""
     acc = EventAccumulator(str(job_dir / "tensorboard"))
     acc.Reload()
     content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-    return dict(plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams)
+    session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return dict(session.hparams), acc.Scalars("final/test_acc")[-1].value
 
 
 def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
@@ -80,9 +82,10 @@ def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
         assert int(row["epochs"]) == 1 and float(row["wall_s"]) > 0
         assert float(row["images_per_s"]) > 0
 
-        hparams = session_hparams(job_dir)
+        hparams, final_test_acc = session_hparams(job_dir)
         assert hparams["model.name"].string_value == row["model"]
         assert hparams["optimizer.lr"].number_value == pytest.approx(float(row["optimizer.lr"]))
+        assert final_test_acc == pytest.approx(float(row["test_acc"]))
 
     md = (sweep_dir / "summary.md").read_text()
     assert "| model=resnet optimizer.lr=0.003 |" in md
