@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp import distributed
@@ -36,6 +37,8 @@ from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import resume_config, saved_config
 from cifar_exp.rundir import RunManifest, register_resolvers
 from cifar_exp.stopping import Interrupted, StopOnSignal
+from cifar_exp.summary import SWEEP_METRIC
+from cifar_exp.sweep import failure_reason, threads_per_job
 from cifar_exp.tracking import RunTracker
 
 log = logging.getLogger("cifar_exp")
@@ -43,8 +46,12 @@ log = logging.getLogger("cifar_exp")
 register_schemas()
 register_resolvers()
 # Used in hydra.run.dir: under torchrun they are rank 0's, so all ranks share one directory.
-OmegaConf.register_new_resolver("launch_time", distributed.launch_time, replace=True)
-OmegaConf.register_new_resolver("pid", distributed.launch_pid, replace=True)
+# Cached like Hydra's ${now:}: the cache travels with the config to launcher workers, so every
+# job of a sweep resolves the sweep folder to the starting process's.
+OmegaConf.register_new_resolver(
+    "launch_time", distributed.launch_time, replace=True, use_cache=True
+)
+OmegaConf.register_new_resolver("pid", distributed.launch_pid, replace=True, use_cache=True)
 
 
 def resolve_device(kind: str) -> torch.device:
@@ -232,12 +239,23 @@ def prepare_resume(
     return resumed, state, path
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def hydra_main(cfg: DictConfig) -> float:
+# An absolute folder, so the configs are found however main is reached: `python -m`, the
+# cifar-exp script, or a launcher's worker that imports this module.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     here = distributed.place()
     distributed.quiet_other_ranks(here)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    if in_sweep and not cfg.trainer.num_threads:
+        threads = threads_per_job(hydra_cfg.launcher)
+        if threads:
+            torch.set_num_threads(threads)
+            log.info("%d CPU thread(s) for this job: jobs run side by side", threads)
     checkpoint, resumed_from = None, None
     if cfg.resume:
         try:
@@ -253,18 +271,27 @@ def hydra_main(cfg: DictConfig) -> float:
         manifest.finish("interrupted", str(stop))
         log.error("%s", stop)
         sys.exit(stop.exit_code)
-    except UserError as err:
-        manifest.finish("failed", str(err))
-        log.error("%s", err)
-        sys.exit(1)
     except KeyboardInterrupt:
         manifest.finish("interrupted", "KeyboardInterrupt (stopped at once)")
         raise
     except Exception as err:
-        manifest.finish("failed", f"{type(err).__name__}: {err}")
+        reason = failure_reason(err)
+        manifest.finish("failed", reason)
+        if in_sweep:
+            # One bad job must not end the sweep: its manifest says why, the others run. None,
+            # not NaN: the Optuna sweeper marks a trial without a number as failed and goes on,
+            # while a NaN makes it pass values to a failed trial, which Optuna rejects.
+            if isinstance(err, UserError):
+                log.error("job failed, the sweep goes on: %s", reason)
+            else:
+                log.exception("job failed, the sweep goes on: %s", reason)
+            return None
+        if isinstance(err, UserError):
+            log.error("%s", err)
+            sys.exit(1)
         raise
     manifest.finish("ok")
-    return final["test_acc"]
+    return final[SWEEP_METRIC]
 
 
 def main() -> None:
@@ -280,4 +307,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the function under its importable name, not __main__'s copy: launchers that send
+    # the task to other processes (joblib, submitit) pickle it by reference.
+    from cifar_exp.run import main as entrypoint
+
+    entrypoint()

@@ -26,11 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_exp import distributed
 from cifar_exp.checkpoint import CHECKPOINT_DIR, find_checkpoint
 from cifar_exp.errors import UserError
+from cifar_exp.summary import MANIFEST_FILE as MANIFEST
 from cifar_exp.tracking import write_json
 
 log = logging.getLogger("cifar_exp")
-
-MANIFEST = "manifest.json"
 
 
 def run_dir_of(checkpoint: Path) -> Path:

@@ -1,0 +1,259 @@
+"""Sweep summaries: one row per job read back from its folder, best first, and seed groups.
+
+A job folder holds `.hydra/` (its overrides and number), `metrics.json` (written by the run's
+tracker) and `manifest.json` (the run's status: ok, failed with the reason, interrupted).
+Nothing here needs torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+# The metric a run returns to Hydra (what sweepers optimize) and the summary sorts by.
+SWEEP_METRIC = "test_acc"
+MANIFEST_FILE = "manifest.json"  # written by rundir.RunManifest
+SEED_KEY = "trainer.seed"
+
+# (column, metrics.json `final` key, heading). Accuracy columns no job has are left out,
+# e.g. val_* for runs without a validation split.
+METRIC_COLUMNS = [
+    ("val_acc", "val_acc", "val acc"),
+    ("best_val_acc", "best_val_acc", "best val acc"),
+    ("test_acc", "test_acc", "test acc"),
+    ("best_test_acc", "best_test_acc", "best test acc"),
+    ("final_loss", "train_loss", "final loss"),
+]
+GROUP_METRICS = ["val_acc", "best_val_acc", "test_acc", "best_test_acc"]
+
+
+@dataclass
+class Job:
+    """What one run left in its folder."""
+
+    num: int
+    path: Path
+    overrides: dict[str, str]
+    status: str
+    final: dict[str, float] = field(default_factory=dict)
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def value(self, column: str) -> float | None:
+        """A column's number, or None when the job has none."""
+        key = dict((c, k) for c, k, _ in METRIC_COLUMNS).get(column, column)
+        if key in self.final:
+            return self.final[key]
+        if column == "epochs":
+            return len(self.epochs)
+        if column == "wall_s":
+            return sum(e.get("epoch_s", 0.0) for e in self.epochs) if self.epochs else None
+        if column == "images_per_s":
+            rates = [e["images_per_s"] for e in self.epochs if "images_per_s" in e]
+            return statistics.median(rates) if rates else None
+        return None
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / ".hydra" / "overrides.yaml").is_file()
+
+
+def job_status(path: Path, final: dict[str, Any]) -> str:
+    """'ok', or '<failed|interrupted>: <one-line reason>' from the job's manifest."""
+    manifest: dict[str, Any] = {}
+    if (path / MANIFEST_FILE).is_file():
+        try:
+            manifest = json.loads((path / MANIFEST_FILE).read_text())
+        except ValueError:
+            manifest = {}
+    status = manifest.get("status")
+    if status in ("failed", "interrupted"):
+        reason = (manifest.get("reason") or "no reason recorded").strip().splitlines()
+        return f"{status}: {reason[0] if reason else 'no reason recorded'}"
+    if final:
+        return "ok"
+    return "failed: no final metrics (the job was killed or crashed; see its run.log)"
+
+
+def load_job(path: Path) -> Job:
+    overrides = [str(o) for o in OmegaConf.load(path / ".hydra" / "overrides.yaml")]
+    hydra_file = path / ".hydra" / "hydra.yaml"
+    num = 0
+    if hydra_file.is_file():
+        num = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.job.num", default=0) or 0
+    metrics: dict[str, Any] = {}
+    if (path / "metrics.json").is_file():
+        metrics = json.loads((path / "metrics.json").read_text())
+    final = metrics.get("final") or {}
+    status = job_status(path, final)
+    return Job(
+        num=int(num),
+        path=path,
+        overrides=dict(o.split("=", 1) for o in overrides if "=" in o),
+        status=status,
+        final=final,
+        epochs=metrics.get("epochs", []),
+    )
+
+
+def find_jobs(sweep_dir: Path) -> list[Job]:
+    """The job folders directly under a sweep folder, by job number."""
+    jobs = [load_job(p) for p in sorted(sweep_dir.iterdir()) if p.is_dir() and is_run_dir(p)]
+    return sorted(jobs, key=lambda j: j.num)
+
+
+def varying_keys(jobs: list[Job]) -> list[str]:
+    """Override keys whose value differs between jobs (all of them for a single job)."""
+    keys: list[str] = []
+    for job in jobs:
+        keys += [k for k in job.overrides if k not in keys]
+    if len(jobs) < 2:
+        return keys
+    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
+
+
+def label(job: Job, keys: list[str]) -> str:
+    return " ".join(f"{k}={job.overrides[k]}" for k in keys if k in job.overrides)
+
+
+def rank(jobs: list[Job]) -> list[Job]:
+    """Finished jobs best first by SWEEP_METRIC, then failed ones by job number."""
+    ok = sorted((j for j in jobs if j.ok), key=lambda j: -(j.value(SWEEP_METRIC) or 0.0))
+    return ok + [j for j in jobs if not j.ok]
+
+
+def metric_columns(jobs: list[Job]) -> list[tuple[str, str]]:
+    return [(c, h) for c, _, h in METRIC_COLUMNS if any(j.value(c) is not None for j in jobs)]
+
+
+def job_rows(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The summary's columns and rows (raw numbers), best job first."""
+    keys = varying_keys(jobs)
+    metrics = [c for c, _ in metric_columns(jobs)]
+    columns = ["job", "overrides", *keys, *metrics, "epochs", "wall_s", "images_per_s"]
+    columns += ["status", "dir"]
+    rows = []
+    for job in rank(jobs):
+        row: dict[str, Any] = {"job": job.num, "overrides": label(job, keys)}
+        row.update({k: job.overrides.get(k, "") for k in keys})
+        row.update({c: job.value(c) for c in [*metrics, "epochs", "wall_s", "images_per_s"]})
+        row.update(status=job.status, dir=job.path.name)
+        rows.append(row)
+    return columns, rows
+
+
+def seed_groups(jobs: list[Job]) -> list[dict[str, Any]]:
+    """Jobs that differ only by trainer.seed, with mean, sample std and n of finished jobs.
+
+    Empty unless the sweep varies the seed. std is None for groups with fewer than 2 jobs.
+    """
+    keys = varying_keys(jobs)
+    if SEED_KEY not in keys or len(jobs) < 2:
+        return []
+    others = [k for k in keys if k != SEED_KEY]
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(label(job, others), []).append(job)
+    metrics = [m for m in GROUP_METRICS if any(j.value(m) is not None for j in jobs)]
+    result = []
+    for name, members in groups.items():
+        done = [j for j in members if j.ok]
+        row: dict[str, Any] = {
+            "overrides": name,
+            "n": len(done),
+            "failed": len(members) - len(done),
+            "seeds": " ".join(j.overrides.get(SEED_KEY, "") for j in members),
+        }
+        for m in metrics:
+            values = [j.value(m) for j in done if j.value(m) is not None]
+            row[f"{m}_mean"] = statistics.fmean(values) if values else None
+            row[f"{m}_std"] = statistics.stdev(values) if len(values) >= 2 else None
+        result.append(row)
+    return sorted(result, key=lambda r: -(r.get(f"{SWEEP_METRIC}_mean") or 0.0))
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column == "wall_s":
+        return f"{value:.1f}s"
+    if column == "images_per_s":
+        return f"{value:.0f}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(headings: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(jobs: list[Job]) -> str:
+    """The summary as Markdown: common overrides, the job table, the seed groups."""
+    columns, rows = job_rows(jobs)
+    keys = set(varying_keys(jobs))
+    common = [f"{k}={v}" for k, v in jobs[0].overrides.items() if k not in keys]
+    shown = [c for c in columns if c not in keys and c != "dir"]
+    headings = dict((c, h) for c, h in metric_columns(jobs))
+    headings.update(wall_s="wall time", images_per_s="images/s")
+    parts = [f"Jobs: {len(jobs)}, {sum(j.ok for j in jobs)} ok, sorted by {SWEEP_METRIC}."]
+    if len(jobs) > 1 and common:
+        parts.append("Common overrides: " + " ".join(common))
+    parts.append(
+        markdown_table(
+            [headings.get(c, c) for c in shown],
+            [[_cell(c, row[c]) for c in shown] for row in rows],
+        )
+    )
+    groups = seed_groups(jobs)
+    if groups:
+        metrics = [m for m in GROUP_METRICS if f"{m}_mean" in groups[0]]
+        table = []
+        for g in groups:
+            cells = [g["overrides"] or "(all)", str(g["n"]), str(g["failed"])]
+            for m in metrics:
+                mean, std = g[f"{m}_mean"], g[f"{m}_std"]
+                cells.append(
+                    "" if mean is None else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
+                )
+            table.append(cells)
+        heads = ["overrides", "n", "failed", *(dict(headings).get(m, m) for m in metrics)]
+        parts.append("By seed (mean ± sample std over finished jobs):")
+        parts.append(markdown_table(heads, table))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({c: "" if r.get(c) is None else r[c] for c in columns} for r in rows)
+
+
+def write_summary(sweep_dir: Path, jobs: list[Job] | None = None) -> str | None:
+    """Write summary.csv, summary.md (and seeds.csv for multi-seed sweeps); return the table.
+
+    None when the folder holds no job folders.
+    """
+    jobs = find_jobs(sweep_dir) if jobs is None else jobs
+    if not jobs:
+        return None
+    columns, rows = job_rows(jobs)
+    write_csv(sweep_dir / "summary.csv", columns, rows)
+    groups = seed_groups(jobs)
+    if groups:
+        write_csv(sweep_dir / "seeds.csv", list(groups[0]), groups)
+    table = render(jobs)
+    (sweep_dir / "summary.md").write_text(table)
+    return table

@@ -1,0 +1,105 @@
+"""Multirun plumbing: readable job folder names, failure records, CPU threads per parallel job,
+and the Hydra callback that writes the sweep summary when the sweep ends.
+
+Launchers run jobs in other processes (joblib workers, submitit, Slurm nodes), so a job
+reports through files in its own folder (metrics.json, manifest.json) and the callback, which
+runs where the sweep was started, reads them back from the sweep folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from cifar_exp.errors import UserError
+from cifar_exp.summary import write_summary
+
+log = logging.getLogger(__name__)
+
+# The keys a sweep varies, handed from the process that starts the sweep to every job
+# process (which inherits the environment) so job folders can be named by them alone.
+SWEPT_KEYS_ENV = "CIFAR_EXP_SWEPT_KEYS"
+# Folder names stay well under the 255-byte limit of common file systems.
+MAX_DIRNAME = 120
+
+
+def override_key(override: str) -> str:
+    """'+optimizer.lr=0.1' -> 'optimizer.lr'."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def swept_keys(hydra_cfg: DictConfig) -> list[str]:
+    """Keys with several values on the command line, plus a sweeper's search space."""
+    parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    params = OmegaConf.select(hydra_cfg, "sweeper.params", default=None) or {}
+    return keys + [key for key in params if key not in keys]
+
+
+def job_dirname(num: int, overrides: ListConfig | list[str]) -> str:
+    """'3_model=resnet,optimizer.lr=0.003': the job number and the overrides that vary.
+
+    Used as hydra.sweep.subdir, so TensorBoard names each run by what sets it apart.
+    Without the sweep's keys (a sweep not started by cifar-exp's callback), all overrides.
+    """
+    wanted = os.environ.get(SWEPT_KEYS_ENV)
+    keys = set(wanted.split(",")) if wanted else None
+    shown = [o for o in overrides if keys is None or override_key(o) in keys]
+    name = ",".join([str(num), *shown]).replace(",", "_", 1).replace("/", "-")
+    return name[:MAX_DIRNAME]
+
+
+OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line saying why a job failed: a UserError's message, else the exception's type too."""
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if isinstance(err, UserError) else f"{type(err).__name__}: {first}"
+
+
+def available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def threads_per_job(launcher: DictConfig | dict[str, Any]) -> int | None:
+    """CPU threads for one job when a launcher runs several at once, so jobs x threads <= cores.
+
+    joblib runs `n_jobs` jobs side by side (-1: one per core); submitit gives each job
+    `cpus_per_task` cores. None: the launcher runs one job at a time, keep torch's default.
+    """
+    cpus_per_task = launcher.get("cpus_per_task")
+    if cpus_per_task:
+        return int(cpus_per_task)
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs is None:
+        return None
+    cpus = available_cpus()
+    parallel = cpus if n_jobs < 0 else n_jobs
+    return max(1, cpus // max(1, parallel))
+
+
+class SweepSummary(Callback):
+    """Names job folders by the swept keys; writes summary.csv/summary.md when a sweep ends."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(config.hydra))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        table = write_summary(sweep_dir)
+        if table is None:
+            log.warning("no job folders in %s: no summary written", sweep_dir)
+            return
+        # The table is the sweep's answer for the user, not a diagnostic: print it plainly.
+        print(f"\n{table}\nSummary: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}")
+        print(f"Plot: python -m cifar_exp.report {sweep_dir}", flush=True)

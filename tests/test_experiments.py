@@ -1,0 +1,66 @@
+"""Experiment presets and search configs compose with the real config and hold their recipes."""
+
+import importlib.util
+
+import pytest
+from conftest import group_options
+
+from cifar_exp.config import validate
+
+
+def test_presets_exist():
+    assert {"seed_lenet5", "seed_resnet", "lenet5_tuned", "resnet18_cifar"} <= set(
+        group_options("experiment")
+    )
+
+
+@pytest.mark.parametrize("preset", group_options("experiment"))
+def test_every_preset_composes_validates_and_states_its_expected_accuracy(compose, preset):
+    from conftest import CONF_DIR
+
+    validate(compose([f"experiment={preset}"]))
+    text = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    assert "Expected test accuracy:" in text
+
+
+@pytest.mark.parametrize("model", ["lenet5", "resnet"])
+def test_seed_presets_are_the_posts_settings(compose, model):
+    cfg = compose([f"experiment=seed_{model}"])
+    assert cfg.model.name == model
+    assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 1e-3
+    assert cfg.optimizer.weight_decay == 0
+    assert cfg.scheduler.name == "none"
+    assert cfg.trainer.batch_size == 32 and cfg.trainer.epochs == 10
+
+
+def test_resnet18_cifar_is_the_classic_recipe(compose):
+    cfg = compose(["experiment=resnet18_cifar"])
+    assert cfg.model.name == "resnet18"
+    assert dict(cfg.optimizer) == {
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+    }
+    assert cfg.scheduler.name == "cosine"
+    assert cfg.trainer.batch_size == 128 and cfg.trainer.epochs == 200
+
+
+def test_command_line_overrides_a_preset(compose):
+    cfg = compose(["experiment=resnet18_cifar", "trainer.epochs=5", "optimizer.lr=0.05"])
+    assert cfg.trainer.epochs == 5 and cfg.optimizer.lr == 0.05
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+    reason="hydra-optuna-sweeper is not installed; install it with: pip install -e '.[sweeps]'",
+)
+def test_optuna_search_composes_with_its_search_space(compose):
+    from hydra import compose as hydra_compose
+
+    cfg = hydra_compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == "maximize"
+    assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "trainer.batch_size"}

@@ -1,0 +1,247 @@
+"""Sweeps through the real entrypoint: job folders, summaries, failures, seeds, the report."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from conftest import TINY, run_cli
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from cifar_exp.summary import SWEEP_METRIC
+from cifar_exp.sweep import MAX_DIRNAME, available_cpus, job_dirname, threads_per_job
+
+# TINY without its thread count, for launchers that choose threads per job themselves.
+TINY_ANY_THREADS = [o for o in TINY if not o.startswith("trainer.num_threads")]
+
+
+def sweep(tmp_path: Path, *overrides: str, timeout: int = 300) -> tuple[Path, str]:
+    """Run `python -m cifar_exp.run -m ...` into tmp_path/sweep; return the folder and output."""
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, timeout=timeout
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    return sweep_dir, output
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
+
+
+def final_metrics(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())["final"]
+
+
+def session_hparams(job_dir: Path) -> tuple[dict, float]:
+    """The job's HParams entries and its final/test_acc, read back from its event files."""
+    acc = EventAccumulator(str(job_dir / "tensorboard"))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return dict(session.hparams), acc.Scalars("final/test_acc")[-1].value
+
+
+def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
+    sweep_dir, output = sweep(tmp_path, "model=lenet5,resnet", "optimizer.lr=1e-3,3e-3")
+
+    names = [p.name for p in job_dirs(sweep_dir)]
+    assert names == [
+        "0_model=lenet5,optimizer.lr=0.001",
+        "1_model=lenet5,optimizer.lr=0.003",
+        "2_model=resnet,optimizer.lr=0.001",
+        "3_model=resnet,optimizer.lr=0.003",
+    ]
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert len(rows) == 4
+    accs = [float(r[SWEEP_METRIC]) for r in rows]
+    assert accs == sorted(accs, reverse=True)
+    for row in rows:
+        job_dir = sweep_dir / row["dir"]
+        overrides = OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
+        assert f"model={row['model']}" in overrides
+        assert f"optimizer.lr={row['optimizer.lr']}" in overrides
+        assert row["overrides"] == f"model={row['model']} optimizer.lr={row['optimizer.lr']}"
+        assert row["status"] == "ok"
+        final = final_metrics(job_dir)
+        assert float(row["test_acc"]) == pytest.approx(final["test_acc"])
+        assert float(row["best_test_acc"]) == pytest.approx(final["best_test_acc"])
+        assert float(row["final_loss"]) == pytest.approx(final["train_loss"])
+        assert int(row["epochs"]) == 1 and float(row["wall_s"]) > 0
+        assert float(row["images_per_s"]) > 0
+
+        hparams, final_test_acc = session_hparams(job_dir)
+        assert hparams["model.name"].string_value == row["model"]
+        assert hparams["optimizer.lr"].number_value == pytest.approx(float(row["optimizer.lr"]))
+        assert final_test_acc == pytest.approx(float(row["test_acc"]))
+
+    md = (sweep_dir / "summary.md").read_text()
+    assert "| model=resnet optimizer.lr=0.003 |" in md
+    assert "Common overrides: dataset=synthetic" in md
+    assert md.strip().splitlines()[-1] in output  # the table is printed too
+
+
+def test_failing_jobs_are_recorded_and_the_others_finish(tmp_path):
+    # lr=-1 cannot work, lr=1e4 diverges to a NaN loss, 8x8 images are too small for LeNet5.
+    sweep_dir, output = sweep(
+        tmp_path, "optimizer=sgd", "optimizer.lr=0.01,-1,1e4", "dataset.image_size=32,8"
+    )
+    rows = read_csv(sweep_dir / "summary.csv")
+    status = {(r["optimizer.lr"], r["dataset.image_size"]): r["status"] for r in rows}
+    too_small = "failed: RuntimeError: Calculated padded input size per channel"
+    assert status[("0.01", "32")] == "ok"
+    assert (
+        status[("-1", "32")]
+        == status[("-1", "8")]
+        == ("failed: optimizer.lr must be > 0, got -1.0")
+    )
+    assert status[("10000.0", "32")].startswith("failed: the training loss became non-finite")
+    assert status[("0.01", "8")].startswith(too_small)
+    assert status[("10000.0", "8")].startswith(too_small)
+    assert rows[0]["status"] == "ok" and rows[0]["test_acc"] != ""
+    assert all(r["test_acc"] == "" for r in rows[1:])
+    assert output.count("job failed, the sweep goes on") == 5
+    # A bug-like error keeps its traceback in the job's log; a bad value is one line.
+    logs = {r["status"][:30]: (sweep_dir / r["dir"] / "run.log").read_text() for r in rows[1:]}
+    assert "Traceback" in logs[too_small[:30]]
+    assert "Traceback" not in logs["failed: optimizer.lr must be >"]
+
+
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("seeds")
+    sweep_dir, _ = sweep(tmp_path, "trainer.seed=0,1,2", "optimizer.lr=1e-3,3e-3")
+    return sweep_dir
+
+
+def test_seed_groups_report_mean_std_and_n(seed_sweep):
+    groups = {g["overrides"]: g for g in read_csv(seed_sweep / "seeds.csv")}
+    assert set(groups) == {"optimizer.lr=0.001", "optimizer.lr=0.003"}
+    for name, group in groups.items():
+        accs = [
+            final_metrics(d)["test_acc"]
+            for d in job_dirs(seed_sweep)
+            if name in (d / ".hydra" / "overrides.yaml").read_text()
+        ]
+        assert len(accs) == 3
+        assert int(group["n"]) == 3 and group["seeds"] == "0 1 2"
+        assert float(group["test_acc_mean"]) == pytest.approx(statistics.fmean(accs))
+        assert float(group["test_acc_std"]) == pytest.approx(statistics.stdev(accs))
+    md = (seed_sweep / "summary.md").read_text()
+    assert "By seed" in md and " ± " in md
+
+
+def test_report_plots_every_job_and_prints_the_table(seed_sweep, tmp_path):
+    import matplotlib.image
+
+    out = tmp_path / "plot.png"
+    proc = run_cli(str(seed_sweep), "--out", str(out), module="cifar_exp.report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    height, width, _ = matplotlib.image.imread(out).shape
+    assert width > 800 and height > 300
+    assert "| job | overrides |" in proc.stdout and "By seed" in proc.stdout
+
+    one_run = job_dirs(seed_sweep)[0]
+    proc = run_cli(str(one_run), module="cifar_exp.report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (one_run / "report.png").stat().st_size > 0
+
+
+def test_report_on_a_folder_without_runs_says_what_to_give(tmp_path):
+    proc = run_cli(str(tmp_path), module="cifar_exp.report", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"no runs in {tmp_path}: give a run folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "report.png").exists()
+
+
+def test_job_dirname_keeps_swept_keys_and_stays_short(monkeypatch):
+    monkeypatch.setenv("CIFAR_EXP_SWEPT_KEYS", "model,dataset.root")
+    overrides = ["trainer.epochs=3", "model=resnet", "dataset.root=/data/cifar"]
+    assert job_dirname(4, overrides) == "4_model=resnet,dataset.root=-data-cifar"
+    monkeypatch.delenv("CIFAR_EXP_SWEPT_KEYS")
+    assert job_dirname(4, overrides).startswith("4_trainer.epochs=3,model=resnet")
+    assert len(job_dirname(1, [f"k{i}=value" for i in range(50)])) == MAX_DIRNAME
+
+
+def test_threads_per_job_keeps_jobs_times_threads_within_cores():
+    cpus = available_cpus()
+    assert threads_per_job({"n_jobs": 2}) == max(1, cpus // 2)
+    assert threads_per_job({"n_jobs": -1}) == 1
+    assert threads_per_job({"cpus_per_task": 3}) == 3
+    assert threads_per_job({}) is None
+
+
+def needs_plugin(module: str):
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None,
+        reason=f"{module} is not installed; install it with: pip install -e '.[sweeps]'",
+    )
+
+
+@needs_plugin("hydra_plugins.hydra_joblib_launcher")
+def test_joblib_launcher_runs_jobs_side_by_side_with_divided_threads(tmp_path):
+    # The default sweep folder: workers are other processes and must resolve it the same way.
+    proc = run_cli(
+        "-m",
+        *TINY_ANY_THREADS,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "optimizer.lr=1e-3,3e-3",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert sorted(r["overrides"] for r in rows) == ["optimizer.lr=0.001", "optimizer.lr=0.003"]
+    assert all(r["status"] == "ok" for r in rows)
+    threads = max(1, available_cpus() // 2)
+    for job_dir in job_dirs(sweep_dir):
+        assert f"{threads} CPU thread(s) for this job" in (job_dir / "run.log").read_text()
+
+
+@needs_plugin("hydra_plugins.hydra_submitit_launcher")
+def test_submitit_local_launcher_runs_the_sweep(tmp_path):
+    sweep_dir, _ = sweep(
+        tmp_path,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "optimizer.lr=1e-3,-1",
+    )
+    rows = {int(r["job"]): r for r in read_csv(sweep_dir / "summary.csv")}
+    assert rows[0]["status"] == "ok" and float(rows[0]["test_acc"]) > 0
+    assert rows[1]["status"] == "failed: optimizer.lr must be > 0, got -1.0"
+    assert [p.name for p in job_dirs(sweep_dir)] == ["0_optimizer.lr=0.001", "1_optimizer.lr=-1"]
+
+
+@needs_plugin("hydra_plugins.hydra_optuna_sweeper")
+def test_optuna_search_optimizes_the_metric_and_goes_on_after_a_failed_trial(tmp_path):
+    # The config's search space, with lr narrowed to one value that works and one that fails.
+    sweep_dir, _ = sweep(
+        tmp_path,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "optimizer.lr=choice(-1,0.003)",
+    )
+    rows = read_csv(sweep_dir / "summary.csv")
+    statuses = [r["status"] for r in rows]
+    assert len(rows) == 4 and "ok" in statuses
+    assert "failed: optimizer.lr must be > 0, got -1.0" in statuses
+    for name in (r["dir"] for r in rows):  # every trial is named by the searched keys
+        assert "optimizer.lr=" in name and "trainer.batch_size=" in name
+    best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert best.best_params["optimizer.lr"] == 0.003
+    ok = [float(r[SWEEP_METRIC]) for r in rows if r["status"] == "ok"]
+    assert best.best_value == pytest.approx(max(ok))
