@@ -7,15 +7,15 @@ Python), and conversion to float happens on the device the model runs on.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from cifar_exp.errors import ConfigError, UserError
+from cifar_exp.errors import ConfigError
 from cifar_exp.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -31,52 +31,76 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, index: torch.Tensor) -> Split:
+        return Split(self.images[index], self.labels[index])
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
 
 @dataclass
 class DataBundle:
     train: Split
     test: Split
     classes: list[str]
+    val: Split | None = None
+    skipped: list[str] = field(default_factory=list)  # unreadable files left out
+
+    def to(self, device: torch.device) -> DataBundle:
+        val = None if self.val is None else self.val.to(device)
+        return DataBundle(
+            self.train.to(device), self.test.to(device), self.classes, val, self.skipped
+        )
+
+
+# Options of every dataset config that load_dataset (or run.py) handles, not the source.
+SHARED_OPTIONS = ("num_classes", "val_size", "split_seed", "on_device")
 
 
 def load_dataset(options: dict[str, Any]) -> DataBundle:
-    """Build the data set named by options['name'] with the rest of the options."""
+    """Build the data set named by options['name'] with the rest of the options.
+
+    `val_size` > 0 holds that many training images out as the validation split, chosen by
+    `split_seed` (so every run of a sweep validates on the same images).
+    """
     options = dict(options)
     name = options.pop("name")
-    num_classes = options.get("num_classes")
+    shared = {key: options.pop(key) for key in SHARED_OPTIONS if key in options}
+    if "num_classes" in inspect.signature(DATASETS.get(name)).parameters:
+        options["num_classes"] = shared["num_classes"]  # a generator makes this many
     bundle = DATASETS.build(name, **options)
+    num_classes = shared.get("num_classes")
     if num_classes is not None and num_classes != len(bundle.classes):
         raise ConfigError(
             f"dataset.num_classes is {num_classes} but the {name} data has "
-            f"{len(bundle.classes)} classes"
+            f"{len(bundle.classes)} classes; set dataset.num_classes={len(bundle.classes)} "
+            "(or null to follow the data)"
         )
+    val_size = shared.get("val_size", 0)
+    if val_size:
+        if bundle.val is not None:
+            raise ConfigError(
+                f"dataset.val_size={val_size} but the {name} data already has a val split; "
+                "leave dataset.val_size=0 to use it"
+            )
+        bundle.train, bundle.val = hold_out(bundle.train, val_size, shared.get("split_seed", 0))
     return bundle
 
 
-@DATASETS.register("cifar10")
-def cifar10(root: str, download: bool = True, num_classes: int = 10) -> DataBundle:
-    from torchvision.datasets import CIFAR10
-
-    root_path = Path(root).expanduser().absolute()
-    splits = []
-    for train in (True, False):
-        try:
-            ds = CIFAR10(str(root_path), train=train, download=download)
-        except (OSError, RuntimeError) as err:
-            how = "could not be downloaded" if download else "dataset.download is false"
-            raise UserError(
-                f"CIFAR-10 is not in {root_path} and {how} ({err}). "
-                "Fix: run once where there is a network, copy cifar-10-batches-py into that "
-                "folder, point dataset.root=... at a folder that has it, or try dataset=synthetic."
-            ) from err
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        splits.append(Split(images, torch.tensor(ds.targets, dtype=torch.int64)))
-    return DataBundle(train=splits[0], test=splits[1], classes=list(ds.classes))
+def hold_out(split: Split, size: int, seed: int) -> tuple[Split, Split]:
+    """Split `size` random samples (chosen by `seed`) off `split`: (the rest, the held out)."""
+    if size >= len(split):
+        raise ConfigError(
+            f"dataset.val_size={size} leaves no training images (the train split has "
+            f"{len(split)}); choose a smaller dataset.val_size"
+        )
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return split.subset(order[size:]), split.subset(order[:size])
 
 
 @DATASETS.register("synthetic")
 def synthetic(
-    num_classes: int = 10,
+    num_classes: int | None = 10,
     train_size: int = 2000,
     test_size: int = 500,
     image_size: int = 32,
@@ -84,6 +108,7 @@ def synthetic(
     seed: int = 0,
 ) -> DataBundle:
     """Each class is a random pattern; its images are noisy copies of it, so it is learnable."""
+    num_classes = 10 if num_classes is None else num_classes
     gen = torch.Generator().manual_seed(seed)
     shape = (3, image_size, image_size)
     patterns = torch.randint(0, 256, (num_classes, *shape), generator=gen).float()
@@ -100,11 +125,17 @@ def synthetic(
     )
 
 
-class BatchLoader:
-    """Yields (float images in [0, 1], labels) batches on `device` from a uint8 Split.
+# (float images in [0, 1] on the device, generator) -> transformed images; see augment.py.
+BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
-    With shuffling, the order of an epoch depends only on (seed, epoch), so runs repeat
-    exactly and any epoch can be reproduced on its own.
+
+class BatchLoader:
+    """Yields (float images, labels) batches on `device` from a uint8 Split.
+
+    Images are scaled to [0, 1], then passed through `transform` (augmentation and
+    normalization of the whole batch) if one is given. The shuffling order and the random
+    augmentations of an epoch depend only on (seed, epoch), so runs repeat exactly and any
+    epoch can be reproduced on its own. The split may live on the device already.
     """
 
     def __init__(
@@ -115,8 +146,10 @@ class BatchLoader:
         shuffle: bool = False,
         seed: int = 0,
         limit_batches: int | None = None,
+        transform: BatchTransform | None = None,
     ) -> None:
         self.split = split
+        self.transform = transform
         self.batch_size = batch_size
         self.device = device
         self.shuffle = shuffle
@@ -133,9 +166,10 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.split)
+        # One generator per epoch: the order is drawn first, then each batch's augmentations.
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(self.split.labels.device)
         else:
             order = None
         for b in range(self.num_batches):
@@ -146,4 +180,10 @@ class BatchLoader:
                 index = order[lo:hi]
                 images, labels = self.split.images[index], self.split.labels[index]
             images = images.to(self.device, non_blocking=True).float().div_(255)
+            if self.transform is not None:
+                images = self.transform(images, gen)
             yield images, labels.to(self.device, non_blocking=True)
+
+
+# The file-based sources register themselves in DATASETS when imported.
+from cifar_exp.datasets import cifar, imagefolder  # noqa: E402, F401

@@ -110,11 +110,18 @@ def fit(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     tracker: RunTracker,
     opts: FitOptions,
+    val_loader: BatchLoader | None = None,
 ) -> dict[str, float]:
-    """Train for opts.epochs; return the final and best test metrics."""
+    """Train for opts.epochs; return the final metrics.
+
+    Per-epoch evaluation uses the validation split when there is one (and the test split is
+    scored once, at the end), else the test split.
+    """
+    split = "test" if val_loader is None else "val"
+    eval_loader = test_loader if val_loader is None else val_loader
     step = 0
     best_acc = 0.0
-    last_test: dict[str, float] | None = None
+    last_eval: dict[str, float] | None = None
     last_train: dict[str, float] = {}
     for epoch in range(1, opts.epochs + 1):
         epoch_start = time.perf_counter()
@@ -124,9 +131,9 @@ def fit(
         )
         values = {**last_train, "lr": optimizer.param_groups[0]["lr"]}
         if epoch % opts.eval_every == 0 or epoch == opts.epochs:
-            last_test = evaluate(model, test_loader)
-            best_acc = max(best_acc, last_test["acc"])
-            values.update(test_loss=last_test["loss"], test_acc=last_test["acc"])
+            last_eval = evaluate(model, eval_loader)
+            best_acc = max(best_acc, last_eval["acc"])
+            values.update({f"{split}_loss": last_eval["loss"], f"{split}_acc": last_eval["acc"]})
         values["epoch_s"] = time.perf_counter() - epoch_start
         tracker.log_epoch(epoch, values)
         log.info(
@@ -135,20 +142,20 @@ def fit(
             opts.epochs,
             values["train_loss"],
             values["train_acc"],
-            f"test loss {values['test_loss']:.4f} acc {values['test_acc']:.4f} "
-            if "test_acc" in values
+            f"{split} loss {values[f'{split}_loss']:.4f} acc {values[f'{split}_acc']:.4f} "
+            if f"{split}_acc" in values
             else "",
             values["images_per_s"],
             values["epoch_s"],
         )
-    if last_test is None:  # epochs=0: score the untrained model
-        last_test = evaluate(model, test_loader)
-        best_acc = last_test["acc"]
-    final = {
-        "test_acc": last_test["acc"],
-        "test_loss": last_test["loss"],
-        "best_test_acc": best_acc,
-    }
+    if last_eval is None:  # epochs=0: score the untrained model
+        last_eval = evaluate(model, eval_loader)
+        best_acc = last_eval["acc"]
+    final = {f"{split}_acc": last_eval["acc"], f"{split}_loss": last_eval["loss"]}
+    final[f"best_{split}_acc"] = best_acc
+    if val_loader is not None:
+        test = evaluate(model, test_loader)
+        final.update(test_acc=test["acc"], test_loss=test["loss"])
     if last_train:
         final.update(train_loss=last_train["train_loss"], train_acc=last_train["train_acc"])
     return final

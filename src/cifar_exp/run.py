@@ -18,6 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp.augment import build_transforms
 from cifar_exp.config import register_schemas, validate
 from cifar_exp.data import BatchLoader, load_dataset
 from cifar_exp.engine import FitOptions, fit
@@ -54,15 +55,23 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     torch.manual_seed(t.seed)
 
     data = load_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
+    if cfg.dataset.num_classes is None:  # follow the data (model.num_classes refers to this)
+        cfg.dataset.num_classes = len(data.classes)
+    if cfg.dataset.on_device:
+        data = data.to(device)
+    augment = OmegaConf.to_container(cfg.augment)
+    train_transform, eval_transform = build_transforms(augment, data.train)
+    cfg.augment.mean, cfg.augment.std = augment["mean"], augment["std"]  # recorded in hparams
     model_options = OmegaConf.to_container(cfg.model, resolve=True)
     model = MODELS.build(model_options.pop("name"), **model_options).to(device)
     params = sum(p.numel() for p in model.parameters())
     log.info(
-        "model %s (%s parameters) on %s; %d train / %d test images, %d classes",
+        "model %s (%s parameters) on %s; %d train / %d val / %d test images, %d classes",
         cfg.model.name,
         f"{params:,}",
         device,
         len(data.train),
+        0 if data.val is None else len(data.val),
         len(data.test),
         len(data.classes),
     )
@@ -74,9 +83,25 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         shuffle=True,
         seed=t.seed,
         limit_batches=t.limit_train_batches,
+        transform=train_transform,
     )
     test_loader = BatchLoader(
-        data.test, t.eval_batch_size, device, limit_batches=t.limit_eval_batches
+        data.test,
+        t.eval_batch_size,
+        device,
+        limit_batches=t.limit_eval_batches,
+        transform=eval_transform,
+    )
+    val_loader = (
+        None
+        if data.val is None
+        else BatchLoader(
+            data.val,
+            t.eval_batch_size,
+            device,
+            limit_batches=t.limit_eval_batches,
+            transform=eval_transform,
+        )
     )
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer), model.parameters())
     scheduler = build_scheduler(
@@ -94,15 +119,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         scheduler,
         tracker,
         FitOptions(t.epochs, t.eval_every, t.log_every_n_steps, t.progress_bar),
+        val_loader=val_loader,
     )
     final.update(epochs=t.epochs, wall_s=time.perf_counter() - start)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["model"]["params"] = params
     tracker.finish(hparams, final)
+    best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"
     log.info(
-        "final test accuracy %.4f (best %.4f); outputs in %s",
+        "final test accuracy %.4f (%s %.4f); outputs in %s",
         final["test_acc"],
-        final["best_test_acc"],
+        best.replace("_", " "),
+        final[best],
         run_dir,
     )
     return final
@@ -112,7 +140,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        return train(cfg, run_dir)["test_acc"]
+        final = train(cfg, run_dir)
+        # Sweeps select on the validation split when there is one, never on test.
+        return final.get("val_acc", final["test_acc"])
     except UserError as err:
         log.error("%s", err)
         sys.exit(1)

@@ -14,6 +14,8 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 EPOCH_TAGS = {
     "train_loss": "train/loss",
     "train_acc": "train/acc",
+    "val_loss": "val/loss",
+    "val_acc": "val/acc",
     "test_loss": "test/loss",
     "test_acc": "test/acc",
     "lr": "lr",
