@@ -66,8 +66,9 @@ def load_dataset(options: dict[str, Any]) -> DataBundle:
     options = dict(options)
     name = options.pop("name")
     shared = {key: options.pop(key) for key in SHARED_OPTIONS if key in options}
-    if "num_classes" in inspect.signature(DATASETS.get(name)).parameters:
-        options["num_classes"] = shared["num_classes"]  # a generator makes this many
+    generates_classes = "num_classes" in inspect.signature(DATASETS.get(name)).parameters
+    if generates_classes and "num_classes" in shared:
+        options["num_classes"] = shared["num_classes"]
     bundle = DATASETS.build(name, **options)
     num_classes = shared.get("num_classes")
     if num_classes is not None and num_classes != len(bundle.classes):
