@@ -8,7 +8,8 @@ B: `python -m cifar_exp.run model=lenet5 dataset=imagefolder` with the same batc
    optimizer and epochs (a fresh process that starts from the tensor cache).
 The two alternate for --rounds rounds; the script prints training images/s (the training
 loop only, data loading included), the ratio of the medians, and test accuracy after the
-epoch. First it measures the one-time decode of the folder and the cached load.
+epoch. First it measures the one-time decode of the folder and the cached load; each round
+also times 300 batches of each pipeline without a model (the data path alone).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from cifar_exp.data import load_dataset
+from cifar_exp.data import BatchLoader, DataBundle, load_dataset
 from cifar_exp.models import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,26 @@ def seed_style_epoch(root: Path, seed: int) -> dict[str, float]:
             correct += (model(images).argmax(1) == labels).sum().item()
             total += len(labels)
     return {"images_per_s": seen / train_s, "test_acc": correct / total}
+
+
+def loading_only(root: Path, bundle: DataBundle, batches: int) -> tuple[float, float]:
+    """Images/s of each pipeline's batches alone, no model: (seed-style, cifar-exp)."""
+    seed_loader = DataLoader(
+        datasets.ImageFolder(str(root / "train"), transform=transforms.ToTensor()),
+        batch_size=32,
+        shuffle=True,
+    )
+    project_loader = BatchLoader(bundle.train, 32, torch.device("cpu"), shuffle=True)
+    speeds = []
+    for loader in (seed_loader, project_loader):
+        start = time.perf_counter()
+        seen = 0
+        for _, labels in loader:
+            seen += len(labels)
+            if seen >= batches * 32:
+                break
+        speeds.append(seen / (time.perf_counter() - start))
+    return speeds[0], speeds[1]
 
 
 def project_epoch(root: Path, seed: int, threads: int, cache_dir: Path) -> dict[str, float]:
@@ -127,6 +148,13 @@ def main() -> None:
 
         seed_runs, project_runs = [], []
         for round_ in range(args.rounds):
+            seed_only, project_only = loading_only(root, bundle, batches=300)
+            print(
+                f"round {round_ + 1}: batches alone (no model): seed-style {seed_only:.0f} "
+                f"images/s | cifar-exp {project_only:.0f} images/s "
+                f"({project_only / seed_only:.0f}x)",
+                flush=True,
+            )
             seed_runs.append(seed_style_epoch(root, round_))
             project_runs.append(project_epoch(root, round_, args.threads, cache_dir))
             print(

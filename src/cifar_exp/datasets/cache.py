@@ -24,11 +24,10 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
 
-def fingerprint(root: Path, names: Iterable[str], settings: dict[str, Any]) -> str:
-    """Hash of the file list (names relative to root), sizes, mtimes and decode settings."""
+def fingerprint(files: Iterable[tuple[str, os.stat_result]], settings: dict[str, Any]) -> str:
+    """Hash of the (name, stat) list (sizes and mtimes) and of the settings it was read with."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for name in names:
-        stat = (root / name).stat()
+    for name, stat in files:
         digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 

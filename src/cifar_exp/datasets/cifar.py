@@ -104,8 +104,8 @@ def load_cifar(archive: Archive, root: str, download: bool, cache: bool) -> Data
     folder = root_path / archive.folder
     if not all((folder / name).is_file() for name, _ in archive.files()):
         fetch(archive, root_path, download)
-    names = [name for name, _ in archive.files()]
-    key = fingerprint(folder, names, {"source": archive.title})
+    files = [(name, (folder / name).stat()) for name, _ in archive.files()]
+    key = fingerprint(files, {"source": archive.title})
     cache_path = folder / CACHE_NAME
     if cache and (bundle := load_cache(cache_path, key)) is not None:
         return bundle

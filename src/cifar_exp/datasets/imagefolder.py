@@ -49,10 +49,9 @@ def imagefolder(
     cache_dir: str = "~/.cache/cifar-exp",
 ) -> DataBundle:
     root_path = Path(root).expanduser().absolute()
-    classes, listing = scan(root_path, max_per_class)
-    names = [name for files in listing.values() for _, name in files]
+    classes, listing, stats = scan(root_path, max_per_class)
     settings = {"image_size": image_size, "skip_bad_files": skip_bad_files, "classes": classes}
-    key = fingerprint(root_path, names, settings)
+    key = fingerprint(stats, settings)
     where = f"{root_path}|{image_size}|{max_per_class}|{skip_bad_files}"
     cache_path = (
         Path(cache_dir).expanduser().absolute()
@@ -88,8 +87,9 @@ def imagefolder(
 
 def scan(
     root: Path, max_per_class: int | None
-) -> tuple[list[str], dict[str, list[tuple[int, str]]]]:
-    """The classes (train/'s folders, sorted) and each split's (label, relative path) list."""
+) -> tuple[list[str], dict[str, list[tuple[int, str]]], list[tuple[str, os.stat_result]]]:
+    """The classes (train/'s folders, sorted), each split's (label, relative path) list, and
+    the (relative path, stat) of every file listed."""
     layout = f"{root}/train/<class>/<images> and {root}/test/<class>/<images>"
     if not root.is_dir():
         raise UserError(
@@ -109,6 +109,7 @@ def scan(
             f"{root / 'train'} has no class folders; put each class's images in train/<class>/"
         )
     listing: dict[str, list[tuple[int, str]]] = {}
+    stats: list[tuple[str, os.stat_result]] = []
     for split in splits:
         found = subfolders(root / split)
         if found != classes:
@@ -121,28 +122,41 @@ def scan(
             )
         files = []
         for label, name in enumerate(classes):
-            paths = sorted(image_files(root / split / name))
-            if not paths:
+            entries = sorted(image_files(root, f"{split}/{name}"))[:max_per_class]
+            if not entries:
                 raise UserError(
                     f"class folder {root / split / name} is empty; add images to it or remove "
                     "that class from every split."
                 )
-            files += [(label, p.relative_to(root).as_posix()) for p in paths[:max_per_class]]
+            files += [(label, relative) for relative, _ in entries]
+            stats += entries
         listing[split] = files
-    return classes, listing
+    return classes, listing, stats
 
 
 def subfolders(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def image_files(folder: Path) -> Iterator[Path]:
-    """Every non-hidden file below folder (hidden ones are OS or editor droppings)."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not name.startswith("."):
-                yield Path(dirpath) / name
+def image_files(root: Path, folder: str) -> list[tuple[str, os.stat_result]]:
+    """(path relative to root, stat) of every non-hidden file below root/folder.
+
+    Hidden files and folders are OS or editor droppings, not images. Plain strings and
+    os.scandir keep this fast on folders of tens of thousands of files.
+    """
+    found = []
+    pending = [folder]
+    while pending:
+        relative = pending.pop()
+        with os.scandir(root / relative) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    pending.append(f"{relative}/{entry.name}")
+                else:
+                    found.append((f"{relative}/{entry.name}", entry.stat()))
+    return found
 
 
 def decode_folder(
