@@ -94,7 +94,6 @@ def test_max_per_class_keeps_the_first_files(tmp_path):
     assert torch.bincount(bundle.train.labels).tolist() == [2, 2, 2]
 
 
-@pytest.mark.slow  # starting worker processes takes seconds; the real-data test uses them too
 def test_worker_processes_decode_the_same_pixels(tmp_path):
     root = make_folder(tmp_path / "images", per_class=3)
     paths = sorted(str(p) for p in root.rglob("*.*"))

@@ -214,11 +214,14 @@ def decode_chunks(
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, str]]]]:
     """decode_chunk over CHUNK-sized slices of paths, in order, in worker processes if useful."""
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
-    if num_workers <= 1 or len(paths) < MIN_FILES_FOR_WORKERS:
+    if num_workers <= 1 or len(paths) < MIN_FILES_FOR_WORKERS or sys.platform != "linux":
         yield from map(decode_chunk, chunks, repeat(image_size))
         return
-    # "spawn": the parent holds torch's thread pools, which forked children must not inherit.
-    context = multiprocessing.get_context("spawn")
+    # Workers run only Pillow and numpy, so forking them is safe on Linux and starts them in
+    # milliseconds; spawned workers would first import torch and the entrypoint, which on
+    # 2 cores made decoding CIFAR-10 slower than doing it in this process (5.2k vs 6.7k
+    # images/s; forked: 12.5k). Elsewhere fork is unsafe, so decoding stays in-process.
+    context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(num_workers, mp_context=context)
     try:
         yield from pool.map(decode_chunk, chunks, repeat(image_size))
