@@ -48,6 +48,11 @@ def imagefolder(
     num_workers: int = 2,
     cache_dir: str = "~/.cache/cifar-exp",
 ) -> DataBundle:
+    """The folder's splits as uint8 tensors: from the cache if it still matches, else decoded.
+
+    Each (root, image_size, max_per_class, skip_bad_files) gets its own cache file, so
+    switching between them does not throw the other decoded versions away.
+    """
     root_path = Path(root).expanduser().absolute()
     classes, listing, stats = scan(root_path, max_per_class)
     settings = {"image_size": image_size, "skip_bad_files": skip_bad_files, "classes": classes}
