@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError
 
-GROUPS = ["model", "optimizer", "scheduler", "dataset", "device", "trainer"]
+GROUPS = ["model", "optimizer", "scheduler", "dataset", "augment", "device", "trainer"]
 
 
 def test_defaults_are_the_seed_setup(compose):
@@ -35,6 +35,14 @@ def test_every_pair_of_options_composes(compose):
         for o1, o2 in itertools.product(group_options(g1), group_options(g2)):
             cfg = compose([f"{g1}={o1}", f"{g2}={o2}"])
             validate(cfg)
+
+
+def test_data_root_defaults_to_the_environment_then_data(compose, monkeypatch):
+    monkeypatch.delenv("CIFAR_EXP_DATA", raising=False)
+    assert compose(["dataset=imagefolder"]).dataset.root == "data"
+    monkeypatch.setenv("CIFAR_EXP_DATA", "/srv/images")
+    assert compose(["dataset=cifar100"]).dataset.root == "/srv/images"
+    assert compose(["dataset=imagefolder", "dataset.root=mine"]).dataset.root == "mine"
 
 
 def test_model_num_classes_follows_dataset(compose):
@@ -74,6 +82,10 @@ def test_typos_and_wrong_types_fail_at_composition(compose, override):
         (["trainer.precision=fp8"], "trainer.precision must be one of"),
         (["trainer.limit_train_batches=0"], "trainer.limit_train_batches must be >= 1 or null"),
         (["dataset=synthetic", "dataset.train_size=0"], "dataset.train_size must be >= 1"),
+        (["dataset.val_size=-1"], "dataset.val_size must be >= 0, got -1"),
+        (["dataset=imagefolder", "dataset.max_per_class=0"], "dataset.max_per_class must be >= 1"),
+        (["augment=standard", "augment.crop_padding=-4"], "augment.crop_padding must be >= 0"),
+        (["augment.std=[0.2,0,0.2]"], "augment.std must be three numbers > 0 or null"),
     ],
 )
 def test_invalid_values_get_one_clear_message(compose, overrides, message):

@@ -31,6 +31,7 @@ def test_seed_presets_are_the_posts_settings(compose, model):
     assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 1e-3
     assert cfg.optimizer.weight_decay == 0
     assert cfg.scheduler.name == "none"
+    assert cfg.augment.name == "none"
     assert cfg.trainer.batch_size == 32 and cfg.trainer.epochs == 10
 
 
@@ -45,6 +46,7 @@ def test_resnet18_cifar_is_the_classic_recipe(compose):
         "weight_decay": 5e-4,
     }
     assert cfg.scheduler.name == "cosine"
+    assert (cfg.augment.crop_padding, cfg.augment.flip) == (4, True)
     assert cfg.trainer.batch_size == 128 and cfg.trainer.epochs == 200
 
 

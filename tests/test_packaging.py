@@ -27,7 +27,7 @@ def test_wheel_ships_configs_and_runs_from_elsewhere(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("cifar_exp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "cifar_exp/conf/config.yaml" in names
-    groups = ["model", "optimizer", "scheduler", "dataset", "device", "trainer"]
+    groups = ["model", "optimizer", "scheduler", "dataset", "augment", "device", "trainer"]
     for group in [*groups, "experiment", "hparams_search"]:
         for option in group_options(group):
             assert f"cifar_exp/conf/{group}/{option}.yaml" in names

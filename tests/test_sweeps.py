@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from cifar_exp.summary import SWEEP_METRIC
 from cifar_exp.sweep import MAX_DIRNAME, available_cpus, job_dirname, threads_per_job
 
 # TINY without its thread count, for launchers that choose threads per job themselves.
@@ -66,7 +65,7 @@ def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
     ]
     rows = read_csv(sweep_dir / "summary.csv")
     assert len(rows) == 4
-    accs = [float(r[SWEEP_METRIC]) for r in rows]
+    accs = [float(r["test_acc"]) for r in rows]
     assert accs == sorted(accs, reverse=True)
     for row in rows:
         job_dir = sweep_dir / row["dir"]
@@ -243,5 +242,5 @@ def test_optuna_search_optimizes_the_metric_and_goes_on_after_a_failed_trial(tmp
         assert "optimizer.lr=" in name and "trainer.batch_size=" in name
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert best.best_params["optimizer.lr"] == 0.003
-    ok = [float(r[SWEEP_METRIC]) for r in rows if r["status"] == "ok"]
+    ok = [float(r["test_acc"]) for r in rows if r["status"] == "ok"]
     assert best.best_value == pytest.approx(max(ok))

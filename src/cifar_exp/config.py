@@ -69,23 +69,65 @@ class StepConfig:
     warmup_epochs: float = 0.0
 
 
+# Where data sets live unless dataset.root says otherwise; relative to the launch folder.
+DATA_ROOT = "${oc.env:CIFAR_EXP_DATA,data}"
+
+
 @dataclass
-class Cifar10Config:
+class DatasetConfig:
+    """Options every source shares; run.py consumes them, the source never sees them."""
+
+    name: str = MISSING
+    num_classes: int | None = 10
+    val_size: int = 0  # images held out of train (seeded by split_seed) for per-epoch eval
+    split_seed: int = 0
+    on_device: bool = False  # keep the whole uint8 data set on the training device
+
+
+@dataclass
+class Cifar10Config(DatasetConfig):
     name: str = "cifar10"
-    root: str = "data"
+    root: str = DATA_ROOT
     download: bool = True
-    num_classes: int = 10
+    cache: bool = True
 
 
 @dataclass
-class SyntheticConfig:
+class Cifar100Config(Cifar10Config):
+    name: str = "cifar100"
+    num_classes: int | None = 100
+
+
+@dataclass
+class ImageFolderConfig(DatasetConfig):
+    name: str = "imagefolder"
+    root: str = DATA_ROOT
+    num_classes: int | None = None  # null: as many as the folder has
+    image_size: int = 32
+    max_per_class: int | None = None  # keep the first N files (sorted) of each class folder
+    skip_bad_files: bool = False
+    num_workers: int = 2
+    cache_dir: str = "${oc.env:CIFAR_EXP_CACHE,'~/.cache/cifar-exp'}"
+
+
+@dataclass
+class SyntheticConfig(DatasetConfig):
     name: str = "synthetic"
-    num_classes: int = 10
     train_size: int = 2000
     test_size: int = 500
     image_size: int = 32
     noise: float = 48.0
     seed: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    name: str = "none"
+    crop_padding: int = 0  # random crop of the image padded by this many zero pixels per side
+    flip: bool = False  # random horizontal flip
+    normalize: bool = False  # subtract the mean, divide by the std (per channel)
+    mean: list[float] | None = None  # null: computed from the training split
+    std: list[float] | None = None
 
 
 @dataclass
@@ -119,6 +161,7 @@ class Config:
     optimizer: Any = MISSING
     scheduler: Any = MISSING
     dataset: Any = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     # A run directory or checkpoint to continue (see run.py); relative to the launch folder.
@@ -161,7 +204,13 @@ def register_schemas() -> None:
             "onecycle": OneCycleConfig,
             "step": StepConfig,
         },
-        "dataset": {"cifar10": Cifar10Config, "synthetic": SyntheticConfig},
+        "dataset": {
+            "cifar10": Cifar10Config,
+            "cifar100": Cifar100Config,
+            "imagefolder": ImageFolderConfig,
+            "synthetic": SyntheticConfig,
+        },
+        "augment": {"augment": AugmentConfig},
         "device": {"device": DeviceConfig},
         "trainer": {"trainer": TrainerConfig},
     }
@@ -194,7 +243,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
         f"one of {', '.join(COMPILE_MODES)}",
     ),
     ("device.type", lambda v: v in DEVICE_TYPES, f"one of {', '.join(DEVICE_TYPES)}"),
-    ("model.num_classes", lambda v: v >= 2, ">= 2"),
+    ("model.num_classes", lambda v: v is None or v >= 2, ">= 2"),
     ("optimizer.lr", lambda v: v > 0, "> 0"),
     ("optimizer.weight_decay", lambda v: v >= 0, ">= 0"),
     ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -208,6 +257,17 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("dataset.test_size", lambda v: v >= 1, ">= 1"),
     ("dataset.image_size", lambda v: v >= 1, ">= 1"),
     ("dataset.noise", lambda v: v >= 0, ">= 0"),
+    ("dataset.num_classes", lambda v: v is None or v >= 2, ">= 2 or null (follow the data)"),
+    ("dataset.val_size", lambda v: v >= 0, ">= 0"),
+    ("dataset.max_per_class", lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("dataset.num_workers", lambda v: v >= 0, ">= 0 (0 = decode in this process)"),
+    ("augment.crop_padding", lambda v: v >= 0, ">= 0"),
+    ("augment.mean", lambda v: v is None or len(v) == 3, "three numbers (RGB) or null"),
+    (
+        "augment.std",
+        lambda v: v is None or (len(v) == 3 and min(v) > 0),
+        "three numbers > 0 or null",
+    ),
 ]
 
 

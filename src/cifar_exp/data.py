@@ -7,15 +7,15 @@ Python), and conversion to float happens on the device the model runs on.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from cifar_exp.errors import ConfigError, UserError
+from cifar_exp.errors import ConfigError
 from cifar_exp.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -31,52 +31,77 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, index: torch.Tensor) -> Split:
+        return Split(self.images[index], self.labels[index])
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
 
 @dataclass
 class DataBundle:
     train: Split
     test: Split
     classes: list[str]
+    val: Split | None = None
+    skipped: list[str] = field(default_factory=list)  # unreadable files left out
+
+    def to(self, device: torch.device) -> DataBundle:
+        val = None if self.val is None else self.val.to(device)
+        return DataBundle(
+            self.train.to(device), self.test.to(device), self.classes, val, self.skipped
+        )
+
+
+# Options of every dataset config that load_dataset (or run.py) handles, not the source.
+SHARED_OPTIONS = ("num_classes", "val_size", "split_seed", "on_device")
 
 
 def load_dataset(options: dict[str, Any]) -> DataBundle:
-    """Build the data set named by options['name'] with the rest of the options."""
+    """Build the data set named by options['name'] with the rest of the options.
+
+    `val_size` > 0 holds that many training images out as the validation split, chosen by
+    `split_seed` (so every run of a sweep validates on the same images).
+    """
     options = dict(options)
     name = options.pop("name")
-    num_classes = options.get("num_classes")
+    shared = {key: options.pop(key) for key in SHARED_OPTIONS if key in options}
+    generates_classes = "num_classes" in inspect.signature(DATASETS.get(name)).parameters
+    if generates_classes and "num_classes" in shared:
+        options["num_classes"] = shared["num_classes"]
     bundle = DATASETS.build(name, **options)
+    num_classes = shared.get("num_classes")
     if num_classes is not None and num_classes != len(bundle.classes):
         raise ConfigError(
             f"dataset.num_classes is {num_classes} but the {name} data has "
-            f"{len(bundle.classes)} classes"
+            f"{len(bundle.classes)} classes; set dataset.num_classes={len(bundle.classes)} "
+            "(or null to follow the data)"
         )
+    val_size = shared.get("val_size", 0)
+    if val_size:
+        if bundle.val is not None:
+            raise ConfigError(
+                f"dataset.val_size={val_size} but the {name} data already has a val split; "
+                "leave dataset.val_size=0 to use it"
+            )
+        bundle.train, bundle.val = hold_out(bundle.train, val_size, shared.get("split_seed", 0))
     return bundle
 
 
-@DATASETS.register("cifar10")
-def cifar10(root: str, download: bool = True, num_classes: int = 10) -> DataBundle:
-    from torchvision.datasets import CIFAR10
-
-    root_path = Path(root).expanduser().absolute()
-    splits = []
-    for train in (True, False):
-        try:
-            ds = CIFAR10(str(root_path), train=train, download=download)
-        except (OSError, RuntimeError) as err:
-            how = "could not be downloaded" if download else "dataset.download is false"
-            raise UserError(
-                f"CIFAR-10 is not in {root_path} and {how} ({err}). "
-                "Fix: run once where there is a network, copy cifar-10-batches-py into that "
-                "folder, point dataset.root=... at a folder that has it, or try dataset=synthetic."
-            ) from err
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        splits.append(Split(images, torch.tensor(ds.targets, dtype=torch.int64)))
-    return DataBundle(train=splits[0], test=splits[1], classes=list(ds.classes))
+def hold_out(split: Split, size: int, seed: int) -> tuple[Split, Split]:
+    """Split `size` random samples (chosen by `seed`) off `split`: (the rest, the held out)."""
+    if size >= len(split):
+        raise ConfigError(
+            f"dataset.val_size={size} leaves no training images (the train split has "
+            f"{len(split)}); choose a smaller dataset.val_size"
+        )
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return split.subset(order[size:]), split.subset(order[:size])
 
 
 @DATASETS.register("synthetic")
 def synthetic(
-    num_classes: int = 10,
+    num_classes: int | None = 10,
     train_size: int = 2000,
     test_size: int = 500,
     image_size: int = 32,
@@ -84,6 +109,7 @@ def synthetic(
     seed: int = 0,
 ) -> DataBundle:
     """Each class is a random pattern; its images are noisy copies of it, so it is learnable."""
+    num_classes = 10 if num_classes is None else num_classes
     gen = torch.Generator().manual_seed(seed)
     shape = (3, image_size, image_size)
     patterns = torch.randint(0, 256, (num_classes, *shape), generator=gen).float()
@@ -101,10 +127,11 @@ def synthetic(
 
 
 def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 images [N, 3, H, W] -> the float tensor a model sees, on `device`.
+    """uint8 images [N, 3, H, W] -> float images in [0, 1] on `device`.
 
-    The one place that turns stored pixels into model input: training, evaluation and
-    `cifar_exp.predict` all go through it, so they cannot drift apart.
+    The one place that turns stored pixels into model input before a batch transform
+    (augmentation, normalization): training, evaluation and `cifar_exp.predict` all go
+    through it, so they cannot drift apart.
     """
     return images.to(device, non_blocking=True).float().div_(255)
 
@@ -118,15 +145,29 @@ def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(images, list(size), antialias=True)
 
 
-class BatchLoader:
-    """Yields (float images in [0, 1], labels) batches on `device` from a uint8 Split.
+# (float images in [0, 1] on the device, generator) -> transformed images; see augment.py.
+BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
-    With shuffling, the order of an epoch depends only on (seed, epoch), so runs repeat
-    exactly and any epoch can be reproduced on its own; `set_epoch(epoch, start_batch)`
-    continues an epoch from the middle, as a resumed run does. `batch_size` is the global
-    batch: with `world_size` processes, each yields its `rank`'s contiguous share of every
-    batch (shares differ by at most one image), so together they see each image once per
-    epoch. A last batch too small to give every process an image joins the batch before it.
+
+def batch_generator(seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
+    """The random numbers of one batch's augmentation: a function of where the batch is, so a
+    resumed epoch or another process never depends on the draws of batches it skipped."""
+    return torch.Generator().manual_seed(hash((seed, epoch, batch, rank)) & (2**63 - 1))
+
+
+class BatchLoader:
+    """Yields (float images, labels) batches on `device` from a uint8 Split.
+
+    Images are scaled to [0, 1], then passed through `transform` (augmentation and
+    normalization of the whole batch) if one is given. The shuffling order and the random
+    augmentations of an epoch depend only on (seed, epoch), so runs repeat exactly and any
+    epoch can be reproduced on its own; `set_epoch(epoch, start_batch)` continues an epoch
+    from the middle, as a resumed run does. The split may live on the device already.
+
+    `batch_size` is the global batch: with `world_size` processes, each yields its `rank`'s
+    contiguous share of every batch (shares differ by at most one image), so together they
+    see each image once per epoch. A last batch too small to give every process an image
+    joins the batch before it.
     """
 
     def __init__(
@@ -139,6 +180,7 @@ class BatchLoader:
         limit_batches: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        transform: BatchTransform | None = None,
     ) -> None:
         if len(split) < world_size:
             raise ConfigError(
@@ -146,6 +188,7 @@ class BatchLoader:
                 "use more data or fewer processes"
             )
         self.split = split
+        self.transform = transform
         self.batch_size = batch_size
         self.device = device
         self.shuffle = shuffle
@@ -180,7 +223,7 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(len(self.split), generator=gen)
+            order = torch.randperm(len(self.split), generator=gen).to(self.split.labels.device)
         else:
             order = None
         for b in range(self.start_batch, self.num_batches):
@@ -190,4 +233,13 @@ class BatchLoader:
             else:
                 index = order[lo:hi]
                 images, labels = self.split.images[index], self.split.labels[index]
-            yield to_model_input(images, self.device), labels.to(self.device, non_blocking=True)
+            images = to_model_input(images, self.device)
+            if self.transform is not None:
+                images = self.transform(
+                    images, batch_generator(self.seed, self.epoch, b, self.rank)
+                )
+            yield images, labels.to(self.device, non_blocking=True)
+
+
+# The file-based sources register themselves in DATASETS when imported.
+from cifar_exp.datasets import cifar, imagefolder  # noqa: E402, F401

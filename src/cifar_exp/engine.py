@@ -56,8 +56,8 @@ class Progress:
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
         self.batch = 0  # batches done in the unfinished epoch (0 at an epoch boundary)
-        self.best_score = -math.inf  # selection metric of best.pt
-        self.best_test_acc = 0.0
+        # Best accuracy of the per-epoch evaluation (val split, else test): selects best.pt.
+        self.best_acc = -math.inf
         self.new_epoch()
 
     def new_epoch(self) -> None:
@@ -74,7 +74,7 @@ class Progress:
         return f"end of epoch {self.epoch}, step {self.step}"
 
     _TENSORS = ("loss_sum", "correct", "window_loss")
-    _NUMBERS = ("epoch", "step", "batch", "best_score", "best_test_acc", "seen", "window_steps")
+    _NUMBERS = ("epoch", "step", "batch", "best_acc", "seen", "window_steps")
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name) for name in self._NUMBERS}
@@ -208,20 +208,25 @@ def fit(
     progress: Progress | None = None,
     checkpointer: Checkpointer | None = None,
     stop: StopOnSignal | None = None,
+    val_loader: BatchLoader | None = None,
 ) -> dict[str, float]:
     """Train from `progress` (default: the start) to opts.epochs; return the final metrics.
 
+    Per-epoch evaluation uses the validation split when there is one (and the test split is
+    scored once, at the end), else the test split; its accuracy also selects best.pt.
     Writes checkpoints through `checkpointer`: last.pt every opts.checkpoint_every epochs and
     at the end, best.pt whenever the selection metric improves, and last.pt mid-epoch when
     `stop` reports a signal (then raises Interrupted).
     """
     progress = progress or Progress(train_loader.device)
     watch = NonFiniteWatch(train_loader.device) if opts.stop_on_nonfinite else None
+    split = "test" if val_loader is None else "val"
+    eval_loader = test_loader if val_loader is None else val_loader
 
     def kept() -> str:
         return checkpointer.describe() if checkpointer else "no checkpoints are written"
 
-    last_test: dict[str, float] | None = None
+    last_eval: dict[str, float] | None = None
     last_train: dict[str, float] = {}
     first_epoch = progress.epoch + 1
     for epoch in range(first_epoch, opts.epochs + 1):
@@ -247,22 +252,21 @@ def fit(
             last_train = stats
             values = {**last_train, "lr": optimizer.param_groups[0]["lr"]}
             if epoch % opts.eval_every == 0 or epoch == opts.epochs:
-                phase, loader = "evaluation", test_loader
-                last_test = evaluate(model, test_loader, opts.precision)
-                values.update(test_loss=last_test["loss"], test_acc=last_test["acc"])
+                phase, loader = "evaluation", eval_loader
+                last_eval = evaluate(model, eval_loader, opts.precision)
+                values[f"{split}_loss"], values[f"{split}_acc"] = (
+                    last_eval["loss"],
+                    last_eval["acc"],
+                )
         except torch.cuda.OutOfMemoryError as err:
             key = "trainer.batch_size" if phase == "training" else "trainer.eval_batch_size"
             raise out_of_memory(err, phase, key, loader.batch_size, loader.device, kept()) from None
         values["epoch_s"] = time.perf_counter() - epoch_start
         peak = torch.tensor(peak_memory_mb(train_loader.device), dtype=torch.float64)
         values["peak_mem_mb"] = all_reduce(peak, op="max").item()
-        improved = False
-        if "test_acc" in values:
-            progress.best_test_acc = max(progress.best_test_acc, values["test_acc"])
-            # Validation accuracy picks best.pt when there is a validation split.
-            score = values.get("val_acc", values["test_acc"])
-            improved = score > progress.best_score
-            progress.best_score = max(progress.best_score, score)
+        improved = f"{split}_acc" in values and values[f"{split}_acc"] > progress.best_acc
+        if improved:
+            progress.best_acc = values[f"{split}_acc"]
         progress.epoch = epoch
         progress.new_epoch()
         tracker.log_epoch(epoch, values)
@@ -272,8 +276,8 @@ def fit(
             opts.epochs,
             values["train_loss"],
             values["train_acc"],
-            f"test loss {values['test_loss']:.4f} acc {values['test_acc']:.4f} "
-            if "test_acc" in values
+            f"{split} loss {values[f'{split}_loss']:.4f} acc {values[f'{split}_acc']:.4f} "
+            if f"{split}_acc" in values
             else "",
             values["images_per_s"],
             values["epoch_s"],
@@ -287,14 +291,17 @@ def fit(
             )
         if stop is not None and stop.requested and epoch < opts.epochs:
             _stop(progress, checkpointer, stop)
-    if last_test is None:  # epochs=0: score the untrained model
-        last_test = evaluate(model, test_loader, opts.precision)
-        progress.best_test_acc = last_test["acc"]
+    if last_eval is None:  # epochs=0: score the untrained model
+        last_eval = evaluate(model, eval_loader, opts.precision)
+        progress.best_acc = last_eval["acc"]
     final = {
-        "test_acc": last_test["acc"],
-        "test_loss": last_test["loss"],
-        "best_test_acc": progress.best_test_acc,
+        f"{split}_acc": last_eval["acc"],
+        f"{split}_loss": last_eval["loss"],
+        f"best_{split}_acc": progress.best_acc,
     }
+    if val_loader is not None:
+        test = evaluate(model, test_loader, opts.precision)
+        final.update(test_acc=test["acc"], test_loss=test["loss"])
     if last_train:
         final.update(train_loss=last_train["train_loss"], train_acc=last_train["train_acc"])
     return final

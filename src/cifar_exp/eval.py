@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from cifar_exp.augment import eval_transform
 from cifar_exp.checkpoint import find_checkpoint, load_checkpoint, load_states
 from cifar_exp.config import register_schemas
 from cifar_exp.data import BatchLoader, load_dataset
@@ -120,7 +121,8 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise UserError(
             f"the data set's classes {data.classes} differ from the checkpoint's {classes}"
         )
-    loader = BatchLoader(data.test, cfg.batch_size, device)
+    transform = eval_transform(OmegaConf.to_container(run_cfg.augment, resolve=True))
+    loader = BatchLoader(data.test, cfg.batch_size, device, transform=transform)
     matrix, loss_sum = confusion(model, loader, len(classes))
     total = int(matrix.sum())
     per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()

@@ -3,7 +3,7 @@
 Prints the top_k classes of each image with their probabilities and writes them to
 `predictions.json` in its own output folder. Images of any size and format Pillow reads
 are resized to the training images' size and go through the same preprocessing as
-training (`data.to_model_input`).
+training's evaluation (`data.to_model_input`, then the run's normalization if it had one).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp.augment import eval_transform
 from cifar_exp.config import register_schemas
 from cifar_exp.data import resize_images, to_model_input
 from cifar_exp.errors import UserError
@@ -69,7 +70,8 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     if cfg.top_k < 1 or cfg.batch_size < 1:
         raise UserError(f"top_k and batch_size must be >= 1, got {cfg.top_k}, {cfg.batch_size}")
     device = resolve_device(cfg.device)
-    model, _, state = load_trained(spec, device)
+    model, run_cfg, state = load_trained(spec, device)
+    transform = eval_transform(OmegaConf.to_container(run_cfg.augment, resolve=True))
     classes = list(state["classes"])
     size = tuple(state["input_shape"][1:])
     k = min(cfg.top_k, len(classes))
@@ -77,7 +79,10 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     for lo in range(0, len(files), cfg.batch_size):
         chunk = files[lo : lo + cfg.batch_size]
         images = torch.stack([resize_images(read_image(p)[None], size)[0] for p in chunk])
-        probs = model(to_model_input(images, device)).softmax(1).cpu()
+        inputs = to_model_input(images, device)
+        if transform is not None:
+            inputs = transform(inputs, torch.Generator())
+        probs = model(inputs).softmax(1).cpu()
         top = probs.topk(k, dim=1)
         for path, values, indices in zip(chunk, top.values, top.indices, strict=True):
             ranked = [

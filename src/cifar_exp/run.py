@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp import distributed
+from cifar_exp.augment import build_transforms
 from cifar_exp.checkpoint import (
     CHECKPOINT_DIR,
     Checkpointer,
@@ -37,7 +38,7 @@ from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import resume_config, saved_config
 from cifar_exp.rundir import RunManifest, register_resolvers
 from cifar_exp.stopping import Interrupted, StopOnSignal
-from cifar_exp.summary import SWEEP_METRIC
+from cifar_exp.summary import sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
 from cifar_exp.tracking import RunTracker
 
@@ -99,6 +100,13 @@ def train(
     torch.manual_seed(t.seed)
 
     data = load_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
+    if cfg.dataset.num_classes is None:  # follow the data (model.num_classes refers to this)
+        cfg.dataset.num_classes = len(data.classes)
+    if cfg.dataset.on_device:
+        data = data.to(device)
+    augment = OmegaConf.to_container(cfg.augment)
+    train_transform, eval_transform = build_transforms(augment, data.train)
+    cfg.augment.mean, cfg.augment.std = augment["mean"], augment["std"]  # recorded in hparams
     model_options = OmegaConf.to_container(cfg.model, resolve=True)
     # `net` is the model itself (checkpoints hold its weights); `model` what trains it,
     # wrapped for several processes and compiled as asked.
@@ -110,11 +118,12 @@ def train(
     if t.compile:
         model = compile_model(model, t.compile_mode)
     log.info(
-        "model %s (%s parameters) on %s; %d train / %d test images, %d classes",
+        "model %s (%s parameters) on %s; %d train / %d val / %d test images, %d classes",
         cfg.model.name,
         f"{params:,}",
         device,
         len(data.train),
+        0 if data.val is None else len(data.val),
         len(data.test),
         len(data.classes),
     )
@@ -136,10 +145,28 @@ def train(
         shuffle=True,
         seed=t.seed,
         limit_batches=t.limit_train_batches,
+        transform=train_transform,
         **shard,
     )
     test_loader = BatchLoader(
-        data.test, t.eval_batch_size, device, limit_batches=t.limit_eval_batches, **shard
+        data.test,
+        t.eval_batch_size,
+        device,
+        limit_batches=t.limit_eval_batches,
+        transform=eval_transform,
+        **shard,
+    )
+    val_loader = (
+        None
+        if data.val is None
+        else BatchLoader(
+            data.val,
+            t.eval_batch_size,
+            device,
+            limit_batches=t.limit_eval_batches,
+            transform=eval_transform,
+            **shard,
+        )
     )
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer), model.parameters())
     scheduler = build_scheduler(
@@ -207,15 +234,18 @@ def train(
             progress,
             checkpointer,
             stop,
+            val_loader,
         )
     final.update(epochs=t.epochs, wall_s=time.perf_counter() - start)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["model"]["params"] = params
     tracker.finish(hparams, final)
+    best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"
     log.info(
-        "final test accuracy %.4f (best %.4f); outputs in %s",
+        "final test accuracy %.4f (%s %.4f); outputs in %s",
         final["test_acc"],
-        final["best_test_acc"],
+        best.replace("_", " "),
+        final[best],
         run_dir,
     )
     return final
@@ -291,7 +321,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             sys.exit(1)
         raise
     manifest.finish("ok")
-    return final[SWEEP_METRIC]
+    return sweep_metric(final)
 
 
 def main() -> None:

@@ -16,8 +16,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-# The metric a run returns to Hydra (what sweepers optimize) and the summary sorts by.
-SWEEP_METRIC = "test_acc"
 MANIFEST_FILE = "manifest.json"  # written by rundir.RunManifest
 SEED_KEY = "trainer.seed"
 
@@ -125,9 +123,21 @@ def label(job: Job, keys: list[str]) -> str:
     return " ".join(f"{k}={job.overrides[k]}" for k in keys if k in job.overrides)
 
 
+def sweep_metric(final: dict[str, float]) -> float:
+    """What a run returns to Hydra (what sweepers optimize): validation accuracy when the run
+    held out a validation split, so that a sweep never selects on the test set, else test."""
+    return final.get("val_acc", final["test_acc"])
+
+
+def sort_metric(jobs: list[Job]) -> str:
+    """The summary's order: the same metric the runs returned to Hydra."""
+    return "val_acc" if any(j.value("val_acc") is not None for j in jobs) else "test_acc"
+
+
 def rank(jobs: list[Job]) -> list[Job]:
-    """Finished jobs best first by SWEEP_METRIC, then failed ones by job number."""
-    ok = sorted((j for j in jobs if j.ok), key=lambda j: -(j.value(SWEEP_METRIC) or 0.0))
+    """Finished jobs best first by the sweep's metric, then failed ones by job number."""
+    metric = sort_metric(jobs)
+    ok = sorted((j for j in jobs if j.ok), key=lambda j: -(j.value(metric) or 0.0))
     return ok + [j for j in jobs if not j.ok]
 
 
@@ -178,7 +188,8 @@ def seed_groups(jobs: list[Job]) -> list[dict[str, Any]]:
             row[f"{m}_mean"] = statistics.fmean(values) if values else None
             row[f"{m}_std"] = statistics.stdev(values) if len(values) >= 2 else None
         result.append(row)
-    return sorted(result, key=lambda r: -(r.get(f"{SWEEP_METRIC}_mean") or 0.0))
+    metric = sort_metric(jobs)
+    return sorted(result, key=lambda r: -(r.get(f"{metric}_mean") or 0.0))
 
 
 def _cell(column: str, value: Any) -> str:
@@ -207,7 +218,7 @@ def render(jobs: list[Job]) -> str:
     shown = [c for c in columns if c not in keys and c != "dir"]
     headings = dict((c, h) for c, h in metric_columns(jobs))
     headings.update(wall_s="wall time", images_per_s="images/s")
-    parts = [f"Jobs: {len(jobs)}, {sum(j.ok for j in jobs)} ok, sorted by {SWEEP_METRIC}."]
+    parts = [f"Jobs: {len(jobs)}, {sum(j.ok for j in jobs)} ok, sorted by {sort_metric(jobs)}."]
     if len(jobs) > 1 and common:
         parts.append("Common overrides: " + " ".join(common))
     parts.append(

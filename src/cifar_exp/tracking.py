@@ -19,6 +19,8 @@ from cifar_exp.errors import UserError
 EPOCH_TAGS = {
     "train_loss": "train/loss",
     "train_acc": "train/acc",
+    "val_loss": "val/loss",
+    "val_acc": "val/acc",
     "test_loss": "test/loss",
     "test_acc": "test/acc",
     "lr": "lr",
