@@ -1,6 +1,6 @@
 """CPU training throughput: fp32 against bf16 / channels_last / torch.compile, side by side.
 
-    flock -x /work/cpu.lock python scripts/bench_cpu.py            # seed ResNet and resnet20
+    python scripts/bench_cpu.py            # seed ResNet and resnet20
     python scripts/bench_cpu.py --compile --json bench_cpu.json    # + compiled variants
 
 For each model, every variant trains its own copy on one fixed batch (the seed's batch 32 by

@@ -1,6 +1,6 @@
 """Seed-style data pipeline vs cifar-exp's, one LeNet5 epoch each, side by side.
 
-    flock -x /work/cpu.lock python scripts/bench_data.py --root ../shared/datasets/cifar10-jpeg
+    python scripts/bench_data.py --root ../shared/datasets/cifar10-jpeg
 
 A: the seed post's pipeline: torchvision ImageFolder + per-image ToTensor +
    DataLoader(batch_size=32, shuffle=True), LeNet5, Adam 1e-3, one epoch.
