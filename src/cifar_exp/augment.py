@@ -44,25 +44,18 @@ class BatchAugment:
         return images
 
     def crop_and_flip(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One gather: each output pixel reads its source pixel in the padded batch."""
-        n, c, h, w = images.shape
+        """Each image's crop is one window of a strided view of the padded batch: one gather."""
+        n, _, h, w = images.shape
         pad = self.crop_padding
-        top = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
-        left = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
-        rows = top + torch.arange(h)
-        cols = left + torch.arange(w)
-        if self.flip:
-            flipped = torch.rand(n, 1, generator=generator) < 0.5
-            cols = torch.where(flipped, cols.flip(1), cols)
-        device = images.device
-        rows, cols = rows.to(device), cols.to(device)
+        top = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+        left = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
         padded = F.pad(images, (pad, pad, pad, pad)) if pad else images
-        return padded[
-            torch.arange(n, device=device).view(n, 1, 1, 1),
-            torch.arange(c, device=device).view(1, c, 1, 1),
-            rows.view(n, 1, h, 1),
-            cols.view(n, 1, 1, w),
-        ]
+        windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # [n, c, 2p+1, 2p+1, h, w], a view
+        images = windows[torch.arange(n, device=images.device), :, top, left]
+        if self.flip:
+            flipped = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+            images = torch.where(flipped.view(n, 1, 1, 1), images.flip(3), images)
+        return images
 
 
 def channel_stats(split: Split, chunk: int = 4096) -> tuple[list[float], list[float]]:
