@@ -5,6 +5,7 @@ process a real SIGINT, returns NaN logits, or raises torch's CUDA out-of-memory 
 rest (Hydra composition, training loop, checkpoint files) is the real thing.
 """
 
+import json
 import math
 import os
 import signal
@@ -13,7 +14,7 @@ from importlib import metadata
 import pytest
 import torch
 from conftest import TINY
-from runs import assert_same_run, assert_same_tensorboard
+from runs import assert_same_run, assert_same_state, assert_same_tensorboard
 
 from cifar_exp.checkpoint import (
     Checkpointer,
@@ -111,6 +112,46 @@ def test_sigint_mid_epoch_saves_and_resumes_bitwise_exact(run, tmp_path):
     run(tmp_path / "run", checkpoint=state)
     assert_same_run(tmp_path / "ref", tmp_path / "run")
     assert_same_tensorboard(tmp_path / "ref", tmp_path / "run")
+
+
+def test_sigint_mid_epoch_resume_is_exact_with_augmentation_and_a_val_split(run, tmp_path):
+    # 64 of the 256 training images become the val split: 6 steps of 32 per epoch. Crops,
+    # flips and the normalization statistics must all come out the same after the resume.
+    # With this learning rate val accuracy peaks in epoch 1 (measured: 7, 6, 5 of 64 right),
+    # before the interrupt: the resumed run must remember that best and leave best.pt alone.
+    options = (
+        "augment=standard",
+        "augment.normalize=true",
+        "dataset.val_size=64",
+        "optimizer.lr=0.003",
+    )
+    run(tmp_path / "ref", "none", 0, *options)
+    # The 9th step is the 3rd of epoch 2.
+    with pytest.raises(Interrupted):
+        run(tmp_path / "run", "sigint", 9, *options)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert (state["progress"]["epoch"], state["progress"]["batch"]) == (1, 3)
+    assert state["progress"]["step"] == 9
+    assert "crop_padding: 4" in state["config"] and "normalize: true" in state["config"]
+
+    final = run(tmp_path / "run", "none", 0, *options, checkpoint=state)
+    assert_same_run(tmp_path / "ref", tmp_path / "run")
+    assert_same_tensorboard(tmp_path / "ref", tmp_path / "run")
+
+    # Per-epoch evaluation and best.pt use the val split; the test split is scored at the end.
+    epochs = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]
+    assert all("val_acc" in e and "test_acc" not in e for e in epochs)
+    val_accs = [e["val_acc"] for e in epochs]
+    assert all(round(acc * 64, 6).is_integer() for acc in val_accs)  # counts over 64 images
+    assert final["best_val_acc"] == max(val_accs)
+    assert {"val_acc", "test_acc"} <= final.keys()
+    best = {
+        name: load_checkpoint(tmp_path / name / "checkpoints" / "best.pt")
+        for name in ("ref", "run")
+    }
+    assert best["run"]["progress"]["epoch"] == val_accs.index(max(val_accs)) + 1 == 1
+    assert best["run"]["progress"]["best_acc"] == max(val_accs)
+    assert_same_state(best["ref"]["model"], best["run"]["model"])
 
 
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(run, tmp_path):

@@ -8,8 +8,10 @@ import sys
 import pytest
 import torch
 from conftest import TINY, run_cli
+from runs import tensorboard_points
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.data import BatchLoader, Split
 from cifar_exp.errors import ConfigError
 from cifar_exp.tracking import STEP_LOSS_TAG
@@ -94,6 +96,47 @@ def test_two_processes_share_one_run_dir_and_match_one_process(tmp_path):
     assert [s for s, _ in curve_one] == [s for s, _ in curve_two]
     for (_, a), (_, b) in zip(curve_one, curve_two, strict=True):
         assert b == pytest.approx(a, abs=LOSS_TOLERANCE)
+
+
+def test_two_processes_write_one_checkpoint_and_resume_under_torchrun(tmp_path):
+    proc = torchrun(*SHARED, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    run_dir = runs[0]
+    # Rank 0 alone writes: one last.pt (and best.pt), no leftovers of a concurrent write.
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert list(tmp_path.rglob("last.pt")) == [run_dir / "checkpoints" / "last.pt"]
+    assert list(tmp_path.rglob("manifest.json")) == [run_dir / "manifest.json"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and manifest["resumed_from"] is None
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (state["progress"]["epoch"], state["progress"]["step"]) == (2, 16)
+    before = json.loads((run_dir / "metrics.json").read_text())
+
+    proc = torchrun(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()] == [run_dir]
+    assert list(tmp_path.rglob("manifest.json")) == [run_dir / "manifest.json"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    # The first attempt's epochs are kept as they were; the resumed one adds epoch 3.
+    assert metrics["epochs"][:2] == before["epochs"]
+    assert metrics["final"]["epochs"] == 3 and metrics["world_size"] == 2
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (state["progress"]["epoch"], state["progress"]["step"]) == (3, 24)
+    assert (state["progress"]["batch"], len(state["tracker"]["metrics"]["epochs"])) == (0, 3)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    assert manifest["resumed_from"] == str(run_dir / "checkpoints" / "last.pt")
+    assert [a["status"] for a in manifest["previous_attempts"]] == ["ok"]
+    assert len(list((run_dir / "tensorboard").iterdir())) == 1  # rank 0's, old events moved in
+    points = tensorboard_points(run_dir)
+    assert [step for step, _ in points[STEP_LOSS_TAG]] == list(range(1, 25))
+    assert [step for step, _ in points["test/acc"]] == [1, 2, 3]
+    assert [step for step, _ in points["final/test_acc"]] == [0]
+    assert (run_dir / "run.log").read_text().count("resumed from") == 1
 
 
 def test_global_batch_not_divisible_by_processes_is_a_clear_error(tmp_path):
