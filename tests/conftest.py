@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -56,3 +57,15 @@ def compose():
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         yield lambda overrides=(): hydra_compose("config", overrides=list(overrides))
+
+
+def needs_plugin(module: str):
+    """Skip unless the Hydra plugin `module` (e.g. hydra_plugins.hydra_joblib_launcher) is
+    installed; without any plugin even the hydra_plugins namespace is missing."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    return pytest.mark.skipif(
+        not found, reason=f"{module} is not installed; install it with: pip install -e '.[sweeps]'"
+    )

@@ -29,14 +29,17 @@ from cifar_exp.stopping import Interrupted, NonFiniteLoss, OutOfMemory
 
 
 class Faulty(LeNet5):
-    """LeNet5 whose `at`-th training forward injects `fault`."""
+    """LeNet5 whose `at`-th training forward injects `fault`; `dropout` on the logits makes
+    training draw from torch's global random generator."""
 
-    def __init__(self, num_classes: int = 10, fault: str = "none", at: int = 0) -> None:
+    def __init__(
+        self, num_classes: int = 10, fault: str = "none", at: int = 0, dropout: float = 0.0
+    ) -> None:
         super().__init__(num_classes)
-        self.fault, self.at, self.calls = fault, at, 0
+        self.fault, self.at, self.calls, self.dropout = fault, at, 0, dropout
 
     def forward(self, x):
-        out = super().forward(x)
+        out = torch.nn.functional.dropout(super().forward(x), self.dropout, self.training)
         if self.training:
             self.calls += 1
             if self.calls == self.at:
@@ -112,6 +115,16 @@ def test_sigint_mid_epoch_saves_and_resumes_bitwise_exact(run, tmp_path):
     run(tmp_path / "run", checkpoint=state)
     assert_same_run(tmp_path / "ref", tmp_path / "run")
     assert_same_tensorboard(tmp_path / "ref", tmp_path / "run")
+
+
+def test_resume_restores_the_random_state_training_draws_from(run, tmp_path):
+    """Dropout draws from torch's global generator: only a restored RNG resumes exactly."""
+    run(tmp_path / "ref", "none", 0, "+model.dropout=0.3")
+    with pytest.raises(Interrupted):
+        run(tmp_path / "run", "sigint", 11, "+model.dropout=0.3")
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    run(tmp_path / "run", "none", 0, "+model.dropout=0.3", checkpoint=state)
+    assert_same_run(tmp_path / "ref", tmp_path / "run")
 
 
 def test_sigint_mid_epoch_resume_is_exact_with_augmentation_and_a_val_split(run, tmp_path):

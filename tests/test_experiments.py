@@ -1,9 +1,7 @@
 """Experiment presets and search configs compose with the real config and hold their recipes."""
 
-import importlib.util
-
 import pytest
-from conftest import group_options
+from conftest import group_options, needs_plugin
 
 from cifar_exp.config import validate
 
@@ -55,10 +53,7 @@ def test_command_line_overrides_a_preset(compose):
     assert cfg.trainer.epochs == 5 and cfg.optimizer.lr == 0.05
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-    reason="hydra-optuna-sweeper is not installed; install it with: pip install -e '.[sweeps]'",
-)
+@needs_plugin("hydra_plugins.hydra_optuna_sweeper")
 def test_optuna_search_composes_with_its_search_space(compose):
     from hydra import compose as hydra_compose
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import statistics
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli
+from conftest import TINY, needs_plugin, run_cli
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -181,13 +180,6 @@ def test_threads_per_job_keeps_jobs_times_threads_within_cores():
     assert threads_per_job({"n_jobs": -1}) == 1
     assert threads_per_job({"cpus_per_task": 3}) == 3
     assert threads_per_job({}) is None
-
-
-def needs_plugin(module: str):
-    return pytest.mark.skipif(
-        importlib.util.find_spec(module) is None,
-        reason=f"{module} is not installed; install it with: pip install -e '.[sweeps]'",
-    )
 
 
 @needs_plugin("hydra_plugins.hydra_joblib_launcher")

@@ -27,6 +27,7 @@ from cifar_exp.checkpoint import (
     find_checkpoint,
     load_checkpoint,
     load_states,
+    restore_rng,
 )
 from cifar_exp.config import register_schemas, validate
 from cifar_exp.data import BatchLoader, load_dataset
@@ -209,6 +210,9 @@ def train(
     checkpointer.check_space(4 * params * 4 + 2**20)
     if checkpoint is not None:
         load_states(checkpoint, checkpointer.parts, checkpointer.last)
+        # Last, after everything that draws while being built: training continues with the
+        # random numbers (dropout, ...) the interrupted run would have drawn next.
+        restore_rng(checkpoint["rng"])
         checkpointer.saved["last.pt"] = progress.where()
         tracker.continue_from(progress.epoch, progress.step)
         log.info("resumed from %s at %s", checkpointer.last, progress.where())
