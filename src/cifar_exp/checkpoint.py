@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
 import platform
 import random
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from cifar_exp.errors import UserError
+from cifar_exp.files import TMP_PREFIX, replace_atomically
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
-_TMP_PREFIX = ".tmp-"
 
 
 class Stateful(Protocol):
@@ -83,21 +82,9 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def write_atomic(path: Path, payload: bytes) -> None:
     """Replace `path` with `payload` so that a crash at any moment leaves the old file whole."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        # The rename itself must reach the disk too, or a power loss could undo it.
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_atomically(path, payload)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         kept = " (the previous one is intact)" if path.exists() else ""
         raise UserError(
             f"could not write {path}{kept}: {err.strerror or err}. Free some disk space or "
@@ -197,7 +184,7 @@ class Checkpointer:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create {folder}: {err.strerror or err}") from err
-        for stale in folder.glob(f"{_TMP_PREFIX}*"):
+        for stale in folder.glob(f"{TMP_PREFIX}*"):
             stale.unlink(missing_ok=True)  # left by a process killed mid-write
 
     @property

@@ -33,7 +33,7 @@ from cifar_exp.config import register_schemas, validate
 from cifar_exp.data import BatchLoader, load_dataset
 from cifar_exp.engine import FitOptions, Progress, fit
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.models import MODELS
+from cifar_exp.models import build_model
 from cifar_exp.optim import build_optimizer, build_scheduler
 from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import resume_config, saved_config
@@ -47,13 +47,6 @@ log = logging.getLogger("cifar_exp")
 
 register_schemas()
 register_resolvers()
-# Used in hydra.run.dir: under torchrun they are rank 0's, so all ranks share one directory.
-# Cached like Hydra's ${now:}: the cache travels with the config to launcher workers, so every
-# job of a sweep resolves the sweep folder to the starting process's.
-OmegaConf.register_new_resolver(
-    "launch_time", distributed.launch_time, replace=True, use_cache=True
-)
-OmegaConf.register_new_resolver("pid", distributed.launch_pid, replace=True, use_cache=True)
 
 
 def resolve_device(kind: str) -> torch.device:
@@ -108,10 +101,9 @@ def train(
     augment = OmegaConf.to_container(cfg.augment)
     train_transform, eval_transform = build_transforms(augment, data.train)
     cfg.augment.mean, cfg.augment.std = augment["mean"], augment["std"]  # recorded in hparams
-    model_options = OmegaConf.to_container(cfg.model, resolve=True)
     # `net` is the model itself (checkpoints hold its weights); `model` what trains it,
     # wrapped for several processes and compiled as asked.
-    net = MODELS.build(model_options.pop("name"), **model_options).to(device)
+    net = build_model(OmegaConf.to_container(cfg.model, resolve=True)).to(device)
     params = sum(p.numel() for p in net.parameters())
     if t.channels_last:
         use_channels_last(net)

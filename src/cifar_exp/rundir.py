@@ -49,6 +49,14 @@ def resumed_run_dir(resume: str | None, default: str) -> str:
 
 
 def register_resolvers() -> None:
+    """The resolvers conf/config.yaml's hydra.run.dir and hydra.sweep.dir use."""
+    # Under torchrun these are rank 0's, so all ranks share one directory. Cached like Hydra's
+    # ${now:}: the cache travels with the config to launcher workers, so every job of a sweep
+    # resolves the sweep folder to the starting process's.
+    OmegaConf.register_new_resolver(
+        "launch_time", distributed.launch_time, replace=True, use_cache=True
+    )
+    OmegaConf.register_new_resolver("pid", distributed.launch_pid, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
     # A resumed run keeps the .hydra/ of its first start; its manifest records each resume.
     OmegaConf.register_new_resolver(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from cifar_exp.errors import UserError
+from cifar_exp.files import replace_atomically
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch).
 EPOCH_TAGS = {
@@ -52,12 +52,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> None:
     """Write so that a reader never sees a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
+        replace_atomically(path, (json.dumps(data, indent=2) + "\n").encode())
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UserError(
             f"could not write {path}: {err.strerror or err}. Free some disk space or fix the "
             "folder's permissions."

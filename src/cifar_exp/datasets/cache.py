@@ -7,6 +7,7 @@ unreadable or malformed cache is reported and rebuilt, never used.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from cifar_exp.data import DataBundle, Split
+from cifar_exp.files import replace_atomically
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +65,12 @@ def save_cache(path: Path, key: str, bundle: DataBundle) -> None:
         "skipped": bundle.skipped,
         "splits": {name: [s.images, s.labels] for name, s in splits.items()},
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
+    torch.save(blob, buffer)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
+        replace_atomically(path, buffer.getbuffer())
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         log.warning("could not write the cache %s (%s); the next start decodes again", path, err)
         return
     log.info("cached the decoded tensors in %s", path)
