@@ -5,6 +5,7 @@ import math
 
 import pytest
 from conftest import TINY, TINY_TRAINER, run_cli
+from runs import strip_timing
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.models import MODELS
@@ -85,13 +86,7 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
             cwd=tmp_path,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads((run_dir / "metrics.json").read_text())["epochs"]
-
-    def strip_timing(epochs):
-        return [
-            {k: v for k, v in e.items() if k not in ("epoch_s", "images_per_s", "peak_mem_mb")}
-            for e in epochs
-        ]
+        return json.loads((run_dir / "metrics.json").read_text())
 
     a, b, c = final(0, "a"), final(0, "b"), final(1, "c")
     assert strip_timing(a) == strip_timing(b)
