@@ -22,6 +22,18 @@ def test_every_preset_composes_validates_and_states_its_expected_accuracy(compos
     assert "Expected test accuracy:" in text
 
 
+@pytest.mark.parametrize("preset", group_options("experiment"))
+def test_every_preset_states_its_validation_split_as_it_composes(compose, preset):
+    from conftest import CONF_DIR
+
+    text = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
+    (stated,) = [line for line in text.splitlines() if line.startswith("# Validation split: ")]
+    val_size = compose([f"experiment={preset}"]).dataset.val_size
+    expected = "none (dataset.val_size=0)" if val_size == 0 else f"{val_size} "
+    assert stated.removeprefix("# Validation split: ").startswith(expected)
+    assert "on the test split" in text  # the quoted figure says which split it comes from
+
+
 @pytest.mark.parametrize("model", ["lenet5", "resnet"])
 def test_seed_presets_are_the_posts_settings(compose, model):
     cfg = compose([f"experiment=seed_{model}"])
@@ -61,3 +73,13 @@ def test_optuna_search_composes_with_its_search_space(compose):
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == "maximize"
     assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "trainer.batch_size"}
+    # Trials are chosen on a held-out validation split, the same images whatever the trial.
+    assert cfg.dataset.val_size == 5000
+    assert "split_seed" not in sweeper.params and cfg.dataset.split_seed == 0
+    # After an experiment preset too, and the command line still wins.
+    after_preset = hydra_compose(
+        "config", overrides=["experiment=seed_lenet5", "hparams_search=optuna"]
+    )
+    assert after_preset.dataset.val_size == 5000
+    chosen = hydra_compose("config", overrides=["hparams_search=optuna", "dataset.val_size=1000"])
+    assert chosen.dataset.val_size == 1000

@@ -1,7 +1,8 @@
 """Entrypoint: `python -m cifar_exp.run [group=option ...] [key=value ...]`.
 
 Hydra composes the config from conf/; this module builds the data, model, optimizer and
-schedule it names, trains, and returns the final test accuracy (the value sweepers optimize).
+schedule it names, trains, and returns the value sweepers optimize: the final validation
+accuracy when `dataset.val_size` holds out a validation split, else the final test accuracy.
 `resume=<run dir or checkpoint>` continues a run from its checkpoint, in its own directory.
 """
 

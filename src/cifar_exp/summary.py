@@ -26,7 +26,7 @@ METRIC_COLUMNS = [
     ("best_val_acc", "best_val_acc", "best val acc"),
     ("test_acc", "test_acc", "test acc"),
     ("best_test_acc", "best_test_acc", "best test acc"),
-    ("final_loss", "train_loss", "final loss"),
+    ("final_train_loss", "train_loss", "final train loss"),
 ]
 GROUP_METRICS = ["val_acc", "best_val_acc", "test_acc", "best_test_acc"]
 
@@ -134,6 +134,16 @@ def sort_metric(jobs: list[Job]) -> str:
     return "val_acc" if any(j.value("val_acc") is not None for j in jobs) else "test_acc"
 
 
+def ranking_note(jobs: list[Job]) -> str | None:
+    """One line warning that the order comes from the test set, when no job has a val split."""
+    if sort_metric(jobs) == "val_acc":
+        return None
+    return (
+        "Ranked by test accuracy: these runs hold out no validation split, so choosing among "
+        "them selects on the test set; add dataset.val_size=5000 to rank on a validation split."
+    )
+
+
 def rank(jobs: list[Job]) -> list[Job]:
     """Finished jobs best first by the sweep's metric, then failed ones by job number."""
     metric = sort_metric(jobs)
@@ -219,6 +229,9 @@ def render(jobs: list[Job]) -> str:
     headings = dict((c, h) for c, h in metric_columns(jobs))
     headings.update(wall_s="wall time", images_per_s="images/s")
     parts = [f"Jobs: {len(jobs)}, {sum(j.ok for j in jobs)} ok, sorted by {sort_metric(jobs)}."]
+    note = ranking_note(jobs)
+    if note:
+        parts.append(note)
     if len(jobs) > 1 and common:
         parts.append("Common overrides: " + " ".join(common))
     parts.append(
