@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 
 MANIFEST_FILE = "manifest.json"  # written by rundir.RunManifest
 SEED_KEY = "trainer.seed"
+# Overrides that say how to continue a sweep (see rundir.plan_job), not what a job is.
+NOT_SWEPT = ("rerun_failed",)
 
 # (column, metrics.json `final` key, heading). Accuracy columns no job has are left out,
 # e.g. val_* for runs without a validation split.
@@ -96,7 +98,9 @@ def load_job(path: Path) -> Job:
     return Job(
         num=int(num),
         path=path,
-        overrides=dict(o.split("=", 1) for o in overrides if "=" in o),
+        overrides=dict(
+            o.split("=", 1) for o in overrides if "=" in o and o.split("=")[0] not in NOT_SWEPT
+        ),
         status=status,
         final=final,
         epochs=metrics.get("epochs", []),
