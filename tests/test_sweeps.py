@@ -217,7 +217,7 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
     assert [p.name for p in job_dirs(sweep_dir)] == ["0_optimizer.lr=0.001", "1_optimizer.lr=-1"]
 
 
-@needs_plugin("hydra_plugins.hydra_optuna_sweeper")
+@needs_plugin("optuna")
 def test_optuna_search_optimizes_the_metric_and_goes_on_after_a_failed_trial(tmp_path):
     # The config's search space, with lr narrowed to one value that works and one that fails.
     sweep_dir, _ = sweep(
