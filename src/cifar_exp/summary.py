@@ -43,6 +43,11 @@ class Job:
     status: str
     final: dict[str, float] = field(default_factory=dict)
     epochs: list[dict[str, float]] = field(default_factory=list)
+    # The folder as the table names it: its name, or sweep/name in a report of several sweeps.
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.path.name
 
     @property
     def ok(self) -> bool:
@@ -160,7 +165,7 @@ def job_rows(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
         row: dict[str, Any] = {"job": job.num, "overrides": label(job, keys)}
         row.update({k: job.overrides.get(k, "") for k in keys})
         row.update({c: job.value(c) for c in [*metrics, "epochs", "wall_s", "images_per_s"]})
-        row.update(status=job.status, dir=job.path.name)
+        row.update(status=job.status, dir=job.name)
         rows.append(row)
     return columns, rows
 
