@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,12 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli
+from conftest import TINY, needs_plugin, run_cli
 from omegaconf import OmegaConf
 
-optuna = pytest.importorskip("optuna", reason="optuna is not installed: pip install -e '.[sweeps]'")
-
-from cifar_exp.search import TrialJob, consecutive, search_space  # noqa: E402
+needs_optuna = needs_plugin("optuna")
 
 # Trials of 32 steps an epoch, long enough to be killed while the second one trains.
 SEARCH = [
@@ -42,6 +41,8 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def trials(sweep_dir: Path) -> list:
+    import optuna
+
     storage = f"sqlite:///{sweep_dir / 'optuna.db'}"
     return optuna.load_study(study_name="cifar_exp", storage=storage).trials
 
@@ -62,6 +63,7 @@ def kill_while_trial_trains(sweep_dir: Path, number: int) -> None:
     proc.wait(timeout=60)
 
 
+@needs_optuna
 def test_a_killed_search_continues_to_n_trials_keeping_the_finished_ones(tmp_path):
     sweep_dir = tmp_path / "sweep"
     kill_while_trial_trains(sweep_dir, number=1)
@@ -94,6 +96,7 @@ def test_a_killed_search_continues_to_n_trials_keeping_the_finished_ones(tmp_pat
     assert (sweep_dir / "summary.csv").read_text().count("\n") == 4  # header + 3 trials
 
 
+@needs_optuna
 def test_a_finished_search_asked_for_more_trials_adds_them_after_its_own(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = [*SEARCH, "dataset.train_size=256", "trainer.epochs=1", f"hydra.sweep.dir={sweep_dir}"]
@@ -107,7 +110,10 @@ def test_a_finished_search_asked_for_more_trials_adds_them_after_its_own(tmp_pat
     assert snapshot(first) == kept and len(list(sweep_dir.glob("1_*"))) == 1
 
 
+@needs_optuna
 def test_search_space_from_params_and_command_line():
+    from cifar_exp.search import search_space
+
     space = search_space(
         [
             "optimizer.lr=tag(log, interval(1e-4, 0.3))",
@@ -126,6 +132,27 @@ def test_search_space_from_params_and_command_line():
     assert lr.log and (lr.low, lr.high) == (1e-4, 0.3)
 
 
+@needs_optuna
 def test_trials_launch_in_runs_of_consecutive_numbers():
+    from cifar_exp.search import TrialJob, consecutive
+
     jobs = [TrialJob(n, ()) for n in (3, 4, 7, 8, 9)]
     assert [[j.number for j in run] for run in consecutive(jobs)] == [[3, 4], [7, 8, 9]]
+
+
+def test_without_a_current_optuna_the_search_says_what_to_install(tmp_path):
+    # An `optuna` that cannot be imported, as on a machine without the sweeps extra.
+    (tmp_path / "fake" / "optuna").mkdir(parents=True)
+    (tmp_path / "fake" / "optuna" / "__init__.py").write_text("raise ImportError('no optuna')")
+    pythonpath = f"{tmp_path / 'fake'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli(
+        *SEARCH, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, env={"PYTHONPATH": pythonpath}
+    )
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    assert (
+        "hparams_search=optuna needs Optuna 3.0 or later (no optuna); install the sweeps" in output
+    )
+    assert "Traceback" not in output
+    assert not list(sweep_dir.glob("[0-9]*"))  # no trial ran
