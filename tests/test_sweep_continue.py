@@ -170,3 +170,32 @@ def test_failed_jobs_are_kept_unless_rerun_failed_is_asked(tmp_path):
     assert snapshot(sweep_dir / "0_optimizer.lr=0.001") == before[0]
     with (sweep_dir / "summary.csv").open() as f:
         assert "rerun_failed" not in f.readline()  # how to continue is no column of the table
+
+
+def test_a_sweep_stopped_by_sigterm_says_how_to_continue_and_continues(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *TINY, "dataset.train_size=1024", "trainer.epochs=2", "trainer.seed=0,1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar_exp.run", *args, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list(sweep_dir.glob("0_*/checkpoints/last.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert f"continue the whole sweep with its command and hydra.sweep.dir={sweep_dir}" in out
+
+    output = run_cli(*args, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert output.returncode == 0, (output.stdout + output.stderr)[-3000:]
+    assert (
+        "continuing the sweep in" in output.stdout and "1 to resume from last.pt" in output.stdout
+    )
+    first, second = job_dirs(sweep_dir)
+    assert [a["status"] for a in manifest(first)["previous_attempts"]] == ["interrupted"]
+    assert manifest(first)["status"] == manifest(second)["status"] == "ok"

@@ -337,6 +337,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except Interrupted as stop:
         manifest.finish("interrupted", str(stop))
         log.error("%s", stop)
+        if in_sweep:
+            log.error(
+                "continue the whole sweep with its command and hydra.sweep.dir=%s", run_dir.parent
+            )
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         manifest.finish("interrupted", "KeyboardInterrupt (stopped at once)")

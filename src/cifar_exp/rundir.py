@@ -131,7 +131,7 @@ def describe_jobs(sweep_dir: Path, rerun_failed: bool) -> str:
         "resume": "to resume from last.pt",
         "start": "to start (over)",
     }
-    jobs = [p for p in sorted(sweep_dir.iterdir()) if p.is_dir()]
+    jobs = [p for p in sorted(sweep_dir.iterdir()) if (p / ".hydra").is_dir()]
     plans = [plan_job(p, rerun_failed) for p in jobs]
     return ", ".join(f"{plans.count(p)} {text}" for p, text in words.items() if p in plans)
 
