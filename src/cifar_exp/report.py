@@ -86,7 +86,8 @@ def comparable(jobs: list[Job]) -> list[Job]:
     for job in jobs:
         keys += [k for k in job.overrides if k not in keys]
     for job in jobs:
-        config = OmegaConf.load(job.path / ".hydra" / "config.yaml")
+        saved = job.path / ".hydra" / "config.yaml"
+        config = OmegaConf.load(saved) if saved.is_file() else OmegaConf.create()
         job.overrides = {k: setting(config, k, job.overrides.get(k)) for k in keys}
     return jobs
 
