@@ -1,7 +1,7 @@
 """Experiment presets and search configs compose with the real config and hold their recipes."""
 
 import pytest
-from conftest import group_options, needs_plugin
+from conftest import group_options
 
 from cifar_exp.config import validate
 
@@ -65,12 +65,13 @@ def test_command_line_overrides_a_preset(compose):
     assert cfg.trainer.epochs == 5 and cfg.optimizer.lr == 0.05
 
 
-@needs_plugin("hydra_plugins.hydra_optuna_sweeper")
 def test_optuna_search_composes_with_its_search_space(compose):
     from hydra import compose as hydra_compose
 
     cfg = hydra_compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.cifar_exp_optuna.optuna_sweeper.OptunaSweeper"
+    assert sweeper.storage is None  # the study goes to <sweep folder>/optuna.db
     assert sweeper.direction == "maximize"
     assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "trainer.batch_size"}
     # Trials are chosen on a held-out validation split, the same images whatever the trial.

@@ -222,7 +222,7 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
     assert [p.name for p in job_dirs(sweep_dir)] == ["0_optimizer.lr=0.001", "1_optimizer.lr=-1"]
 
 
-@needs_plugin("hydra_plugins.hydra_optuna_sweeper")
+@needs_plugin("optuna")
 def test_optuna_search_optimizes_validation_accuracy_and_goes_on_after_a_failed_trial(tmp_path):
     # The preset's own validation split (5000 images) out of 5256 synthetic training images;
     # the search space with lr narrowed to one value that works and one that fails.

@@ -166,6 +166,8 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     # A run directory or checkpoint to continue (see run.py); relative to the launch folder.
     resume: str | None = None
+    # Continuing a sweep (-m into its folder) reruns its failed jobs too, from scratch.
+    rerun_failed: bool = False
 
 
 @dataclass

@@ -8,6 +8,7 @@ accuracy when `dataset.val_size` holds out a validation split, else the final te
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -40,7 +41,7 @@ from cifar_exp.models import build_model
 from cifar_exp.optim import build_optimizer, build_scheduler
 from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import resume_config, saved_config
-from cifar_exp.rundir import RunManifest, register_resolvers
+from cifar_exp.rundir import RunManifest, clear_attempt, plan_job, register_resolvers
 from cifar_exp.stopping import Interrupted, StopOnSignal
 from cifar_exp.summary import sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
@@ -181,7 +182,8 @@ def train(
     )
     progress = Progress(device)
     stored = OmegaConf.to_container(cfg, resolve=True)
-    stored.pop("resume", None)
+    for how_to_start in ("resume", "rerun_failed"):
+        stored.pop(how_to_start, None)
     parts = {
         "model": net,
         "optimizer": optimizer,
@@ -273,6 +275,36 @@ def prepare_resume(
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
+def close_log_files(run_dir: Path) -> None:
+    """Detach the log files Hydra opened in `run_dir` from the root logger."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if (
+            isinstance(handler, logging.FileHandler)
+            and Path(handler.baseFilename).parent == run_dir
+        ):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def continue_sweep_job(cfg: DictConfig, run_dir: Path) -> tuple[str, float | None]:
+    """A sweep job facing an earlier attempt in its folder (the sweep is being continued):
+    ('finished', its metric) or ('failed', None) to keep it as it is, else ('run', None)
+    after pointing cfg.resume at its checkpoint or clearing the attempt."""
+    step = plan_job(run_dir, cfg.rerun_failed)
+    if step in ("finished", "failed"):
+        # Its folder is the job's record as it ended: nothing more goes into its run.log, from
+        # us or from the launcher (submitit logs the job's end).
+        close_log_files(run_dir)
+        metrics = json.loads((run_dir / "metrics.json").read_text()) if step == "finished" else {}
+        return step, sweep_metric(metrics["final"]) if metrics else None
+    if step == "resume":
+        cfg.resume = str(run_dir)
+    else:
+        clear_attempt(run_dir)
+    return "run", None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
@@ -280,6 +312,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
     here = distributed.place()
     distributed.quiet_other_ranks(here)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    if in_sweep:
+        step, metric = continue_sweep_job(cfg, run_dir)
+        if step != "run":
+            return metric
     if in_sweep and not cfg.trainer.num_threads:
         threads = threads_per_job(hydra_cfg.launcher)
         if threads:
@@ -291,6 +327,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
             cfg, checkpoint, resumed_from = prepare_resume(cfg, list(hydra_cfg.overrides.task))
         except UserError as err:  # refused before anything changed: the run stays as it was
             log.error("%s", err)
+            if in_sweep:  # a job of a continued sweep: the others go on
+                manifest = RunManifest(run_dir)
+                manifest.start()
+                manifest.finish("failed", str(err))
+                return None
             sys.exit(1)
     manifest = RunManifest(run_dir, write=here.is_main)
     manifest.start(resumed_from)
@@ -299,6 +340,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except Interrupted as stop:
         manifest.finish("interrupted", str(stop))
         log.error("%s", stop)
+        if in_sweep:
+            log.error(
+                "continue the whole sweep with its command and hydra.sweep.dir=%s", run_dir.parent
+            )
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         manifest.finish("interrupted", "KeyboardInterrupt (stopped at once)")

@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 
 MANIFEST_FILE = "manifest.json"  # written by rundir.RunManifest
 SEED_KEY = "trainer.seed"
+# Overrides that say how to continue a sweep (see rundir.plan_job), not what a job is.
+NOT_SWEPT = ("rerun_failed",)
 
 # (column, metrics.json `final` key, heading). Accuracy columns no job has are left out,
 # e.g. val_* for runs without a validation split.
@@ -41,6 +43,11 @@ class Job:
     status: str
     final: dict[str, float] = field(default_factory=dict)
     epochs: list[dict[str, float]] = field(default_factory=list)
+    # The folder as the table names it: its name, or sweep/name in a report of several sweeps.
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.path.name
 
     @property
     def ok(self) -> bool:
@@ -96,7 +103,9 @@ def load_job(path: Path) -> Job:
     return Job(
         num=int(num),
         path=path,
-        overrides=dict(o.split("=", 1) for o in overrides if "=" in o),
+        overrides=dict(
+            o.split("=", 1) for o in overrides if "=" in o and o.split("=")[0] not in NOT_SWEPT
+        ),
         status=status,
         final=final,
         epochs=metrics.get("epochs", []),
@@ -166,7 +175,7 @@ def job_rows(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
         row: dict[str, Any] = {"job": job.num, "overrides": label(job, keys)}
         row.update({k: job.overrides.get(k, "") for k in keys})
         row.update({c: job.value(c) for c in [*metrics, "epochs", "wall_s", "images_per_s"]})
-        row.update(status=job.status, dir=job.path.name)
+        row.update(status=job.status, dir=job.name)
         rows.append(row)
     return columns, rows
 
