@@ -141,6 +141,21 @@ def test_default_output_dirs_are_per_run_and_relative_to_launch_folder(tmp_path)
     assert named == {f"{typed}+trainer.epochs-0", "baseline"}
 
 
+def test_a_run_refused_before_training_is_listed_as_failed_and_can_be_replaced(tmp_path):
+    run_dir = tmp_path / "run"
+    refused = run_cli(*TINY, "optimizer.lr=-1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert refused.returncode == 1
+    hparams, status = hparams_session(run_dir)
+    assert (hparams["optimizer.lr"], status) == (-1, "STATUS_FAILURE")
+    assert "model.params" not in hparams  # never built
+    # The folder held nothing worth keeping: a new run may start there, and replaces the row.
+    proc = run_cli(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    hparams, status = hparams_session(run_dir)
+    assert (hparams["optimizer.lr"], status) == (0.001, "STATUS_SUCCESS")
+
+
 @pytest.mark.parametrize(
     "name, overrides, expected",
     [

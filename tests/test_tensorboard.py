@@ -17,13 +17,16 @@ from typing import Any
 import pytest
 from conftest import TINY, run_cli
 
-# Two swept keys: lr=1e4 diverges to a non-finite loss, so two of the four jobs fail.
-SWEPT = ["optimizer.lr=0.01,1e4", "trainer.batch_size=32,64"]
-OK = ["0_trainer.batch_size=32,optimizer.lr=0.01", "2_trainer.batch_size=64,optimizer.lr=0.01"]
-FAILED = [
+# Two swept keys. lr=1e4 diverges to a non-finite loss while training; lr=-1 is refused
+# before training starts: both kinds of failure must be listed.
+SWEPT = ["optimizer.lr=0.01,1e4,-1", "trainer.batch_size=32,64"]
+OK = ["0_trainer.batch_size=32,optimizer.lr=0.01", "3_trainer.batch_size=64,optimizer.lr=0.01"]
+DIVERGED = [
     "1_trainer.batch_size=32,optimizer.lr=10000.0",
-    "3_trainer.batch_size=64,optimizer.lr=10000.0",
+    "4_trainer.batch_size=64,optimizer.lr=10000.0",
 ]
+REFUSED = ["2_trainer.batch_size=32,optimizer.lr=-1", "5_trainer.batch_size=64,optimizer.lr=-1"]
+FAILED = DIVERGED + REFUSED
 JOBS = sorted(OK + FAILED)
 
 
@@ -60,6 +63,22 @@ class Dashboard:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
+    def sessions(self, columns: list[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
+        """HParams' sessions by name, of any status, as the page queries them."""
+        groups = self.post(
+            "/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": [
+                    "STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"
+                ],
+                "colParams": list(columns),
+                "startIndex": 0,
+                "sliceSize": 100,
+            },
+        )["sessionGroups"]  # fmt: skip
+        return {s["name"]: {**s, "hparams": g["hparams"]} for g in groups for s in g["sessions"]}
+
     def wait_for_runs(self, count: int, timeout: float = 120) -> list[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -67,9 +86,8 @@ class Dashboard:
                 pytest.fail(f"tensorboard exited: {self.proc.stdout.read()[-3000:]}")
             try:
                 runs = self.get("/data/runs")
-                # The hparams sessions of every run must be loaded too, not just the runs.
-                loaded = self.get("/data/plugin/text/tags")
-                if len(runs) >= count and len(loaded) >= count:
+                # Each run's data must be loaded too, not just its name found.
+                if len(runs) >= count and len(self.sessions()) >= count:
                     return runs
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -143,28 +161,15 @@ def test_hparams_columns_start_with_the_swept_keys_and_list_every_job(dashboard)
                                     if "domainDiscrete" in info else {})}
         for info in infos
     ] + [{"metric": m["name"]} for m in experiment["metricInfos"]]  # fmt: skip
-    groups = dashboard.post(
-        "/data/plugin/hparams/session_groups",
-        {
-            "experimentName": "",
-            "allowedStatuses": [
-                "STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"
-            ],
-            "colParams": columns,
-            "startIndex": 0,
-            "sliceSize": 100,
-        },
-    )["sessionGroups"]  # fmt: skip
-    sessions = {s["name"]: s for group in groups for s in group["sessions"]}
+    sessions = dashboard.sessions(columns)
     assert sorted(sessions) == JOBS
     status = {name: s.get("status") for name, s in sessions.items()}
     assert status == dict.fromkeys(OK, "STATUS_SUCCESS") | dict.fromkeys(FAILED, "STATUS_FAILURE")
     # The metric values are the curves' last points (at the last epoch), not one-dot charts.
     values = {v["name"]["tag"]: v for v in sessions[OK[0]]["metricValues"]}
     assert values["test/acc"]["trainingStep"] == 2 and 0 <= values["test/acc"]["value"] <= 1
-    hparams = {g["name"]: g["hparams"] for g in groups}
-    assert hparams[OK[1]]["trainer.batch_size"] == 64
-    assert hparams[OK[1]]["optimizer.name"] == "sgd"
+    assert sessions[OK[1]]["hparams"]["trainer.batch_size"] == 64
+    assert sessions[REFUSED[0]]["hparams"]["optimizer.lr"] == -1  # listed with its values
 
 
 def test_custom_scalars_put_train_and_evaluation_in_one_chart(dashboard):
@@ -179,15 +184,15 @@ def test_custom_scalars_put_train_and_evaluation_in_one_chart(dashboard):
 
 def test_text_tab_holds_config_overrides_command_and_commit(dashboard):
     tags = dashboard.get("/data/plugin/text/tags")
-    assert sorted(tags) == JOBS  # failed jobs too: written before training
-    for run in JOBS:
+    assert sorted(tags) == sorted(OK + DIVERGED)  # all that started training
+    for run in OK + DIVERGED:
         assert {t.split("/")[1] for t in tags[run]} == {
             "config",
             "overrides",
             "command",
             "git_commit",
         }
-    run = FAILED[1]
+    run = DIVERGED[1]
     texts = {
         tag.split("/")[1]: dashboard.get(f"/data/plugin/text/text?run={run}&tag={tag}")[0]["text"]
         for tag in tags[run]

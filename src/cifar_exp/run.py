@@ -42,7 +42,12 @@ from cifar_exp.rundir import RunManifest, git_commit, register_resolvers
 from cifar_exp.stopping import Interrupted, StopOnSignal
 from cifar_exp.summary import sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
-from cifar_exp.tracking import RunTracker, select_hparams
+from cifar_exp.tracking import (
+    RunTracker,
+    event_files,
+    record_failure_before_training,
+    select_hparams,
+)
 
 log = logging.getLogger("cifar_exp")
 
@@ -212,11 +217,8 @@ def train(
         checkpointer.saved["last.pt"] = progress.where()
         tracker.continue_from(progress.epoch, progress.step)
         log.info("resumed from %s at %s", checkpointer.last, progress.where())
-    hparams = OmegaConf.to_container(cfg, resolve=True)
-    hparams["model"]["params"] = params
     tracker.start(
-        select_hparams(hparams, override_keys(overrides or [])),
-        describe_run(config_yaml, overrides or []),
+        run_hparams(cfg, overrides or [], params), describe_run(config_yaml, overrides or [])
     )
     start = time.perf_counter()
     with StopOnSignal() as stop, tracker.session():
@@ -253,6 +255,13 @@ def train(
         run_dir,
     )
     return final
+
+
+def run_hparams(cfg: DictConfig, overrides: list[str], params: int | None = None) -> dict[str, Any]:
+    """The run's entries in TensorBoard's HParams: the keys typed, then a curated set."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["model"]["params"] = params
+    return select_hparams(config, override_keys(overrides))
 
 
 def describe_run(config_yaml: str, overrides: list[str]) -> dict[str, str]:
@@ -321,8 +330,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
             sys.exit(1)
     manifest = RunManifest(run_dir, write=here.is_main)
     manifest.start(resumed_from)
+    overrides = typed_overrides(run_dir, list(hydra_cfg.overrides.task), resumed_from)
+    earlier_events = event_files(run_dir)
     try:
-        overrides = typed_overrides(run_dir, list(hydra_cfg.overrides.task), resumed_from)
         final = train(cfg, run_dir, checkpoint, manifest, overrides)
     except Interrupted as stop:
         manifest.finish("interrupted", str(stop))
@@ -334,6 +344,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except Exception as err:
         reason = failure_reason(err)
         manifest.finish("failed", reason)
+        if resumed_from is None and here.is_main and event_files(run_dir) == earlier_events:
+            # Failed before training wrote anything: HParams still lists the run, as failed.
+            record_failure_before_training(run_dir, run_hparams(cfg, overrides), earlier_events)
         if in_sweep:
             # One bad job must not end the sweep: its manifest says why, the others run. None,
             # not NaN: the Optuna sweeper marks a trial without a number as failed and goes on,

@@ -178,6 +178,23 @@ def session_end_summary(status: int) -> Summary:
     return _hparams_summary(hparams_metadata.SESSION_END_INFO_TAG, data)
 
 
+def event_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("events.out.tfevents.*"))
+
+
+def record_failure_before_training(
+    run_dir: Path, hparams: dict[str, HParamValue], leftovers: list[Path]
+) -> None:
+    """HParams' row for a run that failed before training started (a value that cannot work,
+    data that cannot be read): its hyperparameters and STATUS_FAILURE. It replaces
+    `leftovers`, the event files of an earlier failed attempt in the same folder."""
+    for path in leftovers:
+        path.unlink()
+    with SummaryWriter(log_dir=str(run_dir)) as writer:
+        writer.file_writer.add_summary(session_start_summary(hparams))
+        writer.file_writer.add_summary(session_end_summary(api_pb2.STATUS_FAILURE))
+
+
 def code_block(text: str) -> str:
     """Markdown that the Text tab shows verbatim."""
     return "\n".join(f"    {line}" for line in text.splitlines())
@@ -197,9 +214,11 @@ class RunTracker:
         if not write:
             return
         # A resumed run rewrites these up to its checkpoint (see continue_from), moving those
-        # of a run made before the event files moved out of a tensorboard/ subfolder.
+        # of a run made before the event files moved out of a tensorboard/ subfolder. A new run
+        # replaces them (start): they are then what a failed attempt left, which the run
+        # directory guard let this run replace.
         self.earlier_event_files = sorted(
-            [*run_dir.glob("events.out.tfevents.*"), *run_dir.glob("tensorboard/events.*")]
+            [*event_files(run_dir), *run_dir.glob("tensorboard/events.*")]
         )
         self.writer = SummaryWriter(log_dir=str(run_dir))
 
@@ -216,6 +235,7 @@ class RunTracker:
         if not self.write:
             return
         trim_events(self.earlier_event_files, self.writer, epoch, step)
+        self.earlier_event_files = []
         with contextlib.suppress(OSError):  # the old layout's folder, now empty
             (self.run_dir / "tensorboard").rmdir()
         write_json(self.run_dir / "metrics.json", self.metrics)
@@ -226,6 +246,8 @@ class RunTracker:
         `texts` maps TEXT_TAGS keys to plain text; each is shown verbatim."""
         if not self.write:
             return
+        for path in self.earlier_event_files:
+            path.unlink()
         self.writer.file_writer.add_summary(session_start_summary(hparams))
         for key, text in texts.items():
             self.writer.add_text(TEXT_TAGS[key], code_block(text), 0)
