@@ -51,3 +51,16 @@ def test_cpu_benchmark_dry_run(tmp_path):
     ]
     assert rows[0]["ratio"] == 1.0 and all(r["images_per_s"] > 0 for r in rows)
     assert "bf16/AMX flags" in proc.stdout
+
+
+@pytest.mark.slow
+def test_torchrun_stress_script_counts_its_launches(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "stress_torchrun.py"), "--rounds", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 of 2 launches exited 0" in proc.stdout

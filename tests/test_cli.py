@@ -5,7 +5,7 @@ import math
 import re
 
 import pytest
-from conftest import TINY, TINY_TRAINER, run_cli
+from conftest import CONF_DIR, TINY, TINY_TRAINER, group_options, run_cli
 from runs import hparams_session, strip_timing
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -211,10 +211,17 @@ def test_device_cuda_without_cuda_is_an_error_not_a_fallback(tmp_path):
     assert "device=cuda was asked for but no CUDA GPU is available" in proc.stdout + proc.stderr
 
 
-def test_help_lists_groups_and_cfg_shows_the_composed_config(tmp_path):
+def test_help_opens_with_the_tools_header_lists_every_group_and_cfg_shows_the_config(tmp_path):
     help_text = run_cli("--help", cwd=tmp_path).stdout
+    assert help_text.startswith("cifar-exp: train, compare and sweep CNNs on CIFAR-10")
+    assert "powered by Hydra" not in help_text
+    header = help_text[: help_text.index("== Configuration groups ==")]
+    assert "python -m cifar_exp.run hparams_search=optuna" in header
+    assert "tensorboard --logdir outputs" in header and "Outputs: " in header
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+    for group in groups:
+        assert f"{group}: {', '.join(group_options(group))}\n" in help_text
     assert "model: lenet5, resnet, resnet18, resnet20, resnet56" in help_text
-    assert "optimizer: adam, adamw, sgd" in help_text
     assert "schema" not in help_text
     job = run_cli("--cfg", "job", "model=resnet20", "optimizer=sgd", cwd=tmp_path).stdout
     assert "name: resnet20" in job and "momentum: 0.9" in job

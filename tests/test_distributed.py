@@ -183,3 +183,32 @@ def test_a_last_batch_smaller_than_the_processes_joins_the_one_before():
 def test_a_split_smaller_than_the_processes_is_an_error():
     with pytest.raises(ConfigError, match=r"a split has 1 image\(s\), fewer than the 2 processes"):
         BatchLoader(split_of(1), 4, torch.device("cpu"), rank=0, world_size=2)
+
+
+def exits(code):
+    raise SystemExit(code)
+
+
+def interrupted():
+    raise KeyboardInterrupt
+
+
+def crashes():
+    raise RuntimeError("a bug")
+
+
+@pytest.mark.parametrize(
+    "task, expected",
+    [
+        (lambda: 0.5, 0),
+        (lambda: exits(None), 0),
+        (lambda: exits(143), 143),
+        (lambda: exits("a message"), 1),
+        (interrupted, 130),
+        (crashes, 1),
+    ],
+)
+def test_a_torchrun_worker_ends_with_the_status_its_run_would_have_exited_with(task, expected):
+    from cifar_exp.run import exit_code
+
+    assert exit_code(task) == expected

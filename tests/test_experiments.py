@@ -1,7 +1,7 @@
 """Experiment presets and search configs compose with the real config and hold their recipes."""
 
 import pytest
-from conftest import group_options, needs_plugin
+from conftest import group_options
 
 from cifar_exp.config import validate
 
@@ -20,6 +20,18 @@ def test_every_preset_composes_validates_and_states_its_expected_accuracy(compos
     text = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
     assert text.startswith("# @package _global_")
     assert "Expected test accuracy:" in text
+
+
+@pytest.mark.parametrize("preset", group_options("experiment"))
+def test_every_preset_states_its_validation_split_as_it_composes(compose, preset):
+    from conftest import CONF_DIR
+
+    text = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
+    (stated,) = [line for line in text.splitlines() if line.startswith("# Validation split: ")]
+    val_size = compose([f"experiment={preset}"]).dataset.val_size
+    expected = "none (dataset.val_size=0)" if val_size == 0 else f"{val_size} "
+    assert stated.removeprefix("# Validation split: ").startswith(expected)
+    assert "on the test split" in text  # the quoted figure says which split it comes from
 
 
 @pytest.mark.parametrize("model", ["lenet5", "resnet"])
@@ -53,11 +65,22 @@ def test_command_line_overrides_a_preset(compose):
     assert cfg.trainer.epochs == 5 and cfg.optimizer.lr == 0.05
 
 
-@needs_plugin("hydra_plugins.hydra_optuna_sweeper")
 def test_optuna_search_composes_with_its_search_space(compose):
     from hydra import compose as hydra_compose
 
     cfg = hydra_compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.cifar_exp_optuna.optuna_sweeper.OptunaSweeper"
+    assert sweeper.storage is None  # the study goes to <sweep folder>/optuna.db
     assert sweeper.direction == "maximize"
     assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "trainer.batch_size"}
+    # Trials are chosen on a held-out validation split, the same images whatever the trial.
+    assert cfg.dataset.val_size == 5000
+    assert "split_seed" not in sweeper.params and cfg.dataset.split_seed == 0
+    # After an experiment preset too, and the command line still wins.
+    after_preset = hydra_compose(
+        "config", overrides=["experiment=seed_lenet5", "hparams_search=optuna"]
+    )
+    assert after_preset.dataset.val_size == 5000
+    chosen = hydra_compose("config", overrides=["hparams_search=optuna", "dataset.val_size=1000"])
+    assert chosen.dataset.val_size == 1000

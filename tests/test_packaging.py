@@ -27,6 +27,8 @@ def test_wheel_ships_configs_and_runs_from_elsewhere(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("cifar_exp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "cifar_exp/conf/config.yaml" in names
+    assert "cifar_exp/conf/hydra/sweeper/cifar_exp_optuna.yaml" in names
+    assert "hydra_plugins/cifar_exp_optuna/optuna_sweeper.py" in names  # found by Hydra there
     groups = ["model", "optimizer", "scheduler", "dataset", "augment", "device", "trainer"]
     for group in [*groups, "experiment", "hparams_search"]:
         for option in group_options(group):

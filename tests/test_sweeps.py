@@ -76,7 +76,7 @@ def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
         final = final_metrics(job_dir)
         assert float(row["test_acc"]) == pytest.approx(final["test_acc"])
         assert float(row["best_test_acc"]) == pytest.approx(final["best_test_acc"])
-        assert float(row["final_loss"]) == pytest.approx(final["train_loss"])
+        assert float(row["final_train_loss"]) == pytest.approx(final["train_loss"])
         assert int(row["epochs"]) == 1 and float(row["wall_s"]) > 0
         assert float(row["images_per_s"]) > 0
 
@@ -88,7 +88,12 @@ def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
     md = (sweep_dir / "summary.md").read_text()
     assert "| model=resnet optimizer.lr=0.003 |" in md
     assert "Common overrides: dataset=synthetic" in md
+    assert "| final train loss |" in md
     assert md.strip().splitlines()[-1] in output  # the table is printed too
+    # No validation split: the summary says in one line that it ranks on the test set.
+    (note,) = [line for line in md.splitlines() if "Ranked by test accuracy" in line]
+    assert "selects on the test set; add dataset.val_size=5000" in note
+    assert note in output
 
 
 def test_failing_jobs_are_recorded_and_the_others_finish(tmp_path):
@@ -217,11 +222,13 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
     assert [p.name for p in job_dirs(sweep_dir)] == ["0_optimizer.lr=0.001", "1_optimizer.lr=-1"]
 
 
-@needs_plugin("hydra_plugins.hydra_optuna_sweeper")
-def test_optuna_search_optimizes_the_metric_and_goes_on_after_a_failed_trial(tmp_path):
-    # The config's search space, with lr narrowed to one value that works and one that fails.
-    sweep_dir, _ = sweep(
+@needs_plugin("optuna")
+def test_optuna_search_optimizes_validation_accuracy_and_goes_on_after_a_failed_trial(tmp_path):
+    # The preset's own validation split (5000 images) out of 5256 synthetic training images;
+    # the search space with lr narrowed to one value that works and one that fails.
+    sweep_dir, output = sweep(
         tmp_path,
+        "dataset.train_size=5256",
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=4",
         "optimizer.lr=choice(-1,0.003)",
@@ -232,7 +239,14 @@ def test_optuna_search_optimizes_the_metric_and_goes_on_after_a_failed_trial(tmp
     assert "failed: optimizer.lr must be > 0, got -1.0" in statuses
     for name in (r["dir"] for r in rows):  # every trial is named by the searched keys
         assert "optimizer.lr=" in name and "trainer.batch_size=" in name
+    ok = [r for r in rows if r["status"] == "ok"]
+    trials = [final_metrics(sweep_dir / r["dir"]) for r in ok]
+    # Each trial validated on the 5000 held-out images, and was tested.
+    for row, final in zip(ok, trials, strict=True):
+        assert float(row["val_acc"]) == pytest.approx(final["val_acc"])
+        assert float(row["test_acc"]) == pytest.approx(final["test_acc"])
+        assert "5000 val / 128 test images" in (sweep_dir / row["dir"] / "run.log").read_text()
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert best.best_params["optimizer.lr"] == 0.003
-    ok = [float(r["test_acc"]) for r in rows if r["status"] == "ok"]
-    assert best.best_value == pytest.approx(max(ok))
+    assert best.best_value == pytest.approx(max(f["val_acc"] for f in trials))
+    assert "sorted by val_acc" in output and "Ranked by test accuracy" not in output

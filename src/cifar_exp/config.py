@@ -169,6 +169,8 @@ class Config:
     # The run's name in its folder (outputs/<date>/<time>_<name>_<pid>) and so in TensorBoard;
     # null: the overrides typed. Jobs of a sweep are named by what the sweep varies instead.
     name: str | None = None
+    # Continuing a sweep (-m into its folder) reruns its failed jobs too, from scratch.
+    rerun_failed: bool = False
 
 
 # Keys that say where files go, where or how visibly a run runs, not what it trains: left
@@ -176,6 +178,7 @@ class Config:
 PLUMBING = (
     "name",
     "resume",
+    "rerun_failed",
     "device",
     "trainer.progress_bar",
     "trainer.num_threads",

@@ -9,11 +9,14 @@ process id on all ranks. Without torchrun everything here is a no-op for one pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -71,9 +74,32 @@ def setup() -> Place:
     return here
 
 
-def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(finished: bool) -> None:
+    """Leave the process group. After a run that `finished`, first wait for every rank, so
+    that no process tears down its connections while another still reduces over them."""
+    if not dist.is_initialized():
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
+def end_process(code: int) -> NoReturn:
+    """End a torchrun worker with `code`, skipping the interpreter's finalization.
+
+    DistributedDataParallel keeps references to the Gloo process group in C++ objects that
+    outlive it, so destroy_process_group does not stop Gloo's worker threads. When one of them
+    drops the last reference to a finished collective's tensor while Python is finalizing, it
+    needs the interpreter lock, which the thread cannot take any more, and the process aborts
+    ("terminate called without an active exception", exit -6) although the run had finished.
+    Everything the run writes is flushed or closed before this; then `os._exit` ends the
+    process without finalization, so the exit code is the run's own.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _launch_stamp() -> tuple[float, int]:

@@ -31,7 +31,7 @@ HARMLESS = (
     "dataset.download",
 )
 EPOCH_FREE_SCHEDULERS = ("none", "step")
-_NOT_COMPARED = ("resume",)
+_NOT_COMPARED = ("resume", "rerun_failed")
 
 
 def saved_config(yaml_text: str, source: str) -> DictConfig:

@@ -1,16 +1,20 @@
 """Entrypoint: `python -m cifar_exp.run [group=option ...] [key=value ...]`.
 
 Hydra composes the config from conf/; this module builds the data, model, optimizer and
-schedule it names, trains, and returns the final test accuracy (the value sweepers optimize).
+schedule it names, trains, and returns the value sweepers optimize: the final validation
+accuracy when `dataset.val_size` holds out a validation split, else the final test accuracy.
 `resume=<run dir or checkpoint>` continues a run from its checkpoint, in its own directory.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,13 @@ from cifar_exp.models import build_model
 from cifar_exp.optim import build_optimizer, build_scheduler
 from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import override_keys, resume_config, saved_config
-from cifar_exp.rundir import RunManifest, git_commit, register_resolvers
+from cifar_exp.rundir import (
+    RunManifest,
+    clear_attempt,
+    git_commit,
+    plan_job,
+    register_resolvers,
+)
 from cifar_exp.stopping import Interrupted, StopOnSignal
 from cifar_exp.summary import sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
@@ -186,7 +196,8 @@ def train(
     )
     progress = Progress(device)
     stored = OmegaConf.to_container(cfg, resolve=True)
-    stored.pop("resume", None)
+    for how_to_start in ("resume", "rerun_failed"):
+        stored.pop(how_to_start, None)
     parts = {
         "model": net,
         "optimizer": optimizer,
@@ -283,7 +294,7 @@ def typed_overrides(run_dir: Path, now: list[str], resumed_from: Path | None) ->
     its .hydra/ keeps) before this attempt's."""
     first = run_dir / ".hydra" / "overrides.yaml"
     earlier = list(OmegaConf.load(first)) if resumed_from and first.exists() else []
-    return [*earlier, *now]
+    return list(dict.fromkeys([*earlier, *now]))  # a resumed sweep job repeats its own
 
 
 def prepare_resume(
@@ -309,6 +320,36 @@ def prepare_resume(
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
+def close_log_files(run_dir: Path) -> None:
+    """Detach the log files Hydra opened in `run_dir` from the root logger."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if (
+            isinstance(handler, logging.FileHandler)
+            and Path(handler.baseFilename).parent == run_dir
+        ):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def continue_sweep_job(cfg: DictConfig, run_dir: Path) -> tuple[str, float | None]:
+    """A sweep job facing an earlier attempt in its folder (the sweep is being continued):
+    ('finished', its metric) or ('failed', None) to keep it as it is, else ('run', None)
+    after pointing cfg.resume at its checkpoint or clearing the attempt."""
+    step = plan_job(run_dir, cfg.rerun_failed)
+    if step in ("finished", "failed"):
+        # Its folder is the job's record as it ended: nothing more goes into its run.log, from
+        # us or from the launcher (submitit logs the job's end).
+        close_log_files(run_dir)
+        metrics = json.loads((run_dir / "metrics.json").read_text()) if step == "finished" else {}
+        return step, sweep_metric(metrics["final"]) if metrics else None
+    if step == "resume":
+        cfg.resume = str(run_dir)
+    else:
+        clear_attempt(run_dir)
+    return "run", None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
@@ -316,6 +357,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
     here = distributed.place()
     distributed.quiet_other_ranks(here)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    if in_sweep:
+        step, metric = continue_sweep_job(cfg, run_dir)
+        if step != "run":
+            return metric
     if in_sweep and not cfg.trainer.num_threads:
         threads = threads_per_job(hydra_cfg.launcher)
         if threads:
@@ -327,6 +372,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
             cfg, checkpoint, resumed_from = prepare_resume(cfg, list(hydra_cfg.overrides.task))
         except UserError as err:  # refused before anything changed: the run stays as it was
             log.error("%s", err)
+            if in_sweep:  # a job of a continued sweep: the others go on
+                manifest = RunManifest(run_dir)
+                manifest.start()
+                manifest.finish("failed", str(err))
+                return None
             sys.exit(1)
     manifest = RunManifest(run_dir, write=here.is_main)
     manifest.start(resumed_from)
@@ -337,6 +387,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except Interrupted as stop:
         manifest.finish("interrupted", str(stop))
         log.error("%s", stop)
+        if in_sweep:
+            log.error(
+                "continue the whole sweep with its command and hydra.sweep.dir=%s", run_dir.parent
+            )
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         manifest.finish("interrupted", "KeyboardInterrupt (stopped at once)")
@@ -370,10 +424,33 @@ def main() -> None:
     if not here.is_main:
         # Rank 0 alone writes the run directory's .hydra/ record.
         sys.argv.append("hydra.output_subdir=null")
-    try:
+    if not here.distributed:
         hydra_main()
-    finally:
-        distributed.teardown()
+        return
+    code = exit_code(hydra_main)
+    try:
+        distributed.teardown(finished=code == 0)
+    except Exception:  # a peer that died mid-teardown: the launch has failed anyway
+        traceback.print_exc()
+        code = code or 1
+    distributed.end_process(code)
+
+
+def exit_code(task: Callable[[], object]) -> int:
+    """Run `task`; the exit status the process would have ended with (0 when it returns)."""
+    try:
+        task()
+    except SystemExit as exit_:
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        print(exit_.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,15 +26,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cifar_exp import distributed
-from cifar_exp.checkpoint import CHECKPOINT_DIR, find_checkpoint
+from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint
 from cifar_exp.config import is_plumbing
 from cifar_exp.errors import UserError
 from cifar_exp.summary import MANIFEST_FILE as MANIFEST
+from cifar_exp.summary import NOT_SWEPT
 from cifar_exp.sweep import MAX_DIRNAME, override_key
 from cifar_exp.tracking import write_json
 
 log = logging.getLogger("cifar_exp")
 
+MULTIRUN_RECORD = "multirun.yaml"  # the sweep's config, saved by Hydra's sweepers (and ours)
+# What a job's folder keeps when the job starts over: the record of earlier attempts.
+KEPT_ON_RESTART = (".hydra", MANIFEST)
 # What Hydra's override grammar does not take unquoted in a value (e.g. "=", ",", brackets).
 _UNSAFE = re.compile(r"[^\w.+@%-]")
 
@@ -78,10 +83,18 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("pid", distributed.launch_pid, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
-    # A resumed run keeps the .hydra/ of its first start; its manifest records each resume.
-    OmegaConf.register_new_resolver(
-        "hydra_subdir", lambda resume: None if resume else ".hydra", replace=True
-    )
+    OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
+
+
+def hydra_subdir(resume: str | None, mode: Any, output_dir: str) -> str | None:
+    """hydra.output_subdir: a resumed run, and a sweep job that continues an earlier attempt
+    (the same sweep, checked by RunDirGuard), keep the .hydra/ of their first start; the
+    manifest records each attempt. A finished job's folder stays untouched."""
+    if resume:
+        return None
+    if str(mode).endswith("MULTIRUN") and (Path(output_dir) / ".hydra").is_dir():
+        return None
+    return ".hydra"
 
 
 def previous_run(folder: Path) -> str | None:
@@ -101,6 +114,56 @@ def previous_run(folder: Path) -> str | None:
         if (folder / name).exists():
             return name
     return None
+
+
+def attempt_status(job_dir: Path) -> str | None:
+    """How the latest attempt at the run in `job_dir` ended (its manifest's status; 'running'
+    when it was killed), or None when no run started there."""
+    if not (job_dir / MANIFEST).exists():
+        return None
+    try:
+        return str(json.loads((job_dir / MANIFEST).read_text())["status"])
+    except (OSError, ValueError, KeyError):
+        return "unreadable"
+
+
+def plan_job(job_dir: Path, rerun_failed: bool) -> str:
+    """What a sweep job does about an earlier attempt in its folder: 'finished' (keep it
+    untouched), 'failed' (keep it, unless rerun_failed), 'resume' (from its last.pt) or
+    'start' (from scratch)."""
+    status = attempt_status(job_dir)
+    if status == "ok" and (job_dir / "metrics.json").is_file():
+        return "finished"
+    if status == "failed":
+        return "start" if rerun_failed else "failed"
+    if status in ("running", "interrupted") and (job_dir / CHECKPOINT_DIR / LAST).is_file():
+        return "resume"
+    return "start"
+
+
+def describe_jobs(sweep_dir: Path, rerun_failed: bool) -> str:
+    """'2 finished (kept), 1 to resume, ...': what continuing the sweep does to its jobs."""
+    words = {
+        "finished": "finished (kept)",
+        "failed": "failed (kept; rerun_failed=true reruns them)",
+        "resume": "to resume from last.pt",
+        "start": "to start (over)",
+    }
+    jobs = [p for p in sorted(sweep_dir.iterdir()) if (p / ".hydra").is_dir()]
+    plans = [plan_job(p, rerun_failed) for p in jobs]
+    return ", ".join(f"{plans.count(p)} {text}" for p, text in words.items() if p in plans)
+
+
+def clear_attempt(job_dir: Path) -> None:
+    """Remove what an unfinished attempt wrote (checkpoints, events, metrics) so the job
+    starts over as a new one; its manifest keeps the attempt's record, run.log its lines."""
+    for path in job_dir.iterdir():
+        if path.name in KEPT_ON_RESTART or path.suffix == ".log":
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def check_writable(folder: Path, key: str) -> None:
@@ -132,37 +195,83 @@ def check_run_dir(folder: Path, resume: str | None) -> None:
     check_writable(folder, "hydra.run.dir")
 
 
-def check_sweep_dir(folder: Path, resume: str | None) -> None:
+def check_sweep_dir(
+    folder: Path, resume: str | None, overrides: list[str], rerun_failed: bool
+) -> None:
+    """Raise UserError unless `folder` is new, or holds the jobs of the same sweep (which the
+    sweep then continues: see `plan_job`)."""
     if resume:
         raise UserError(
-            "resume= continues one run and cannot be part of a sweep (-m); resume each job "
-            "on its own: python -m cifar_exp.run resume=<job dir>"
+            "resume= continues one run and cannot be part of a sweep (-m); continue a sweep "
+            "with the command that started it and hydra.sweep.dir=<its folder>"
         )
-    if folder.is_dir():
-        for job in sorted(p for p in folder.iterdir() if p.is_dir()):
-            if found := previous_run(job):
-                raise UserError(
-                    f"{folder} already holds the runs of a sweep ({job.name}/{found}); they are "
-                    "never overwritten. Choose another hydra.sweep.dir"
-                )
+    jobs = started_jobs(folder)
+    if jobs:
+        check_same_sweep(folder, jobs[0], overrides)
+        log.info("continuing the sweep in %s: %s", folder, describe_jobs(folder, rerun_failed))
     check_writable(folder, "hydra.sweep.dir")
+
+
+def started_jobs(folder: Path) -> list[str]:
+    """The job folders of `folder` where a run started (even one that failed at once)."""
+    if not folder.is_dir():
+        return []
+    jobs = sorted(p for p in folder.iterdir() if p.is_dir())
+    return [job.name for job in jobs if attempt_status(job) or previous_run(job)]
+
+
+def check_same_sweep(folder: Path, job: str, overrides: list[str]) -> None:
+    """A sweep folder is continued only by the overrides that started it (Hydra saved them
+    in multirun.yaml): other values would give other jobs under the same numbers."""
+    record = folder / MULTIRUN_RECORD
+    if not record.is_file():
+        raise UserError(
+            f"{folder} already holds runs ({job}) but no {MULTIRUN_RECORD} saying which sweep "
+            "they belong to, so it cannot be continued; choose another hydra.sweep.dir"
+        )
+    started = [str(o) for o in OmegaConf.load(record).hydra.overrides.task]
+    difference = sweep_difference(started, overrides)
+    if difference:
+        raise UserError(
+            f"{folder} holds a sweep started with other overrides ({difference}); continue it "
+            f"with the overrides it was started with ({' '.join(started)}), or choose "
+            "another hydra.sweep.dir"
+        )
+
+
+def sweep_difference(started: list[str], now: list[str]) -> str | None:
+    """What differs between two sweeps' overrides, in words; None when they are the same."""
+    before = {override_key(o): o for o in started if override_key(o) not in NOT_SWEPT}
+    after = {override_key(o): o for o in now if override_key(o) not in NOT_SWEPT}
+    parts = []
+    for key, was in before.items():
+        if key not in after:
+            parts.append(f"{was} is missing")
+        elif after[key] != was:
+            parts.append(f"{was} is now {after[key]}")
+    parts += [f"{after[k]} is new" for k in after if k not in before]
+    if not parts and list(before) != list(after):
+        parts.append("the same overrides in another order, which numbers the jobs differently")
+    return "; ".join(parts) or None
 
 
 class RunDirGuard(Callback):
     """Checks the run (or sweep) directory before Hydra creates or writes anything in it."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(check_run_dir, config.hydra.run.dir, config)
+        self._check(check_run_dir, config.hydra.run.dir, config.get("resume"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(check_sweep_dir, config.hydra.sweep.dir, config)
+        overrides = list(config.hydra.overrides.task)
+        rerun = bool(config.get("rerun_failed"))
+        self._check(check_sweep_dir, config.hydra.sweep.dir, config.get("resume"), overrides, rerun)
 
     @staticmethod
-    def _check(check: Any, folder: str, config: DictConfig) -> None:
+    def _check(check: Any, folder: str, *args: Any) -> None:
         if not distributed.place().is_main:
             return  # rank 0 checks the folder all ranks share, and may have filled it already
         try:
-            check(Path(folder).absolute(), config.get("resume"))
+            check(Path(folder).absolute(), *args)
         except UserError as err:
             log.error("%s", err)
             sys.exit(1)

@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 
 MANIFEST_FILE = "manifest.json"  # written by rundir.RunManifest
 SEED_KEY = "trainer.seed"
+# Overrides that say how to continue a sweep (see rundir.plan_job), not what a job is.
+NOT_SWEPT = ("rerun_failed",)
 
 # (column, metrics.json `final` key, heading). Accuracy columns no job has are left out,
 # e.g. val_* for runs without a validation split.
@@ -26,7 +28,7 @@ METRIC_COLUMNS = [
     ("best_val_acc", "best_val_acc", "best val acc"),
     ("test_acc", "test_acc", "test acc"),
     ("best_test_acc", "best_test_acc", "best test acc"),
-    ("final_loss", "train_loss", "final loss"),
+    ("final_train_loss", "train_loss", "final train loss"),
 ]
 GROUP_METRICS = ["val_acc", "best_val_acc", "test_acc", "best_test_acc"]
 
@@ -41,6 +43,11 @@ class Job:
     status: str
     final: dict[str, float] = field(default_factory=dict)
     epochs: list[dict[str, float]] = field(default_factory=list)
+    # The folder as the table names it: its name, or sweep/name in a report of several sweeps.
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.path.name
 
     @property
     def ok(self) -> bool:
@@ -96,7 +103,9 @@ def load_job(path: Path) -> Job:
     return Job(
         num=int(num),
         path=path,
-        overrides=dict(o.split("=", 1) for o in overrides if "=" in o),
+        overrides=dict(
+            o.split("=", 1) for o in overrides if "=" in o and o.split("=")[0] not in NOT_SWEPT
+        ),
         status=status,
         final=final,
         epochs=metrics.get("epochs", []),
@@ -134,6 +143,16 @@ def sort_metric(jobs: list[Job]) -> str:
     return "val_acc" if any(j.value("val_acc") is not None for j in jobs) else "test_acc"
 
 
+def ranking_note(jobs: list[Job]) -> str | None:
+    """One line warning that the order comes from the test set, when no job has a val split."""
+    if sort_metric(jobs) == "val_acc":
+        return None
+    return (
+        "Ranked by test accuracy: these runs hold out no validation split, so choosing among "
+        "them selects on the test set; add dataset.val_size=5000 to rank on a validation split."
+    )
+
+
 def rank(jobs: list[Job]) -> list[Job]:
     """Finished jobs best first by the sweep's metric, then failed ones by job number."""
     metric = sort_metric(jobs)
@@ -156,7 +175,7 @@ def job_rows(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
         row: dict[str, Any] = {"job": job.num, "overrides": label(job, keys)}
         row.update({k: job.overrides.get(k, "") for k in keys})
         row.update({c: job.value(c) for c in [*metrics, "epochs", "wall_s", "images_per_s"]})
-        row.update(status=job.status, dir=job.path.name)
+        row.update(status=job.status, dir=job.name)
         rows.append(row)
     return columns, rows
 
@@ -219,6 +238,9 @@ def render(jobs: list[Job]) -> str:
     headings = dict((c, h) for c, h in metric_columns(jobs))
     headings.update(wall_s="wall time", images_per_s="images/s")
     parts = [f"Jobs: {len(jobs)}, {sum(j.ok for j in jobs)} ok, sorted by {sort_metric(jobs)}."]
+    note = ranking_note(jobs)
+    if note:
+        parts.append(note)
     if len(jobs) > 1 and common:
         parts.append("Common overrides: " + " ".join(common))
     parts.append(

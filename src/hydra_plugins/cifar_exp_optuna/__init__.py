@@ -1,0 +1,1 @@
+"""cifar-exp's Optuna sweeper, where Hydra looks for plugins (see cifar_exp.search)."""

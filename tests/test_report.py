@@ -1,0 +1,105 @@
+"""`python -m cifar_exp.report` over several sweeps: one table and one plot, grouped by the keys
+that differ, with mean ± std over seeds; its ranking metric; a clean terminal."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from conftest import TINY, run_cli
+
+
+def sweep(folder: Path, *overrides: str) -> Path:
+    proc = run_cli("-m", *TINY, *overrides, f"hydra.sweep.dir={folder}", cwd=folder.parent)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return folder
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def final_test_acc(job_dir: Path) -> float:
+    return json.loads((job_dir / "metrics.json").read_text())["final"]["test_acc"]
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tmp_path_factory) -> Path:
+    """Two sweeps of one study: the second adds a seed to lr=1e-3, typed another way."""
+    root = tmp_path_factory.mktemp("sweeps")
+    sweep(root / "first", "optimizer.lr=1e-3,3e-3", "trainer.seed=0")
+    sweep(root / "second", "optimizer.lr=0.001", "trainer.seed=1")
+    return root
+
+
+def test_a_report_over_two_sweeps_groups_their_jobs_by_setting(two_sweeps, tmp_path):
+    out = tmp_path / "both.png"
+    proc = run_cli(
+        str(two_sweeps / "first"),
+        str(two_sweeps / "second"),
+        "--out",
+        str(out),
+        module="cifar_exp.report",
+        cwd=tmp_path,
+        env={"MPLCONFIGDIR": str(tmp_path / "fresh-matplotlib")},  # builds its font cache
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # A clean terminal: nothing on stderr (no font cache messages); the table says in one line
+    # that it ranks on the test set.
+    assert proc.stderr == ""
+    (note,) = [line for line in proc.stdout.splitlines() if line.startswith("Ranked by test")]
+    assert "add dataset.val_size=5000" in note
+
+    rows = read_csv(tmp_path / "both.csv")
+    assert sorted(r["dir"].split("/")[0] for r in rows) == ["first", "first", "second"]
+    assert {r["optimizer.lr"] for r in rows} == {"0.001", "0.003"}
+    groups = {g["overrides"]: g for g in read_csv(tmp_path / "both-seeds.csv")}
+    assert set(groups) == {"optimizer.lr=0.001", "optimizer.lr=0.003"}
+    assert (
+        groups["optimizer.lr=0.001"]["n"] == "2" and groups["optimizer.lr=0.001"]["seeds"] == "0 1"
+    )
+    accs = [
+        final_test_acc(d) for d in [*two_sweeps.glob("first/0_*"), *two_sweeps.glob("second/0_*")]
+    ]
+    assert float(groups["optimizer.lr=0.001"]["test_acc_mean"]) == pytest.approx(
+        statistics.fmean(accs)
+    )
+    assert float(groups["optimizer.lr=0.001"]["test_acc_std"]) == pytest.approx(
+        statistics.stdev(accs)
+    )
+    assert "By seed" in (tmp_path / "both.md").read_text() and "By seed" in proc.stdout
+    height, width, _ = matplotlib.image.imread(out).shape
+    assert width > 800 and height > 300
+
+    # A quoted glob reads the same folders; the default output lands where the command runs.
+    proc = run_cli(str(two_sweeps / "*"), module="cifar_exp.report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_csv(tmp_path / "report-seeds.csv") == read_csv(tmp_path / "both-seeds.csv")
+    assert (tmp_path / "report.png").stat().st_size > 0
+
+
+def test_runs_with_a_validation_split_are_ranked_by_it_without_a_warning(tmp_path):
+    folder = sweep(tmp_path / "val", "optimizer.lr=1e-3,3e-3", "dataset.val_size=64")
+    proc = run_cli(str(folder), module="cifar_exp.report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sorted by val_acc" in proc.stdout
+    assert "Ranked by test" not in proc.stdout + proc.stderr
+    vals = [float(r["val_acc"]) for r in read_csv(folder / "summary.csv")]
+    assert vals == sorted(vals, reverse=True)
+
+
+def test_bad_folders_are_one_message_and_write_nothing(two_sweeps, tmp_path):
+    for args, message in [
+        ([str(tmp_path / "nothing*")], f"{tmp_path / 'nothing*'} matches no folder"),
+        ([str(two_sweeps / "first"), str(tmp_path)], f"no runs in {tmp_path}: give a run folder"),
+    ]:
+        proc = run_cli(*args, module="cifar_exp.report", cwd=tmp_path)
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+        assert not list(tmp_path.glob("report*"))

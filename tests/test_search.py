@@ -1,0 +1,158 @@
+"""The Optuna search (hparams_search=optuna) on a study stored on disk: a search killed while
+a trial trains continues to n_trials with the same command, keeping the finished trials."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TINY, needs_plugin, run_cli
+from omegaconf import OmegaConf
+
+needs_optuna = needs_plugin("optuna")
+
+# Trials of 32 steps an epoch, long enough to be killed while the second one trains.
+SEARCH = [
+    "hparams_search=optuna",
+    *TINY,
+    "dataset.train_size=1024",
+    "trainer.epochs=2",
+    "trainer.batch_size=32",
+    "hydra.sweeper.n_trials=3",
+]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(p.relative_to(folder)): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def trials(sweep_dir: Path) -> list:
+    import optuna
+
+    storage = f"sqlite:///{sweep_dir / 'optuna.db'}"
+    return optuna.load_study(study_name="cifar_exp", storage=storage).trials
+
+
+def kill_while_trial_trains(sweep_dir: Path, number: int) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar_exp.run", *SEARCH, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=sweep_dir.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list(sweep_dir.glob(f"{number}_*/checkpoints/last.pt")):
+        assert proc.poll() is None, f"the search ended ({proc.returncode}) before it was killed"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+@needs_optuna
+def test_a_killed_search_continues_to_n_trials_keeping_the_finished_ones(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    kill_while_trial_trains(sweep_dir, number=1)
+    before = trials(sweep_dir)
+    assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]
+    (first,) = sweep_dir.glob("0_*")
+    kept = snapshot(first)
+
+    proc = run_cli(*SEARCH, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+    after = trials(sweep_dir)
+    assert [(t.number, t.state.name) for t in after] == [
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+        (2, "COMPLETE"),
+    ]
+    assert after[0].value == before[0].value and after[0].params == before[0].params
+    assert after[1].params == before[1].params  # the interrupted trial ran again, as it was
+    assert after[2].params != after[0].params  # new random numbers, not the first draws again
+    assert snapshot(first) == kept
+    (second,) = sweep_dir.glob("1_*")
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert manifest["resumed_from"].endswith("last.pt")
+    final = json.loads((second / "metrics.json").read_text())["final"]
+    assert after[1].value == pytest.approx(final["test_acc"])
+    best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert best.best_value == max(t.value for t in after)
+    assert len(list(sweep_dir.glob("[0-9]*_*"))) == 3
+    assert (sweep_dir / "summary.csv").read_text().count("\n") == 4  # header + 3 trials
+
+
+@needs_optuna
+def test_a_finished_search_asked_for_more_trials_adds_them_after_its_own(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [*SEARCH, "dataset.train_size=256", "trainer.epochs=1", f"hydra.sweep.dir={sweep_dir}"]
+    assert run_cli(*args, "hydra.sweeper.n_trials=1", cwd=tmp_path).returncode == 0
+    (first,) = sweep_dir.glob("0_*")
+    kept = snapshot(first)
+    proc = run_cli(*args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "continuing study cifar_exp: 1 trial(s) kept" in proc.stdout + proc.stderr
+    assert [t.number for t in trials(sweep_dir)] == [0, 1]
+    assert snapshot(first) == kept and len(list(sweep_dir.glob("1_*"))) == 1
+
+
+@needs_optuna
+def test_search_space_from_params_and_command_line():
+    from cifar_exp.search import search_space
+
+    space = search_space(
+        [
+            "optimizer.lr=tag(log, interval(1e-4, 0.3))",
+            "trainer.batch_size=choice(32, 64)",
+            "model.depth=range(1, 4)",
+            "dataset=synthetic",
+            "optimizer.lr=choice(0.1, 0.2)",  # the command line's, after the preset's
+        ]
+    )
+    assert list(space) == ["trainer.batch_size", "model.depth", "dataset", "optimizer.lr"]
+    assert space["trainer.batch_size"].choices == (32, 64)
+    assert space["model.depth"].choices == (1, 2, 3)
+    assert space["dataset"] == "synthetic"
+    assert space["optimizer.lr"].choices == (0.1, 0.2)
+    lr = search_space(["optimizer.lr=tag(log, interval(1e-4, 0.3))"])["optimizer.lr"]
+    assert lr.log and (lr.low, lr.high) == (1e-4, 0.3)
+
+
+@needs_optuna
+def test_trials_launch_in_runs_of_consecutive_numbers():
+    from cifar_exp.search import TrialJob, consecutive
+
+    jobs = [TrialJob(n, ()) for n in (3, 4, 7, 8, 9)]
+    assert [[j.number for j in run] for run in consecutive(jobs)] == [[3, 4], [7, 8, 9]]
+
+
+def test_without_a_current_optuna_the_search_says_what_to_install(tmp_path):
+    # An `optuna` that cannot be imported, as on a machine without the sweeps extra.
+    (tmp_path / "fake" / "optuna").mkdir(parents=True)
+    (tmp_path / "fake" / "optuna" / "__init__.py").write_text("raise ImportError('no optuna')")
+    pythonpath = f"{tmp_path / 'fake'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli(
+        *SEARCH, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, env={"PYTHONPATH": pythonpath}
+    )
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    assert (
+        "hparams_search=optuna needs Optuna 3.0 or later (no optuna); install the sweeps" in output
+    )
+    assert "Traceback" not in output
+    assert not list(sweep_dir.glob("[0-9]*"))  # no trial ran
