@@ -14,7 +14,13 @@ from importlib import metadata
 import pytest
 import torch
 from conftest import TINY
-from runs import assert_same_run, assert_same_state, assert_same_tensorboard
+from runs import (
+    assert_same_run,
+    assert_same_state,
+    assert_same_tensorboard,
+    hparams_session,
+    tensorboard_points,
+)
 
 from cifar_exp.checkpoint import (
     Checkpointer,
@@ -112,9 +118,13 @@ def test_sigint_mid_epoch_saves_and_resumes_bitwise_exact(run, tmp_path):
     assert (state["progress"]["epoch"], state["progress"]["batch"]) == (1, 3)
     assert state["progress"]["step"] == 11
 
+    # TensorBoard has no "interrupted" status: HParams shows it as unknown, not as failed.
+    assert hparams_session(tmp_path / "run")[1] == "STATUS_UNKNOWN"
+
     run(tmp_path / "run", checkpoint=state)
     assert_same_run(tmp_path / "ref", tmp_path / "run")
     assert_same_tensorboard(tmp_path / "ref", tmp_path / "run")
+    assert hparams_session(tmp_path / "run")[1] == "STATUS_SUCCESS"  # the same session, ended
 
 
 def test_resume_restores_the_random_state_training_draws_from(run, tmp_path):
@@ -177,6 +187,9 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(run,
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["progress"]["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in state["model"].values())
+    # HParams lists the run as failed, with the metrics it reached (epoch 1's test accuracy).
+    assert hparams_session(tmp_path / "run")[1] == "STATUS_FAILURE"
+    assert [step for step, _ in tensorboard_points(tmp_path / "run")["test/acc"]] == [1]
 
 
 def test_nonfinite_loss_can_be_trained_through(run, tmp_path):

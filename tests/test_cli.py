@@ -2,18 +2,21 @@
 
 import json
 import math
+import re
 
 import pytest
 from conftest import CONF_DIR, TINY, TINY_TRAINER, group_options, run_cli
-from runs import strip_timing
+from runs import hparams_session, strip_timing
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.models import MODELS
-from cifar_exp.tracking import EPOCH_TAGS, STEP_LOSS_TAG, STEP_LR_TAG
+from cifar_exp.rundir import run_name
+from cifar_exp.sweep import MAX_DIRNAME
+from cifar_exp.tracking import EPOCH_TAGS, LAYOUT_TAG, STEP_LOSS_TAG, STEP_LR_TAG
 
 
 def scalars(run_dir):
-    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     return acc
 
@@ -31,19 +34,16 @@ def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
     tags = set(acc.Tags()["scalars"])
     per_epoch = {tag for key, tag in EPOCH_TAGS.items() if key not in ("compile_s",)}
     no_val_split = {tag for tag in per_epoch if not tag.startswith("val/")}
-    expected = no_val_split | {
-        STEP_LOSS_TAG,
-        STEP_LR_TAG,
-        "model/params",
-        "final/test_acc",
-    }
+    expected = no_val_split | {STEP_LOSS_TAG, STEP_LR_TAG}
     assert expected <= tags, expected - tags
+    # Curves only: final numbers and the parameter count live in HParams and metrics.json.
+    assert not [tag for tag in tags if tag.startswith(("final/", "model/"))]
     for tag in expected:
         assert all(math.isfinite(e.value) for e in acc.Scalars(tag)), tag
     assert [e.step for e in acc.Scalars("test/acc")] == [1]
-    assert acc.Scalars("model/params")[0].value == sum(
-        p.numel() for p in MODELS.build(model).parameters()
-    )
+    hparams, status = hparams_session(run_dir)
+    assert hparams["model.params"] == sum(p.numel() for p in MODELS.build(model).parameters())
+    assert (hparams["model.name"], status) == (model, "STATUS_SUCCESS")
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["model"] == model
@@ -55,24 +55,32 @@ def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
     assert "final test accuracy" in (run_dir / "run.log").read_text()
 
 
-def test_hparams_are_recorded_for_tensorboard(tmp_path):
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
+def test_hparams_text_and_layout_are_recorded_for_tensorboard(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(
-        *TINY, "optimizer=sgd", "optimizer.lr=0.05", f"hydra.run.dir={run_dir}", cwd=tmp_path
-    )
+    typed = ["optimizer=sgd", "optimizer.lr=0.05", "augment.flip=true", "dataset.noise=30"]
+    proc = run_cli(*TINY, *typed, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    hparams, status = hparams_session(run_dir)
+    assert status == "STATUS_SUCCESS"
+    # Typed values: strings, numbers, booleans as booleans; keys typed, then the curated set.
+    assert hparams["optimizer.name"] == "sgd" and hparams["optimizer.lr"] == pytest.approx(0.05)
+    assert hparams["augment.flip"] is True and hparams["dataset.noise"] == 30
+    assert hparams["model.params"] == 62006 and hparams["trainer.epochs"] == 1
+    # No unset values ("None") and no plumbing (paths, threads, progress bar, resume).
+    for key in ("trainer.limit_train_batches", "trainer.num_threads", "resume", "device.type"):
+        assert key not in hparams
+
     acc = scalars(run_dir)
-    content = acc.PluginTagToContent("hparams")
-    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    hparams = session.session_start_info.hparams
-    assert hparams["optimizer.name"].string_value == "sgd"
-    assert hparams["optimizer.lr"].number_value == pytest.approx(0.05)
-    assert hparams["model.params"].number_value == 62006
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
-    metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
-    assert {"final/test_acc", "final/best_test_acc"} <= metric_tags
+    texts = {
+        tag.split("/")[1]: acc.Tensors(tag)[0].tensor_proto.string_val[0].decode()
+        for tag in acc.Tags()["tensors"]
+        if tag.startswith("run/")
+    }
+    assert "    optimizer:\n      name: sgd\n      lr: 0.05" in texts["config"]
+    assert texts["overrides"].splitlines() == [f"    {o}" for o in [*TINY, *typed]]
+    assert "cifar_exp.run" in texts["command"] and "optimizer.lr=0.05" in texts["command"]
+    assert len(texts["git_commit"].split("+")[0].strip()) == 40  # the tests run from a checkout
+    assert [e.step for e in acc.Tensors(LAYOUT_TAG)] == [0]
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):
@@ -118,14 +126,52 @@ def test_default_output_dirs_are_per_run_and_relative_to_launch_folder(tmp_path)
 
     cmd = [sys.executable, "-m", "cifar_exp.run", *TINY, "trainer.epochs=0"]
     procs = [
-        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(2)
+        subprocess.Popen(cmd + extra, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for extra in ([], ["name=baseline"])
     ]
     for p in procs:
         p.communicate(timeout=300)
         assert p.returncode == 0
-    runs = sorted(tmp_path.glob("outputs/*/*/metrics.json"))
+    runs = sorted(p.parent.name for p in tmp_path.glob("outputs/*/*/metrics.json"))
     assert len(runs) == 2
+    # <time>_<name>_<pid>; by default the name is the overrides typed, without the plumbing.
+    shown = [o for o in TINY if not o.startswith(("device", "trainer.num_threads", "trainer.log"))]
+    typed = "+".join(o.replace("=", "-") for o in shown)
+    named = {re.fullmatch(r"\d\d-\d\d-\d\d_(.+)_\d+", run)[1] for run in runs}
+    assert named == {f"{typed}+trainer.epochs-0", "baseline"}
+
+
+def test_a_run_refused_before_training_is_listed_as_failed_and_can_be_replaced(tmp_path):
+    run_dir = tmp_path / "run"
+    refused = run_cli(*TINY, "optimizer.lr=-1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert refused.returncode == 1
+    hparams, status = hparams_session(run_dir)
+    assert (hparams["optimizer.lr"], status) == (-1, "STATUS_FAILURE")
+    assert "model.params" not in hparams  # never built
+    # The folder held nothing worth keeping: a new run may start there, and replaces the row.
+    proc = run_cli(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    hparams, status = hparams_session(run_dir)
+    assert (hparams["optimizer.lr"], status) == (0.001, "STATUS_SUCCESS")
+
+
+@pytest.mark.parametrize(
+    "name, overrides, expected",
+    [
+        (
+            None,
+            ["model=resnet", "device=cpu", "optimizer.lr=3e-3"],
+            "model-resnet+optimizer.lr-3e-3",
+        ),
+        (None, ["+model.sizes=[1,2]", "augment.mean=null"], "+model.sizes--1-2-+augment.mean-null"),
+        (None, ["trainer.num_threads=1", "dataset.root=/data", "resume=x"], "defaults"),
+        ("lr sweep/a=1", ["optimizer.lr=0.1"], "lr-sweep-a-1"),
+        ("x" * 300, [], "x" * MAX_DIRNAME),
+    ],
+)
+def test_run_name_says_what_the_run_is(name, overrides, expected):
+    assert run_name(name, overrides) == expected
 
 
 @pytest.mark.parametrize(

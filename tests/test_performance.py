@@ -17,7 +17,7 @@ CPU = torch.device("cpu")
 
 
 def scalars(run_dir):
-    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     return acc
 

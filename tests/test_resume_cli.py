@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import TINY, run_cli
 from omegaconf import OmegaConf
-from runs import assert_same_run, assert_same_tensorboard, tensorboard_points
+from runs import assert_same_run, assert_same_tensorboard, hparams_session, tensorboard_points
 
 from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.errors import UserError
@@ -136,10 +136,26 @@ def test_resume_with_more_epochs_extends_metrics_and_tensorboard(finished, tmp_p
     points = tensorboard_points(run_dir)
     assert [step for step, _ in points["test/acc"]] == [1, 2, 3]
     assert [step for step, _ in points["train_step/loss"]] == list(range(2, 25, 2))
-    assert [step for step, _ in points["final/test_acc"]] == [0]
-    assert [step for step, _ in points["model/params"]] == [0]
+    assert not [tag for tag in points if tag.startswith("final/")]
+    # One HParams session, the resumed attempt's: its hyperparameters, ended as a success.
+    hparams, status = hparams_session(run_dir)
+    assert (hparams["trainer.epochs"], status) == (3, "STATUS_SUCCESS")
     assert not (run_dir / ".hydra" / "overrides.yaml").read_text().count("resume")
     assert len(list(tmp_path.glob("outputs"))) == 0  # no stray new run folder
+
+
+def test_resume_moves_event_files_out_of_the_tensorboard_folder_earlier_versions_used(
+    finished, tmp_path
+):
+    run_dir = copy_of(finished, tmp_path)
+    (run_dir / "tensorboard").mkdir()
+    for path in run_dir.glob("events.out.tfevents.*"):
+        path.rename(run_dir / "tensorboard" / path.name)
+    proc = run_cli(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path)
+    assert proc.returncode == 0, output(proc)[-3000:]
+    assert not (run_dir / "tensorboard").exists()
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert [step for step, _ in tensorboard_points(run_dir)["test/acc"]] == [1, 2, 3]
 
 
 def test_refused_resumes_change_nothing(finished, tmp_path):

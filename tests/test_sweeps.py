@@ -44,12 +44,12 @@ def final_metrics(job_dir: Path) -> dict:
 
 
 def session_hparams(job_dir: Path) -> tuple[dict, float]:
-    """The job's HParams entries and its final/test_acc, read back from its event files."""
-    acc = EventAccumulator(str(job_dir / "tensorboard"))
+    """The job's HParams entries and its last test/acc, read back from its event files."""
+    acc = EventAccumulator(str(job_dir))
     acc.Reload()
     content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-    return dict(session.hparams), acc.Scalars("final/test_acc")[-1].value
+    return dict(session.hparams), acc.Scalars("test/acc")[-1].value
 
 
 def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):

@@ -166,8 +166,36 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     # A run directory or checkpoint to continue (see run.py); relative to the launch folder.
     resume: str | None = None
+    # The run's name in its folder (outputs/<date>/<time>_<name>_<pid>) and so in TensorBoard;
+    # null: the overrides typed. Jobs of a sweep are named by what the sweep varies instead.
+    name: str | None = None
     # Continuing a sweep (-m into its folder) reruns its failed jobs too, from scratch.
     rerun_failed: bool = False
+
+
+# Keys that say where files go, where or how visibly a run runs, not what it trains: left
+# out of a run's default name and of TensorBoard's HParams. A key or a whole group.
+PLUMBING = (
+    "name",
+    "resume",
+    "rerun_failed",
+    "device",
+    "trainer.progress_bar",
+    "trainer.num_threads",
+    "trainer.log_every_n_steps",
+    "trainer.checkpoint_every",
+    "trainer.eval_batch_size",
+    "trainer.stop_on_nonfinite",
+    "dataset.root",
+    "dataset.cache_dir",
+    "dataset.cache",
+    "dataset.download",
+    "dataset.num_workers",
+)
+
+
+def is_plumbing(key: str) -> bool:
+    return any(key == p or key.startswith(f"{p}.") for p in PLUMBING)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 import time
 import traceback
@@ -40,12 +41,23 @@ from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.models import build_model
 from cifar_exp.optim import build_optimizer, build_scheduler
 from cifar_exp.performance import Precision, compile_model, use_channels_last
-from cifar_exp.resume import resume_config, saved_config
-from cifar_exp.rundir import RunManifest, clear_attempt, plan_job, register_resolvers
+from cifar_exp.resume import override_keys, resume_config, saved_config
+from cifar_exp.rundir import (
+    RunManifest,
+    clear_attempt,
+    git_commit,
+    plan_job,
+    register_resolvers,
+)
 from cifar_exp.stopping import Interrupted, StopOnSignal
 from cifar_exp.summary import sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
-from cifar_exp.tracking import RunTracker
+from cifar_exp.tracking import (
+    RunTracker,
+    event_files,
+    record_failure_before_training,
+    select_hparams,
+)
 
 log = logging.getLogger("cifar_exp")
 
@@ -76,9 +88,11 @@ def train(
     run_dir: Path,
     checkpoint: dict[str, Any] | None = None,
     manifest: RunManifest | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Build everything the config names, train (from `checkpoint` when given), return the
-    final metrics. Checkpoints go to run_dir/checkpoints/."""
+    final metrics. Checkpoints go to run_dir/checkpoints/. `overrides`, those typed on the
+    command line, come first in TensorBoard's HParams and are shown in its Text tab."""
     validate(cfg)
     t = cfg.trainer
     here = distributed.place()
@@ -104,7 +118,7 @@ def train(
         data = data.to(device)
     augment = OmegaConf.to_container(cfg.augment)
     train_transform, eval_transform = build_transforms(augment, data.train)
-    cfg.augment.mean, cfg.augment.std = augment["mean"], augment["std"]  # recorded in hparams
+    cfg.augment.mean, cfg.augment.std = augment["mean"], augment["std"]  # in the stored config
     # `net` is the model itself (checkpoints hold its weights); `model` what trains it,
     # wrapped for several processes and compiled as asked.
     net = build_model(OmegaConf.to_container(cfg.model, resolve=True)).to(device)
@@ -193,11 +207,12 @@ def train(
     }
     if precision.scaler is not None:
         parts["scaler"] = precision.scaler
+    config_yaml = OmegaConf.to_yaml(OmegaConf.create(stored))
     checkpointer = Checkpointer(
         run_dir / CHECKPOINT_DIR,
         parts,
         {
-            "config": OmegaConf.to_yaml(OmegaConf.create(stored)),
+            "config": config_yaml,
             "classes": list(data.classes),
             "input_shape": list(data.train.images.shape[1:]),
         },
@@ -213,8 +228,11 @@ def train(
         checkpointer.saved["last.pt"] = progress.where()
         tracker.continue_from(progress.epoch, progress.step)
         log.info("resumed from %s at %s", checkpointer.last, progress.where())
+    tracker.start(
+        run_hparams(cfg, overrides or [], params), describe_run(config_yaml, overrides or [])
+    )
     start = time.perf_counter()
-    with StopOnSignal() as stop:
+    with StopOnSignal() as stop, tracker.session():
         final = fit(
             model,
             train_loader,
@@ -238,9 +256,7 @@ def train(
             val_loader,
         )
     final.update(epochs=t.epochs, wall_s=time.perf_counter() - start)
-    hparams = OmegaConf.to_container(cfg, resolve=True)
-    hparams["model"]["params"] = params
-    tracker.finish(hparams, final)
+    tracker.finish(final)
     best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"
     log.info(
         "final test accuracy %.4f (%s %.4f); outputs in %s",
@@ -250,6 +266,35 @@ def train(
         run_dir,
     )
     return final
+
+
+def run_hparams(cfg: DictConfig, overrides: list[str], params: int | None = None) -> dict[str, Any]:
+    """The run's entries in TensorBoard's HParams: the keys typed, then a curated set."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["model"]["params"] = params
+    return select_hparams(config, override_keys(overrides))
+
+
+def describe_run(config_yaml: str, overrides: list[str]) -> dict[str, str]:
+    """What produced the run, for TensorBoard's Text tab: the composed config, the overrides
+    typed, the command line and the commit of the code when it is a git checkout."""
+    texts = {
+        "config": config_yaml,
+        "overrides": "\n".join(overrides) or "(none: the defaults)",
+        "command": shlex.join(sys.orig_argv),
+    }
+    commit = git_commit()
+    if commit:
+        texts["git_commit"] = commit
+    return texts
+
+
+def typed_overrides(run_dir: Path, now: list[str], resumed_from: Path | None) -> list[str]:
+    """The overrides typed for this run; for a resumed run, those of its first start (which
+    its .hydra/ keeps) before this attempt's."""
+    first = run_dir / ".hydra" / "overrides.yaml"
+    earlier = list(OmegaConf.load(first)) if resumed_from and first.exists() else []
+    return list(dict.fromkeys([*earlier, *now]))  # a resumed sweep job repeats its own
 
 
 def prepare_resume(
@@ -335,8 +380,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
             sys.exit(1)
     manifest = RunManifest(run_dir, write=here.is_main)
     manifest.start(resumed_from)
+    overrides = typed_overrides(run_dir, list(hydra_cfg.overrides.task), resumed_from)
+    earlier_events = event_files(run_dir)
     try:
-        final = train(cfg, run_dir, checkpoint, manifest)
+        final = train(cfg, run_dir, checkpoint, manifest, overrides)
     except Interrupted as stop:
         manifest.finish("interrupted", str(stop))
         log.error("%s", stop)
@@ -351,6 +398,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except Exception as err:
         reason = failure_reason(err)
         manifest.finish("failed", reason)
+        if resumed_from is None and here.is_main and event_files(run_dir) == earlier_events:
+            # Failed before training wrote anything: HParams still lists the run, as failed.
+            record_failure_before_training(run_dir, run_hparams(cfg, overrides), earlier_events)
         if in_sweep:
             # One bad job must not end the sweep: its manifest says why, the others run. None,
             # not NaN: the Optuna sweeper marks a trial without a number as failed and goes on,

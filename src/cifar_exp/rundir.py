@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -22,14 +23,15 @@ from typing import Any
 
 import torch
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cifar_exp import distributed
 from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint
+from cifar_exp.config import is_plumbing
 from cifar_exp.errors import UserError
 from cifar_exp.summary import MANIFEST_FILE as MANIFEST
 from cifar_exp.summary import NOT_SWEPT
-from cifar_exp.sweep import override_key
+from cifar_exp.sweep import MAX_DIRNAME, override_key
 from cifar_exp.tracking import write_json
 
 log = logging.getLogger("cifar_exp")
@@ -37,6 +39,8 @@ log = logging.getLogger("cifar_exp")
 MULTIRUN_RECORD = "multirun.yaml"  # the sweep's config, saved by Hydra's sweepers (and ours)
 # What a job's folder keeps when the job starts over: the record of earlier attempts.
 KEPT_ON_RESTART = (".hydra", MANIFEST)
+# What Hydra's override grammar does not take unquoted in a value (e.g. "=", ",", brackets).
+_UNSAFE = re.compile(r"[^\w.+@%-]")
 
 
 def run_dir_of(checkpoint: Path) -> Path:
@@ -55,6 +59,19 @@ def resumed_run_dir(resume: str | None, default: str) -> str:
         return default  # RunDirGuard reports the bad path before anything is written
 
 
+def run_name(name: str | None, overrides: ListConfig | list[str]) -> str:
+    """The readable part of a single run's folder, and so of its name in TensorBoard:
+    `name=...` as given, else the overrides typed that change what is trained, joined like
+    model-resnet+optimizer.lr-0.003, else "defaults".
+
+    Only characters Hydra accepts unquoted in a value are kept (others become "-"), so the
+    folder can be typed as is in resume=... and ckpt=..."""
+    if not name:
+        shown = [o.replace("=", "-", 1) for o in overrides if not is_plumbing(override_key(o))]
+        name = "+".join(shown) or "defaults"
+    return _UNSAFE.sub("-", name)[:MAX_DIRNAME]
+
+
 def register_resolvers() -> None:
     """The resolvers conf/config.yaml's hydra.run.dir and hydra.sweep.dir use."""
     # Under torchrun these are rank 0's, so all ranks share one directory. Cached like Hydra's
@@ -65,6 +82,7 @@ def register_resolvers() -> None:
     )
     OmegaConf.register_new_resolver("pid", distributed.launch_pid, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
     OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
 
 

@@ -1,19 +1,32 @@
-"""What a run records: TensorBoard scalars and HParams, and metrics.json beside them."""
+"""What a run records: TensorBoard event files in the run folder itself (per-epoch and
+per-step scalars, an HParams session with its status, a custom scalars layout, the config
+as text) and metrics.json beside them.
+
+The event files sit directly in the run folder, so TensorBoard names each run by its
+folder and nothing else.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from cifar_exp.config import is_plumbing
 from cifar_exp.errors import UserError
 from cifar_exp.files import replace_atomically
+from cifar_exp.stopping import Interrupted
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch).
 EPOCH_TAGS = {
@@ -33,21 +46,66 @@ EPOCH_TAGS = {
 STEP_LOSS_TAG = "train_step/loss"
 STEP_LR_TAG = "train_step/lr"
 STEP_TAGS = {STEP_LOSS_TAG, STEP_LR_TAG}
-PARAMS_TAG = "model/params"
+# The Text tab: what produced the run.
+TEXT_TAGS = {
+    "config": "run/config",
+    "overrides": "run/overrides",
+    "command": "run/command",
+    "git_commit": "run/git_commit",
+}
+LAYOUT_TAG = "custom_scalars__config__"  # where SummaryWriter.add_custom_scalars writes
+# Training and evaluation side by side in one chart each (the Custom Scalars tab).
+LAYOUT = {
+    "train vs evaluation": {
+        "loss": ["Multiline", [r"^(train|val|test)/loss$"]],
+        "accuracy": ["Multiline", [r"^(train|val|test)/acc$"]],
+    }
+}
+# Written once per attempt (a resumed run writes its own): dropped when earlier events are
+# trimmed. "final/" and "model/params" are what earlier versions wrote once at the end.
+_PER_ATTEMPT = ("_hparams_/", "run/", LAYOUT_TAG, "final/", "model/params")
+
+# The hyperparameters HParams compares besides the keys the user typed or a sweep varies:
+# what changes a result, not where files go or how progress is shown.
+COMPARED = (
+    "model.name",
+    "model.width",
+    "model.params",
+    "optimizer.name",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "optimizer.momentum",
+    "scheduler.name",
+    "trainer.batch_size",
+    "trainer.epochs",
+    "augment.name",
+    "trainer.precision",
+    "trainer.seed",
+    "dataset.name",
+    "dataset.val_size",
+)
+HParamValue = bool | int | float | str
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}, with values TensorBoard's HParams accepts."""
+    """{'a': {'b': 1}} -> {'a.b': 1}."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            flat[name] = value
         else:
-            flat[name] = str(value)
+            flat[name] = value
     return flat
+
+
+def select_hparams(config: dict[str, Any], typed_keys: list[str]) -> dict[str, HParamValue]:
+    """The run's HParams entries: the typed (or swept) keys, then COMPARED; typed values,
+    unset (None) ones left out so that numeric columns hold only numbers."""
+    flat = flatten(config)
+    typed = [k for k in typed_keys if not is_plumbing(k)]
+    keys = dict.fromkeys(k for k in [*typed, *COMPARED] if flat.get(k) is not None)
+    return {k: flat[k] if isinstance(flat[k], HParamValue) else str(flat[k]) for k in keys}
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -63,8 +121,9 @@ def write_json(path: Path, data: Any) -> None:
 
 def trim_events(old_files: list[Path], writer: SummaryWriter, epoch: int, step: int) -> None:
     """Keep only the events up to a checkpoint: per-epoch tags up to `epoch`, per-step tags
-    up to `step`, no final/HParams summaries; rewrite them into `writer`'s new file and drop
-    the old files, so a resumed run's curves have no duplicated or out-of-order points."""
+    up to `step`, nothing written once per attempt; rewrite them into `writer`'s new file and
+    drop the old files, so a resumed run's curves have no duplicated or out-of-order points
+    and its HParams session is the resumed attempt's."""
     for path in old_files:
         for record in RawEventFileLoader(str(path)).Load():
             event = event_pb2.Event.FromString(record)
@@ -82,13 +141,71 @@ def trim_events(old_files: list[Path], writer: SummaryWriter, epoch: int, step: 
 
 
 def _kept(tag: str, at: int, epoch: int, step: int) -> bool:
-    if tag == PARAMS_TAG or tag.startswith(("final/", "_hparams_/")):
+    if tag.startswith(_PER_ATTEMPT):
         return False
     return at <= (step if tag in STEP_TAGS else epoch)
 
 
+def _hparams_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+    data.version = hparams_metadata.PLUGIN_DATA_VERSION
+    plugin = SummaryMetadata.PluginData(
+        plugin_name=hparams_metadata.PLUGIN_NAME, content=data.SerializeToString()
+    )
+    return Summary(value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin))])
+
+
+def session_start_summary(hparams: dict[str, HParamValue]) -> Summary:
+    """HParams' record of a run's hyperparameters, each with its own type.
+
+    No experiment summary goes with it: TensorBoard then builds the table from all the
+    sessions it finds, with every value of a string column (so it can be filtered) and the
+    columns whose values differ between the runs shown (what a sweep varies) first."""
+    info = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+    for key, value in hparams.items():
+        if isinstance(value, bool):  # before int: a bool is an int to Python
+            info.hparams[key].bool_value = value
+        elif isinstance(value, int | float):
+            info.hparams[key].number_value = value
+        else:
+            info.hparams[key].string_value = value
+    data = plugin_data_pb2.HParamsPluginData(session_start_info=info)
+    return _hparams_summary(hparams_metadata.SESSION_START_INFO_TAG, data)
+
+
+def session_end_summary(status: int) -> Summary:
+    info = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+    data = plugin_data_pb2.HParamsPluginData(session_end_info=info)
+    return _hparams_summary(hparams_metadata.SESSION_END_INFO_TAG, data)
+
+
+def event_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("events.out.tfevents.*"))
+
+
+def record_failure_before_training(
+    run_dir: Path, hparams: dict[str, HParamValue], leftovers: list[Path]
+) -> None:
+    """HParams' row for a run that failed before training started (a value that cannot work,
+    data that cannot be read): its hyperparameters and STATUS_FAILURE. It replaces
+    `leftovers`, the event files of an earlier failed attempt in the same folder."""
+    for path in leftovers:
+        path.unlink()
+    with SummaryWriter(log_dir=str(run_dir)) as writer:
+        writer.file_writer.add_summary(session_start_summary(hparams))
+        writer.file_writer.add_summary(session_end_summary(api_pb2.STATUS_FAILURE))
+
+
+def code_block(text: str) -> str:
+    """Markdown that the Text tab shows verbatim."""
+    return "\n".join(f"    {line}" for line in text.splitlines())
+
+
 class RunTracker:
-    """Writes the run's records; with write=False (every rank but 0 under torchrun) nothing."""
+    """Writes the run's records; with write=False (every rank but 0 under torchrun) nothing.
+
+    Call start() once training is set up (after continue_from() when resuming), log while
+    training, and finish() at the end; session() ends the HParams session as failed or
+    interrupted when training raises."""
 
     def __init__(self, run_dir: Path, info: dict[str, Any], write: bool = True) -> None:
         self.run_dir = run_dir
@@ -96,10 +213,14 @@ class RunTracker:
         self.metrics: dict[str, Any] = {**info, "epochs": [], "final": None}
         if not write:
             return
-        # A resumed run rewrites these (see continue_from); the new writer adds its own file.
-        self.earlier_event_files = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-        self.writer.add_scalar(PARAMS_TAG, info["params"], 0)
+        # A resumed run rewrites these up to its checkpoint (see continue_from), moving those
+        # of a run made before the event files moved out of a tensorboard/ subfolder. A new run
+        # replaces them (start): they are then what a failed attempt left, which the run
+        # directory guard let this run replace.
+        self.earlier_event_files = sorted(
+            [*event_files(run_dir), *run_dir.glob("tensorboard/events.*")]
+        )
+        self.writer = SummaryWriter(log_dir=str(run_dir))
 
     def state_dict(self) -> dict[str, Any]:
         return {"metrics": copy.deepcopy(self.metrics)}
@@ -114,7 +235,38 @@ class RunTracker:
         if not self.write:
             return
         trim_events(self.earlier_event_files, self.writer, epoch, step)
+        self.earlier_event_files = []
+        with contextlib.suppress(OSError):  # the old layout's folder, now empty
+            (self.run_dir / "tensorboard").rmdir()
         write_json(self.run_dir / "metrics.json", self.metrics)
+
+    def start(self, hparams: dict[str, HParamValue], texts: dict[str, str]) -> None:
+        """Open the run's HParams session and write its Text tab and chart layout.
+
+        `texts` maps TEXT_TAGS keys to plain text; each is shown verbatim."""
+        if not self.write:
+            return
+        for path in self.earlier_event_files:
+            path.unlink()
+        self.writer.file_writer.add_summary(session_start_summary(hparams))
+        for key, text in texts.items():
+            self.writer.add_text(TEXT_TAGS[key], code_block(text), 0)
+        self.writer.add_custom_scalars(LAYOUT)
+        self.writer.flush()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Record in HParams how training ended when it raises: interrupted (Ctrl-C, SIGTERM)
+        as STATUS_UNKNOWN, TensorBoard having no status of its own for it; anything else as
+        STATUS_FAILURE. The metrics logged so far stay."""
+        try:
+            yield
+        except (Interrupted, KeyboardInterrupt):
+            self._end(api_pb2.STATUS_UNKNOWN)
+            raise
+        except BaseException:
+            self._end(api_pb2.STATUS_FAILURE)
+            raise
 
     def log_step(self, step: int, loss: float, lr: float) -> None:
         if not self.write:
@@ -131,15 +283,24 @@ class RunTracker:
         self.metrics["epochs"].append({"epoch": epoch, **values})
         write_json(self.run_dir / "metrics.json", self.metrics)
 
-    def finish(self, hparams: dict[str, Any], final: dict[str, float]) -> None:
-        """Record the run's hyperparameters with its final metrics for the HParams view."""
+    def finish(self, final: dict[str, Any]) -> None:
+        """Record the final metrics and end the HParams session as a success.
+
+        The test split scored once at the end (with a validation split, or after 0 epochs)
+        joins the test/ curves at the last epoch, where HParams reads its final value."""
         if not self.write:
             return
-        metric_tags = {f"final/{key}": value for key, value in final.items()}
-        for summary in hparams_summary(flatten(hparams), metric_tags):
-            self.writer.file_writer.add_summary(summary)
-        for tag, value in metric_tags.items():
-            self.writer.add_scalar(tag, value, 0)
-        self.writer.close()
+        epochs = final["epochs"]
+        logged = self.metrics["epochs"][-1] if self.metrics["epochs"] else {}
+        if logged.get("epoch") != epochs or "test_acc" not in logged:
+            self.writer.add_scalar(EPOCH_TAGS["test_acc"], final["test_acc"], epochs)
+            self.writer.add_scalar(EPOCH_TAGS["test_loss"], final["test_loss"], epochs)
+        self._end(api_pb2.STATUS_SUCCESS)
         self.metrics["final"] = final
         write_json(self.run_dir / "metrics.json", self.metrics)
+
+    def _end(self, status: int) -> None:
+        if not self.write:
+            return
+        self.writer.file_writer.add_summary(session_end_summary(status))
+        self.writer.close()
