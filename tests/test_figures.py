@@ -1,6 +1,7 @@
 """The Images tab (figures.py): what a run writes, read back from its TensorBoard events."""
 
 import io
+import math
 import os
 import socket
 
@@ -20,6 +21,7 @@ from cifar_exp.figures import (
     EvalDetails,
     confusion_tag,
     displayable,
+    image_grid,
 )
 
 # A validation split, so the per-epoch confusion matrices are val's and the end is test's.
@@ -170,3 +172,12 @@ def test_a_resumed_run_keeps_one_batch_grid_and_continues_the_matrices(tmp_path)
         PER_CLASS_TAG: [1, 2],
         MISCLASSIFIED_TAG: [1, 2],
     }
+
+
+@pytest.mark.parametrize("n", [32, 7, 64])
+def test_image_grid_lays_out_like_torchvisions_make_grid(n):
+    from torchvision.utils import make_grid
+
+    images = torch.rand(n, 3, 8, 8)
+    expected = make_grid(images, nrow=math.ceil(math.sqrt(n)), padding=1)
+    assert torch.equal(image_grid(images), expected)

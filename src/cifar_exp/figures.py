@@ -51,6 +51,19 @@ def displayable(images: torch.Tensor, transform: BatchTransform | None) -> torch
     return images.detach().float().clamp(0, 1).cpu()
 
 
+def image_grid(images: torch.Tensor, pad: int = 1) -> torch.Tensor:
+    """[N, C, H, W] -> one [C, rows, cols] picture, about square, black lines between.
+    (torchvision's make_grid does the same, but its first import costs seconds.)"""
+    n, channels, h, w = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = images.new_zeros(channels, rows * (h + pad) + pad, cols * (w + pad) + pad)
+    for k, image in enumerate(images):
+        top, left = pad + (k // cols) * (h + pad), pad + (k % cols) * (w + pad)
+        grid[:, top : top + h, left : left + w] = image
+    return grid
+
+
 class EvalDetails:
     """Confusion matrix and the `keep` most confident mistakes of one evaluation."""
 
@@ -152,10 +165,7 @@ class Pictures:
         # The batch the model is about to see: the loader repeats it exactly when iterated.
         batch = next(iter(loader))[0]
         if self.images and first_time:
-            from torchvision.utils import make_grid
-
-            shown = displayable(batch[:GRID_IMAGES], self.train_transform)
-            grid = make_grid(shown, nrow=math.ceil(math.sqrt(len(shown))), padding=1)
+            grid = image_grid(displayable(batch[:GRID_IMAGES], self.train_transform))
             self.tracker.writer.add_image(BATCH_TAG, grid, 0)
         if self.graph:
             self._add_graph(batch[:1])
@@ -206,18 +216,21 @@ class Pictures:
                 writer.add_histogram(f"gradients/{name}", param.grad.detach().float(), epoch)
 
 
-def _figure(width: float, height: float) -> Figure:
+def _figure(width: float, height: float, **margins: float) -> Figure:
     # A bare Figure (no pyplot state): nothing lingers between calls, no GUI backend needed.
+    # Fixed margins: a constrained layout would cost as much again as drawing the figure.
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=80, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=80)
+    figure.subplots_adjust(**margins)
+    return figure
 
 
 def confusion_figure(confusion: torch.Tensor, classes: list[str], title: str) -> Figure:
     """Counts, rows = true class, columns = predicted; colour is the row's fraction."""
     n = len(classes)
     size = max(4.0, 0.45 * n + 1.5) if n <= ANNOTATE_UP_TO else 10.0
-    figure = _figure(size, size)
+    figure = _figure(size, size, left=0.2, bottom=0.2, right=0.97, top=0.94)
     ax = figure.add_subplot()
     counts = confusion.numpy()
     rows = counts.sum(1, keepdims=True).clip(min=1)
@@ -239,7 +252,8 @@ def per_class_figure(confusion: torch.Tensor, classes: list[str]) -> Figure:
     """Test accuracy of each class (recall: correct / images of the class), as bars."""
     counts = confusion.double()
     accuracy = (counts.diag() / counts.sum(1).clamp_min(1)).tolist()
-    figure = _figure(6.0, max(2.5, 0.25 * len(classes) + 1.0))
+    height = max(2.5, 0.25 * len(classes) + 1.0)
+    figure = _figure(6.0, height, left=0.2, right=0.97, bottom=0.5 / height, top=1 - 0.4 / height)
     ax = figure.add_subplot()
     bars = ax.barh(range(len(classes)), accuracy, color="tab:blue")
     ax.set_yticks(range(len(classes)), classes)
@@ -262,7 +276,7 @@ def misclassified_figure(
     """The images with 'true / predicted (confidence)' above each, most confident first."""
     cols = min(4, len(images))
     rows = math.ceil(len(images) / cols)
-    figure = _figure(2.0 * cols, 2.2 * rows)
+    figure = _figure(2.0 * cols, 2.2 * rows, left=0.02, right=0.98, bottom=0.02, top=0.95)
     for k, image in enumerate(images):
         ax = figure.add_subplot(rows, cols, k + 1)
         ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
