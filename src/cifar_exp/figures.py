@@ -51,17 +51,22 @@ def displayable(images: torch.Tensor, transform: BatchTransform | None) -> torch
     return images.detach().float().clamp(0, 1).cpu()
 
 
-def image_grid(images: torch.Tensor, pad: int = 1) -> torch.Tensor:
-    """[N, C, H, W] -> one [C, rows, cols] picture, about square, black lines between.
-    (torchvision's make_grid does the same, but its first import costs seconds.)"""
+def image_grid(images: torch.Tensor, pad: int = 1, fill: float = 0.0) -> torch.Tensor:
+    """[N, C, H, W] -> one [C, rows, cols] picture, about square, `pad` pixels of `fill`
+    between. (torchvision's make_grid does the same, but its first import costs seconds.)"""
     n, channels, h, w = images.shape
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    grid = images.new_zeros(channels, rows * (h + pad) + pad, cols * (w + pad) + pad)
-    for k, image in enumerate(images):
-        top, left = pad + (k // cols) * (h + pad), pad + (k % cols) * (w + pad)
-        grid[:, top : top + h, left : left + w] = image
+    grid = images.new_full((channels, rows * (h + pad) + pad, cols * (w + pad) + pad), fill)
+    for k, (top, left) in enumerate(_corners(n, h, w, pad)):
+        grid[:, top : top + h, left : left + w] = images[k]
     return grid
+
+
+def _corners(n: int, h: int, w: int, pad: int) -> list[tuple[int, int]]:
+    """(top, left) of each image in image_grid's layout."""
+    cols = math.ceil(math.sqrt(n))
+    return [(pad + (k // cols) * (h + pad), pad + (k % cols) * (w + pad)) for k in range(n)]
 
 
 class EvalDetails:
@@ -273,16 +278,20 @@ def misclassified_figure(
     confidence: torch.Tensor,
     classes: list[str],
 ) -> Figure:
-    """The images with 'true / predicted (confidence)' above each, most confident first."""
-    cols = min(4, len(images))
-    rows = math.ceil(len(images) / cols)
-    figure = _figure(2.0 * cols, 2.2 * rows, left=0.02, right=0.98, bottom=0.02, top=0.95)
-    for k, image in enumerate(images):
-        ax = figure.add_subplot(rows, cols, k + 1)
-        ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(
-            f"true {classes[true[k]]}\npred {classes[predicted[k]]} ({confidence[k]:.2f})",
-            fontsize=8,
-        )
-        ax.axis("off")
+    """The images with 'true / predicted (confidence)' above each, most confident first.
+
+    One grid in one axes: an axes per image would cost several times as much to draw."""
+    n, _, h, w = images.shape
+    pad = max(2, h * 2 // 5)  # room above each image for its two-line title
+    grid = image_grid(images, pad, fill=1.0)
+    cols = math.ceil(math.sqrt(n))
+    figure = _figure(
+        2.0 * cols, 2.0 * grid.shape[1] / grid.shape[2] * cols, left=0, right=1, bottom=0, top=1
+    )
+    ax = figure.add_subplot()
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.axis("off")
+    for k, (top, left) in enumerate(_corners(n, h, w, pad)):
+        title = f"true {classes[true[k]]}\npred {classes[predicted[k]]} ({confidence[k]:.2f})"
+        ax.text(left + w / 2, top - 0.5, title, ha="center", va="bottom", fontsize=8)
     return figure
