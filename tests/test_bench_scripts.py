@@ -51,3 +51,10 @@ def test_cpu_benchmark_dry_run(tmp_path):
     ]
     assert rows[0]["ratio"] == 1.0 and all(r["images_per_s"] > 0 for r in rows)
     assert "bf16/AMX flags" in proc.stdout
+
+
+def test_dashboard_benchmark_dry_run(tmp_path):
+    proc = run_script("bench_dashboard.py", "--threads", "1", "--repeats", "2", cwd=tmp_path)
+    for part in ("gathering confusion + mistakes", "confusion-matrix figure", "once per run"):
+        assert f"| {part}" in proc.stdout, proc.stdout
+    assert "end to end, one epoch (median wall_s of 1 runs each)" in proc.stdout
