@@ -181,3 +181,20 @@ def test_image_grid_lays_out_like_torchvisions_make_grid(n):
     images = torch.rand(n, 3, 8, 8)
     expected = make_grid(images, nrow=math.ceil(math.sqrt(n)), padding=1)
     assert torch.equal(image_grid(images), expected)
+
+
+def test_many_classes_get_an_unannotated_matrix_and_taller_bars():
+    from torch.utils.tensorboard._utils import figure_to_image
+
+    from cifar_exp.figures import confusion_figure, per_class_figure
+
+    classes = [f"c{i}" for i in range(100)]  # CIFAR-100: counts would not fit in the cells
+    confusion = torch.randint(0, 5, (100, 100))
+    matrix = confusion_figure(confusion, classes, "test, epoch 1")
+    assert len(matrix.axes[0].texts) == 0
+    assert figure_to_image(matrix).shape == (3, 800, 800)
+    bars = per_class_figure(confusion, classes)
+    assert (
+        figure_to_image(bars).shape[1]
+        > figure_to_image(per_class_figure(confusion[:10, :10], classes[:10])).shape[1]
+    )
