@@ -64,3 +64,10 @@ def test_torchrun_stress_script_counts_its_launches(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 of 2 launches exited 0" in proc.stdout
+
+
+def test_dashboard_benchmark_dry_run(tmp_path):
+    proc = run_script("bench_dashboard.py", "--threads", "1", "--repeats", "2", cwd=tmp_path)
+    for part in ("gathering confusion + mistakes", "confusion-matrix figure", "once per run"):
+        assert f"| {part}" in proc.stdout, proc.stdout
+    assert "end to end, one epoch (median wall_s of 1 runs each)" in proc.stdout

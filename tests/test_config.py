@@ -81,6 +81,7 @@ def test_typos_and_wrong_types_fail_at_composition(compose, override):
         (["device.type=tpu"], "device.type must be one of auto, cpu, cuda, got 'tpu'"),
         (["trainer.precision=fp8"], "trainer.precision must be one of"),
         (["trainer.limit_train_batches=0"], "trainer.limit_train_batches must be >= 1 or null"),
+        (["trainer.histogram_every=-1"], "trainer.histogram_every must be >= 0"),
         (["dataset=synthetic", "dataset.train_size=0"], "dataset.train_size must be >= 1"),
         (["dataset.val_size=-1"], "dataset.val_size must be >= 0, got -1"),
         (["dataset=imagefolder", "dataset.max_per_class=0"], "dataset.max_per_class must be >= 1"),

@@ -153,6 +153,9 @@ class TrainerConfig:
     progress_bar: bool = True
     checkpoint_every: int = 1
     stop_on_nonfinite: bool = True
+    log_images: bool = True  # training batch, confusion matrices, mistakes (figures.py)
+    histogram_every: int = 0  # epochs between weight/gradient histograms; 0: none
+    log_graph: bool = False  # the model graph (a jit trace at the start)
 
 
 @dataclass
@@ -186,6 +189,9 @@ PLUMBING = (
     "trainer.checkpoint_every",
     "trainer.eval_batch_size",
     "trainer.stop_on_nonfinite",
+    "trainer.log_images",
+    "trainer.histogram_every",
+    "trainer.log_graph",
     "dataset.root",
     "dataset.cache_dir",
     "dataset.cache",
@@ -264,6 +270,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1"),
     ("trainer.eval_every", lambda v: v >= 1, ">= 1"),
     ("trainer.checkpoint_every", lambda v: v >= 1, ">= 1 (epochs between checkpoints)"),
+    ("trainer.histogram_every", lambda v: v >= 0, ">= 0 (epochs between histograms; 0 = off)"),
     ("trainer.limit_train_batches", lambda v: v is None or v >= 1, ">= 1 or null"),
     ("trainer.limit_eval_batches", lambda v: v is None or v >= 1, ">= 1 or null"),
     ("trainer.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),

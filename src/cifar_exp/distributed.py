@@ -155,3 +155,13 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     if dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return tensor
+
+
+def all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's tensor (the same shape on each), concatenated along dim 0, in rank
+    order. Alone: the tensor itself."""
+    if not dist.is_initialized():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from cifar_exp.checkpoint import Checkpointer
 from cifar_exp.data import BatchLoader
 from cifar_exp.distributed import all_reduce
+from cifar_exp.figures import EvalDetails, Pictures
 from cifar_exp.performance import Precision, peak_memory_mb
 from cifar_exp.stopping import (
     Interrupted,
@@ -90,9 +91,13 @@ class Progress:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: BatchLoader, precision: Precision | None = None
+    model: nn.Module,
+    loader: BatchLoader,
+    precision: Precision | None = None,
+    details: EvalDetails | None = None,
 ) -> dict[str, float]:
-    """Mean cross-entropy and accuracy over the loader's batches (of all processes)."""
+    """Mean cross-entropy and accuracy over the loader's batches (of all processes); fills
+    `details` (confusion matrix, worst mistakes) for the pictures when given."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=loader.device)  # loss, correct, seen
     for images, labels in loader:
@@ -101,6 +106,10 @@ def evaluate(
         totals[0] += F.cross_entropy(logits.float(), labels, reduction="sum")
         totals[1] += (logits.argmax(1) == labels).sum()
         totals[2] += len(labels)
+        if details is not None:
+            details.update(images, logits, labels)
+    if details is not None:
+        details.reduce(loader.device)
     loss_sum, correct, seen = all_reduce(totals).tolist()
     return {"loss": loss_sum / seen, "acc": correct / seen}
 
@@ -209,6 +218,7 @@ def fit(
     checkpointer: Checkpointer | None = None,
     stop: StopOnSignal | None = None,
     val_loader: BatchLoader | None = None,
+    pictures: Pictures | None = None,
 ) -> dict[str, float]:
     """Train from `progress` (default: the start) to opts.epochs; return the final metrics.
 
@@ -216,7 +226,7 @@ def fit(
     scored once, at the end), else the test split; its accuracy also selects best.pt.
     Writes checkpoints through `checkpointer`: last.pt every opts.checkpoint_every epochs and
     at the end, best.pt whenever the selection metric improves, and last.pt mid-epoch when
-    `stop` reports a signal (then raises Interrupted).
+    `stop` reports a signal (then raises Interrupted). `pictures` draws the Images tab.
     """
     progress = progress or Progress(train_loader.device)
     watch = NonFiniteWatch(train_loader.device) if opts.stop_on_nonfinite else None
@@ -229,6 +239,10 @@ def fit(
     last_eval: dict[str, float] | None = None
     last_train: dict[str, float] = {}
     first_epoch = progress.epoch + 1
+    details = None
+    if pictures is not None and first_epoch <= opts.epochs:
+        train_loader.set_epoch(first_epoch, start_batch=progress.batch)
+        pictures.started(train_loader, first_time=progress.step == 0)
     for epoch in range(first_epoch, opts.epochs + 1):
         epoch_start = time.perf_counter()
         train_loader.set_epoch(epoch, start_batch=progress.batch)
@@ -253,7 +267,10 @@ def fit(
             values = {**last_train, "lr": optimizer.param_groups[0]["lr"]}
             if epoch % opts.eval_every == 0 or epoch == opts.epochs:
                 phase, loader = "evaluation", eval_loader
-                last_eval = evaluate(model, eval_loader, opts.precision)
+                details = pictures.details() if pictures else None
+                last_eval = evaluate(model, eval_loader, opts.precision, details)
+                if pictures is not None:
+                    pictures.evaluated(split, epoch, details)
                 values[f"{split}_loss"], values[f"{split}_acc"] = (
                     last_eval["loss"],
                     last_eval["acc"],
@@ -270,6 +287,8 @@ def fit(
         progress.epoch = epoch
         progress.new_epoch()
         tracker.log_epoch(epoch, values)
+        if pictures is not None:
+            pictures.epoch_done(epoch)
         log.info(
             "epoch %d/%d  train loss %.4f acc %.4f  %s %.0f img/s  %.1fs  peak %.0f MB%s",
             epoch,
@@ -292,7 +311,8 @@ def fit(
         if stop is not None and stop.requested and epoch < opts.epochs:
             _stop(progress, checkpointer, stop)
     if last_eval is None:  # epochs=0: score the untrained model
-        last_eval = evaluate(model, eval_loader, opts.precision)
+        details = pictures.details() if pictures else None
+        last_eval = evaluate(model, eval_loader, opts.precision, details)
         progress.best_acc = last_eval["acc"]
     final = {
         f"{split}_acc": last_eval["acc"],
@@ -300,8 +320,11 @@ def fit(
         f"best_{split}_acc": progress.best_acc,
     }
     if val_loader is not None:
-        test = evaluate(model, test_loader, opts.precision)
+        details = pictures.details() if pictures else None
+        test = evaluate(model, test_loader, opts.precision, details)
         final.update(test_acc=test["acc"], test_loss=test["loss"])
+    if pictures is not None:
+        pictures.finished(opts.epochs, details)
     if last_train:
         final.update(train_loss=last_train["train_loss"], train_acc=last_train["train_acc"])
     return final

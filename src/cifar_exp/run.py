@@ -38,6 +38,7 @@ from cifar_exp.config import register_schemas, validate
 from cifar_exp.data import BatchLoader, load_dataset
 from cifar_exp.engine import FitOptions, Progress, fit
 from cifar_exp.errors import ConfigError, UserError
+from cifar_exp.figures import Pictures
 from cifar_exp.models import build_model
 from cifar_exp.optim import build_optimizer, build_scheduler
 from cifar_exp.performance import Precision, compile_model, use_channels_last
@@ -254,6 +255,16 @@ def train(
             checkpointer,
             stop,
             val_loader,
+            Pictures(
+                tracker,
+                list(data.classes),
+                train_transform,
+                eval_transform,
+                net,
+                images=t.log_images,
+                histogram_every=t.histogram_every,
+                graph=t.log_graph,
+            ),
         )
     final.update(epochs=t.epochs, wall_s=time.perf_counter() - start)
     tracker.finish(final)

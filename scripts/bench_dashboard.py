@@ -1,0 +1,177 @@
+"""What the Images tab costs: one LeNet5 epoch with and without `trainer.log_images`.
+
+    python scripts/bench_dashboard.py --root ../shared/datasets/cifar10-jpeg
+
+End to end: `python -m cifar_exp.run` trains one epoch (batch 32, evaluation on the 10,000
+test images) with trainer.log_images=true and =false, alternating for --rounds rounds, and
+compares the medians of the training loop's wall time (`final.wall_s`: the batch grid, the
+confusion matrix and the end-of-run figures included). One epoch is the worst case: the
+once-per-run pictures are not spread over several epochs.
+
+In process, the parts alone (the medians of --repeats): the evaluation with and without
+gathering the confusion matrix and the mistakes, and each picture's drawing and writing,
+as a share of the median epoch of the runs without pictures. The machine's noise hides a
+2% difference end to end; these parts do not hide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cifar_exp.augment import build_transforms
+from cifar_exp.data import BatchLoader, load_dataset
+from cifar_exp.engine import evaluate
+from cifar_exp.figures import EvalDetails, Pictures
+from cifar_exp.models import MODELS
+from cifar_exp.tracking import RunTracker
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = os.environ.get("CIFAR10_JPEG", str(REPO.parent / "shared/datasets/cifar10-jpeg"))
+# --dry-run: a tiny synthetic data set, so the script itself can be tested in seconds.
+DRY = ["dataset=synthetic", "dataset.train_size=256", "dataset.test_size=128"]
+
+
+def run_epoch(data: list[str], log_images: bool, threads: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as run_dir:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cifar_exp.run",
+                *data,
+                "model=lenet5",
+                "device=cpu",
+                "trainer.epochs=1",
+                "trainer.batch_size=32",
+                f"trainer.num_threads={threads}",
+                "trainer.progress_bar=false",
+                f"trainer.log_images={str(log_images).lower()}",
+                f"hydra.run.dir={run_dir}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            sys.exit(f"cifar_exp.run failed:\n{proc.stderr[-3000:]}")
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    return {"wall_s": metrics["final"]["wall_s"], "epoch_s": metrics["epochs"][0]["epoch_s"]}
+
+
+def seconds(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def median_time(action: Callable[[], object], repeats: int) -> float:
+    return statistics.median(seconds(action) for _ in range(repeats))
+
+
+def parts_alone(options: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each picture-related part, on the real test split and classes."""
+    data = load_dataset(options)
+    augment = {"normalize": True, "mean": None, "std": None, "crop_padding": 4, "flip": True}
+    train_transform, eval_transform = build_transforms(augment, data.train)
+    device = torch.device("cpu")
+    train = BatchLoader(data.train, 32, device, shuffle=True, transform=train_transform)
+    test = BatchLoader(data.test, 500, device, transform=eval_transform)
+    torch.manual_seed(0)
+    net = MODELS.build("lenet5", num_classes=len(data.classes))
+    details = EvalDetails()
+    evaluate(net, test, details=details)
+    with tempfile.TemporaryDirectory() as folder:
+        tracker = RunTracker(Path(folder), {"params": sum(p.numel() for p in net.parameters())})
+        pictures = Pictures(tracker, list(data.classes), train_transform, eval_transform, net)
+        # The first figure of a process also imports matplotlib: a once-per-run cost.
+        first = seconds(lambda: pictures.evaluated("test", 1, details))
+        times: dict[str, list[float]] = {"evaluate": [], "evaluate_gathering": []}
+        for _ in range(repeats):  # alternating: the machine's load hits both alike
+            times["evaluate"].append(seconds(lambda: evaluate(net, test)))
+            times["evaluate_gathering"].append(
+                seconds(lambda: evaluate(net, test, details=EvalDetails()))
+            )
+        result = {key: statistics.median(values) for key, values in times.items()}
+        result["first_figure"] = first
+        result["confusion_figure"] = median_time(
+            lambda: pictures.evaluated("test", 1, details), repeats
+        )
+        result["batch_grid"] = median_time(lambda: pictures.started(train, True), repeats)
+        result["end_figures"] = median_time(lambda: pictures.finished(1, details), repeats)
+        tracker.writer.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="of each part, in process")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (<= cores)")
+    parser.add_argument("--dry-run", action="store_true", help="tiny synthetic data, 1 round")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as cache:
+        if args.dry_run:
+            data, options = DRY, {"name": "synthetic", "train_size": 256, "test_size": 128}
+            args.rounds = 1
+        else:
+            root = args.root.expanduser().absolute()
+            if not (root / "train").is_dir():
+                sys.exit(f"no image folder at {root}; pass --root <folder with train/ and test/>")
+            options = {"name": "imagefolder", "root": str(root), "cache_dir": cache}
+            data = ["dataset=imagefolder", f"dataset.root={root}", f"dataset.cache_dir={cache}"]
+        parts = parts_alone(options, args.repeats)  # also fills the cache for the runs
+        runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+        for round_ in range(args.rounds):
+            for log_images in (True, False) if round_ % 2 == 0 else (False, True):
+                runs[log_images].append(run_epoch(data, log_images, args.threads))
+            print(
+                f"round {round_ + 1}: wall_s with pictures {runs[True][-1]['wall_s']:.2f}, "
+                f"without {runs[False][-1]['wall_s']:.2f}",
+                flush=True,
+            )
+    report(parts, runs)
+
+
+def report(parts: dict[str, float], runs: dict[bool, list[dict[str, float]]]) -> None:
+    def median(log_images: bool, key: str) -> float:
+        return statistics.median(r[key] for r in runs[log_images])
+
+    epoch = median(False, "epoch_s")
+    gathering = parts["evaluate_gathering"] - parts["evaluate"]
+    per_eval = gathering + parts["confusion_figure"]
+    importing = parts["first_figure"] - parts["confusion_figure"]
+    once = parts["batch_grid"] + parts["end_figures"] + importing
+    rows = [
+        ("gathering confusion + mistakes in one evaluation", gathering),
+        ("confusion-matrix figure (each evaluation)", parts["confusion_figure"]),
+        ("training-batch grid (once per run)", parts["batch_grid"]),
+        ("mistakes + per-class figures (once, at the end)", parts["end_figures"]),
+        ("first figure's extra time: importing matplotlib (once)", importing),
+        ("per epoch (gathering + confusion figure)", per_eval),
+        ("once per run (grid + end figures + import)", once),
+    ]
+    print(f"\nmedian epoch without pictures: {epoch:.2f} s")
+    print("| part | median ms | share of an epoch |\n|---|---:|---:|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds * 1000:.1f} | {seconds / epoch:.2%} |")
+    with_, without = median(True, "wall_s"), median(False, "wall_s")
+    print(
+        f"\nend to end, one epoch (median wall_s of {len(runs[True])} runs each): with pictures "
+        f"{with_:.2f} s, without {without:.2f} s, ratio {with_ / without:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The README's dashboard screenshots, regenerated in one command.
+
+    python scripts/dashboard_screenshots.py --root <CIFAR-10 image folder>   # real images
+    python scripts/dashboard_screenshots.py                                  # synthetic data
+
+Trains a small sweep (LeNet5, two learning rates x two batch sizes, a few epochs; with
+--root on --max-per-class images of each class of a train/ + test/ image folder), starts a
+real TensorBoard on a free port of 127.0.0.1, captures its Time Series (scalars) and
+HParams tabs, and the Images tab of the sweep's first job, with headless Chromium (Debian:
+`apt-get install chromium`) and writes docs/dashboard_<tab>.png, each under 300 KB.
+Takes about two minutes on two CPU cores. The server and its helpers are also what
+tests/test_dashboard_page.py uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from PIL import Image
+
+log = logging.getLogger("screenshots")
+
+REPO = Path(__file__).resolve().parents[1]
+# Screenshot name -> the page's URL fragment (which tab, and for Images which tags).
+SWEEP_TABS = {"scalars": "timeseries", "hparams": "hparams"}
+IMAGES_TAB = "images&tagFilter=" + urllib.parse.quote(
+    "train_batch|confusion|misclassified|per_class"
+)
+MAX_BYTES = 300_000
+WINDOW = (1400, 1000)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@contextmanager
+def tensorboard(logdir: Path, timeout: float = 60.0) -> Iterator[str]:
+    """A real TensorBoard over `logdir` on 127.0.0.1; yields its URL once it lists runs,
+    and stops the process it started on the way out."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir)]
+        + ["--host", "127.0.0.1", "--port", str(port), "--load_fast=false"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while not _lists_runs(url):
+            if proc.poll() is not None:
+                raise RuntimeError(f"tensorboard exited: {proc.stderr.read()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tensorboard listed no runs of {logdir} in {timeout:.0f}s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _lists_runs(url: str) -> bool:
+    try:
+        return bool(get_json(f"{url}/data/runs"))
+    except OSError:  # not listening yet
+        return False
+
+
+def chromium(*args: str, profile: Path, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Headless Chromium with its own profile folder (two at once must not share one).
+    The virtual time budget lets the page's scripts fetch and draw before the capture."""
+    return subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+        + [f"--user-data-dir={profile}", "--virtual-time-budget=15000", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+
+
+def screenshot(url: str, path: Path, profile: Path, window: tuple[int, int] = WINDOW) -> None:
+    chromium(f"--window-size={window[0]},{window[1]}", f"--screenshot={path}", url, profile=profile)
+
+
+def dump_dom(url: str, profile: Path) -> str:
+    return chromium("--dump-dom", url, profile=profile).stdout
+
+
+def compress(path: Path, max_bytes: int = MAX_BYTES) -> None:
+    """Rewrite a PNG with a 256-colour palette, halving its width until it fits max_bytes."""
+    image = Image.open(path).convert("RGB")
+    while True:
+        buffer = io.BytesIO()
+        image.quantize(colors=256).save(buffer, format="PNG", optimize=True)
+        if buffer.tell() <= max_bytes:
+            break
+        image = image.resize((image.width // 2, image.height // 2), Image.LANCZOS)
+    path.write_bytes(buffer.getvalue())
+
+
+def train_sweep(folder: Path, root: Path | None, max_per_class: int, epochs: int) -> Path:
+    if root is None:
+        data = ["dataset=synthetic", "dataset.train_size=2000", "dataset.test_size=500"]
+    else:
+        data = [
+            "dataset=imagefolder",
+            f"dataset.root={root}",
+            f"dataset.max_per_class={max_per_class}",
+            f"dataset.cache_dir={folder / 'cache'}",
+        ]
+    sweep_dir = folder / "sweep"
+    command = [sys.executable, "-m", "cifar_exp.run", "-m", *data, "model=lenet5"]
+    command += ["optimizer.lr=1e-3,3e-3", "trainer.batch_size=32,64", "device=cpu"]
+    command += [f"trainer.epochs={epochs}", "trainer.progress_bar=false"]
+    command += ["trainer.num_threads=1", f"hydra.sweep.dir={sweep_dir}"]
+    log.info("training: %s", " ".join(command[1:]))
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    if proc.returncode != 0:
+        sys.exit(f"the sweep failed:\n{proc.stderr[-3000:]}")
+    return sweep_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, help="image folder (train/, test/); else synthetic")
+    parser.add_argument("--max-per-class", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if shutil.which("chromium") is None:
+        sys.exit("chromium is not on PATH; install it (Debian/Ubuntu: apt-get install chromium)")
+    root = None if args.root is None else args.root.expanduser().absolute()
+    if root is not None and not (root / "train").is_dir():
+        sys.exit(f"no image folder at {root}; pass --root <folder with train/ and test/>")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        sweep_dir = train_sweep(folder, root, args.max_per_class, args.epochs)
+        with tensorboard(sweep_dir) as url:
+            for name, fragment in SWEEP_TABS.items():
+                capture(f"{url}/#{fragment}", args.out / f"dashboard_{name}.png", folder, WINDOW)
+        # One job's pictures: over the whole sweep the tab would repeat each for every job.
+        with tensorboard(next(sweep_dir.glob("0_*"))) as url:
+            path = args.out / "dashboard_images.png"
+            capture(f"{url}/#{IMAGES_TAB}", path, folder, (WINDOW[0], 1250))
+
+
+def capture(url: str, path: Path, folder: Path, window: tuple[int, int]) -> None:
+    screenshot(url, path, folder / "chromium", window)
+    compress(path)
+    log.info("wrote %s (%d KB)", path, path.stat().st_size // 1000)
+
+
+if __name__ == "__main__":
+    main()
