@@ -29,9 +29,7 @@ RUN = [*TINY, "trainer.epochs=2", "dataset.val_size=64"]
 
 
 def events(run_dir):
-    acc = EventAccumulator(
-        str(run_dir), size_guidance={"images": 0, "histograms": 0, "scalars": 0}
-    )
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
     acc.Reload()
     return acc
 

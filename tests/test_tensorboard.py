@@ -131,7 +131,7 @@ def test_scalars_are_curves_without_one_point_final_charts(dashboard):
     tags = dashboard.get("/data/plugin/scalars/tags")
     assert set(OK) <= tags.keys()
     for run in OK:
-        assert {"train/loss", "train/acc", "test/loss", "test/acc", "lr"} <= tags[run].keys()
+        assert {"train/loss", "train/acc", "test/loss", "test/acc", "train/lr"} <= tags[run].keys()
         assert not [tag for tag in tags[run] if tag.startswith(("final/", "model/"))]
         points = dashboard.get(f"/data/plugin/scalars/scalars?run={run}&tag=test/acc")
         assert [step for _, step, _ in points] == [1, 2]

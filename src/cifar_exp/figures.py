@@ -3,12 +3,14 @@
 `EvalDetails` gathers, during an evaluation, the confusion matrix and the most confidently
 misclassified images (summed / gathered over all processes under torchrun). `Pictures`
 turns them into Images-tab entries with the tracker's writer (rank 0 only), plus the
-optional weight/gradient histograms and model graph. Every tag sits under `images/`:
+optional weight/gradient histograms and model graph. Every tag sits under `visual/`, which
+sorts after the scalar groups (`lr`, `test`, `train`, `val`, ...), so that TensorBoard's
+Time Series opens on the curves:
 
-- `images/train_batch` (step 0, once per run): a training batch after augmentation,
+- `visual/train_batch` (step 0, once per run): a training batch after augmentation,
   un-normalized so it looks as the camera took it;
-- `images/<split>_confusion` (step: epoch, at every evaluation): rows true, columns predicted;
-- `images/test_misclassified`, `images/test_per_class_acc` (step: last epoch, at the end).
+- `visual/<split>_confusion` (step: epoch, at every evaluation): rows true, columns predicted;
+- `visual/test_misclassified`, `visual/test_per_class_acc` (step: last epoch, at the end).
 """
 
 from __future__ import annotations
@@ -31,16 +33,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BATCH_TAG = "images/train_batch"
-MISCLASSIFIED_TAG = "images/test_misclassified"
-PER_CLASS_TAG = "images/test_per_class_acc"
+BATCH_TAG = "visual/train_batch"
+MISCLASSIFIED_TAG = "visual/test_misclassified"
+PER_CLASS_TAG = "visual/test_per_class_acc"
 GRID_IMAGES = 64  # at most this many images of the training batch
 MISCLASSIFIED = 16  # most confident mistakes shown at the end
 ANNOTATE_UP_TO = 20  # classes; beyond, a confusion matrix's cells are too small for counts
 
 
 def confusion_tag(split: str) -> str:
-    return f"images/{split}_confusion"
+    return f"visual/{split}_confusion"
 
 
 def displayable(images: torch.Tensor, transform: BatchTransform | None) -> torch.Tensor:
