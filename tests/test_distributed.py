@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.data import BatchLoader, Split
+from cifar_exp.distributed import exit_code
 from cifar_exp.errors import ConfigError
 from cifar_exp.tracking import STEP_LOSS_TAG
 
@@ -209,6 +210,4 @@ def crashes():
     ],
 )
 def test_a_torchrun_worker_ends_with_the_status_its_run_would_have_exited_with(task, expected):
-    from cifar_exp.run import exit_code
-
     assert exit_code(task) == expected

@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
@@ -82,6 +84,35 @@ def teardown(finished: bool) -> None:
     if finished:
         dist.barrier()
     dist.destroy_process_group()
+
+
+def run_to_exit(task: Callable[[], object]) -> NoReturn:
+    """Run a torchrun worker's `task`, leave the process group, and end the process with the
+    status the task would have ended it with."""
+    code = exit_code(task)
+    try:
+        teardown(finished=code == 0)
+    except Exception:  # a peer that died mid-teardown: the launch has failed anyway
+        traceback.print_exc()
+        code = code or 1
+    end_process(code)
+
+
+def exit_code(task: Callable[[], object]) -> int:
+    """Run `task`; the exit status the process would have ended with (0 when it returns)."""
+    try:
+        task()
+    except SystemExit as exit_:
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        print(exit_.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 def end_process(code: int) -> NoReturn:

@@ -13,8 +13,6 @@ import logging
 import shlex
 import sys
 import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -438,30 +436,7 @@ def main() -> None:
     if not here.distributed:
         hydra_main()
         return
-    code = exit_code(hydra_main)
-    try:
-        distributed.teardown(finished=code == 0)
-    except Exception:  # a peer that died mid-teardown: the launch has failed anyway
-        traceback.print_exc()
-        code = code or 1
-    distributed.end_process(code)
-
-
-def exit_code(task: Callable[[], object]) -> int:
-    """Run `task`; the exit status the process would have ended with (0 when it returns)."""
-    try:
-        task()
-    except SystemExit as exit_:
-        if exit_.code is None or isinstance(exit_.code, int):
-            return exit_.code or 0
-        print(exit_.code, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BaseException:
-        traceback.print_exc()
-        return 1
-    return 0
+    distributed.run_to_exit(hydra_main)
 
 
 if __name__ == "__main__":
