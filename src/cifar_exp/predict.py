@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_exp.augment import eval_transform
 from cifar_exp.config import register_schemas
 from cifar_exp.data import resize_images, to_model_input
+from cifar_exp.device import resolve_device
 from cifar_exp.errors import UserError
 from cifar_exp.eval import load_trained, required
-from cifar_exp.run import resolve_device
 from cifar_exp.rundir import register_resolvers
 from cifar_exp.tracking import write_json
 

@@ -34,6 +34,7 @@ from cifar_exp.checkpoint import (
 )
 from cifar_exp.config import register_schemas, validate
 from cifar_exp.data import BatchLoader, load_dataset
+from cifar_exp.device import describe_device, resolve_device
 from cifar_exp.engine import FitOptions, Progress, fit
 from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.figures import Pictures
@@ -62,24 +63,6 @@ log = logging.getLogger("cifar_exp")
 
 register_schemas()
 register_resolvers()
-
-
-def resolve_device(kind: str) -> torch.device:
-    if kind == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserError(
-            "device=cuda was asked for but no CUDA GPU is available "
-            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); "
-            "use device=cpu or device=auto"
-        )
-    return torch.device(kind)
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
 
 
 def train(
