@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cifar_exp.errors import UserError
-from cifar_exp.files import TMP_PREFIX, replace_atomically
+from cifar_exp.files import TMP_PREFIX, write_bytes_atomically
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +78,6 @@ def restore_rng(state: dict[str, Any]) -> None:
                 len(state["cuda"]),
                 torch.cuda.device_count(),
             )
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Replace `path` with `payload` so that a crash at any moment leaves the old file whole."""
-    try:
-        replace_atomically(path, payload)
-    except OSError as err:
-        kept = " (the previous one is intact)" if path.exists() else ""
-        raise UserError(
-            f"could not write {path}{kept}: {err.strerror or err}. Free some disk space or "
-            "fix the folder's permissions, then continue with resume=<run dir>."
-        ) from err
 
 
 def find_checkpoint(spec: str) -> Path:
@@ -219,7 +207,9 @@ class Checkpointer:
         payload = buffer.getvalue()
         for name, wanted in ((LAST, last), (BEST, best)):
             if wanted:
-                write_atomic(self.folder / name, payload)
+                write_bytes_atomically(
+                    self.folder / name, payload, then=", then continue with resume=<run dir>"
+                )
                 self.saved[name] = where
 
     def describe(self) -> str:

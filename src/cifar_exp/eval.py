@@ -25,10 +25,10 @@ from cifar_exp.config import register_schemas
 from cifar_exp.data import BatchLoader, load_dataset
 from cifar_exp.device import resolve_device
 from cifar_exp.errors import UserError
+from cifar_exp.files import write_json
 from cifar_exp.models import build_model
 from cifar_exp.resume import saved_config
 from cifar_exp.rundir import register_resolvers
-from cifar_exp.tracking import write_json
 
 log = logging.getLogger("cifar_exp")
 

@@ -1,17 +1,22 @@
-"""Replacing a file so that no reader, crash or kill ever sees it half written."""
+"""Writing a file so that no reader, crash or kill ever sees it half written."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
+
+from cifar_exp.errors import UserError
 
 TMP_PREFIX = ".tmp-"  # a file starting so in an output folder is a write that never finished
 
 
-def replace_atomically(path: Path, payload: bytes) -> None:
+def write_bytes_atomically(path: Path, payload: bytes, then: str = "") -> None:
     """Write `payload` to a temporary file beside `path`, flush it to the disk, then rename it
     over `path`: a crash at any moment leaves either the old file or the new one, whole.
-    Raises OSError (the temporary file removed) when it cannot."""
+    When that fails, the temporary file is removed and one UserError says what to do;
+    `then` adds how to go on once the disk is fixed."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -25,6 +30,15 @@ def replace_atomically(path: Path, payload: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError:
+    except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise
+        kept = " (the previous one is intact)" if path.exists() else ""
+        raise UserError(
+            f"could not write {path}{kept}: {err.strerror or err}. Free some disk space or "
+            f"fix the folder's permissions{then}."
+        ) from err
+
+
+def write_json(path: Path, data: Any) -> None:
+    """`data` as indented JSON, written atomically."""
+    write_bytes_atomically(path, (json.dumps(data, indent=2) + "\n").encode())

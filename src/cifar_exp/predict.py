@@ -25,8 +25,8 @@ from cifar_exp.data import resize_images, to_model_input
 from cifar_exp.device import resolve_device
 from cifar_exp.errors import UserError
 from cifar_exp.eval import load_trained, required
+from cifar_exp.files import write_json
 from cifar_exp.rundir import register_resolvers
-from cifar_exp.tracking import write_json
 
 log = logging.getLogger("cifar_exp")
 

@@ -29,10 +29,10 @@ from cifar_exp import distributed
 from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint
 from cifar_exp.config import is_plumbing
 from cifar_exp.errors import UserError
+from cifar_exp.files import write_json
 from cifar_exp.summary import MANIFEST_FILE as MANIFEST
 from cifar_exp.summary import NOT_SWEPT
 from cifar_exp.sweep import MAX_DIRNAME, override_key
-from cifar_exp.tracking import write_json
 
 log = logging.getLogger("cifar_exp")
 

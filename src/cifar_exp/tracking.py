@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
 from cifar_exp.config import is_plumbing
-from cifar_exp.errors import UserError
-from cifar_exp.files import replace_atomically
+from cifar_exp.files import write_json
 from cifar_exp.stopping import Interrupted
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch). TensorBoard
@@ -109,17 +107,6 @@ def select_hparams(config: dict[str, Any], typed_keys: list[str]) -> dict[str, H
     typed = [k for k in typed_keys if not is_plumbing(k)]
     keys = dict.fromkeys(k for k in [*typed, *COMPARED] if flat.get(k) is not None)
     return {k: flat[k] if isinstance(flat[k], HParamValue) else str(flat[k]) for k in keys}
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write so that a reader never sees a half-written file."""
-    try:
-        replace_atomically(path, (json.dumps(data, indent=2) + "\n").encode())
-    except OSError as err:
-        raise UserError(
-            f"could not write {path}: {err.strerror or err}. Free some disk space or fix the "
-            "folder's permissions."
-        ) from err
 
 
 def trim_events(old_files: list[Path], writer: SummaryWriter, epoch: int, step: int) -> None:

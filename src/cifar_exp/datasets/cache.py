@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from cifar_exp.data import DataBundle, Split
-from cifar_exp.files import replace_atomically
+from cifar_exp.errors import UserError
+from cifar_exp.files import write_bytes_atomically
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ def save_cache(path: Path, key: str, bundle: DataBundle) -> None:
     torch.save(blob, buffer)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, buffer.getbuffer())
-    except OSError as err:
+        write_bytes_atomically(path, buffer.getbuffer())
+    except (OSError, UserError) as err:  # mkdir raises OSError, the write UserError
         log.warning("could not write the cache %s (%s); the next start decodes again", path, err)
         return
     log.info("cached the decoded tensors in %s", path)
