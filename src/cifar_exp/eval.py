@@ -14,7 +14,6 @@ from typing import Any
 
 import hydra
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -24,7 +23,9 @@ from cifar_exp.checkpoint import find_checkpoint, load_checkpoint, load_states
 from cifar_exp.config import register_schemas
 from cifar_exp.data import BatchLoader, load_dataset
 from cifar_exp.device import resolve_device
+from cifar_exp.engine import evaluate
 from cifar_exp.errors import UserError
+from cifar_exp.figures import EvalDetails
 from cifar_exp.files import write_json
 from cifar_exp.models import build_model
 from cifar_exp.resume import saved_config
@@ -51,20 +52,6 @@ def load_trained(spec: str, device: torch.device) -> tuple[nn.Module, DictConfig
     load_states(state, {"model": model}, path)
     log.info("checkpoint %s: %s at epoch %s", path, run_cfg.model.name, state["progress"]["epoch"])
     return model.to(device).eval(), run_cfg, state
-
-
-@torch.no_grad()
-def confusion(
-    model: nn.Module, loader: BatchLoader, num_classes: int
-) -> tuple[torch.Tensor, float]:
-    """Confusion matrix [true, predicted] (int64) and the summed cross-entropy."""
-    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=loader.device)
-    loss_sum = torch.zeros((), device=loader.device)
-    for images, labels in loader:
-        logits = model(images)
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-        counts += torch.bincount(labels * num_classes + logits.argmax(1), minlength=len(counts))
-    return counts.view(num_classes, num_classes).cpu(), loss_sum.item()
 
 
 def format_table(matrix: torch.Tensor, classes: list[str]) -> str:
@@ -122,7 +109,10 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         )
     transform = eval_transform(OmegaConf.to_container(run_cfg.augment, resolve=True))
     loader = BatchLoader(data.test, cfg.batch_size, device, transform=transform)
-    matrix, loss_sum = confusion(model, loader, len(classes))
+    # keep=0: eval reports the confusion matrix, not the worst mistakes' pictures.
+    details = EvalDetails(keep=0)
+    scores = evaluate(model, loader, details=details)
+    matrix = details.confusion
     total = int(matrix.sum())
     per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()
     results = {
@@ -130,8 +120,8 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "epoch": state["progress"]["epoch"],
         "split": "test",
         "images": total,
-        "loss": loss_sum / total,
-        "acc": int(matrix.diag().sum()) / total,
+        "loss": scores["loss"],
+        "acc": scores["acc"],
         "classes": classes,
         "per_class_acc": dict(zip(classes, per_class, strict=True)),
         "confusion_matrix": matrix.tolist(),
