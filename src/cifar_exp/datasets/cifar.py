@@ -8,7 +8,6 @@ the decoded tensors are then cached next to them, so later starts skip both step
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets.utils import calculate_md5
 from tqdm import tqdm
 
 from cifar_exp.data import DATASETS, DataBundle, Split
@@ -110,7 +110,7 @@ def load_cifar(archive: Archive, root: str, download: bool, cache: bool) -> Data
     if cache and (bundle := load_cache(cache_path, key)) is not None:
         return bundle
     for name, md5 in archive.files():
-        digest = file_md5(folder / name)
+        digest = calculate_md5(folder / name)
         if digest != md5:
             raise UserError(
                 f"{folder / name} failed its checksum (MD5 {digest}, expected {md5}): it is "
@@ -171,7 +171,7 @@ def archive_problem(path: Path, archive: Archive) -> str | None:
     size = path.stat().st_size
     if size < archive.size:
         return f"is truncated ({size:,} of {archive.size:,} bytes; an interrupted download?)"
-    digest = file_md5(path)
+    digest = calculate_md5(path)
     if size != archive.size or digest != archive.md5:
         return (
             f"failed its checksum (MD5 {digest}, {size:,} bytes; expected {archive.md5}, "
@@ -181,7 +181,10 @@ def archive_problem(path: Path, archive: Archive) -> str | None:
 
 
 def download_archive(archive: Archive, root: Path) -> None:
-    """Download to <name>.part, verify, then rename: only a verified archive gets its name."""
+    """Download to <name>.part, verify, then rename: only a verified archive gets its name.
+
+    Not torchvision's download_url: it writes under the final name, has no timeout (an
+    offline machine can hang) and retries an https URL over plain http."""
     part = root / f"{archive.filename}.part"
     log.info("downloading %s to %s", archive.url, root)
     try:
@@ -220,7 +223,8 @@ def extract(archive_path: Path, root: Path, archive: Archive) -> None:
     """Extract into a temporary folder and rename it into place once everything is out."""
     staging = root / f".{archive.folder}.{os.getpid()}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    # Python's "data" filter refuses members that would land outside the folder.
+    # Python's "data" filter refuses members that would land outside the folder (torchvision's
+    # extract_archive sets no filter, so it is not used here).
     safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     log.info("extracting %s", archive_path)
     try:
@@ -240,11 +244,3 @@ def extract(archive_path: Path, root: Path, archive: Archive) -> None:
         ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
