@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cifar_exp.data import DATASETS, DataBundle, Split
+from cifar_exp.data import DATASETS, Cifar10Config, Cifar100Config, DataBundle, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
 
@@ -88,14 +88,14 @@ CIFAR100 = Archive(
 )
 
 
-@DATASETS.register("cifar10")
-def cifar10(root: str, download: bool = True, cache: bool = True) -> DataBundle:
-    return load_cifar(CIFAR10, root, download, cache)
+@DATASETS.register("cifar10", Cifar10Config)
+def cifar10(o: Cifar10Config) -> DataBundle:
+    return load_cifar(CIFAR10, o.root, o.download, o.cache)
 
 
-@DATASETS.register("cifar100")
-def cifar100(root: str, download: bool = True, cache: bool = True) -> DataBundle:
-    return load_cifar(CIFAR100, root, download, cache)
+@DATASETS.register("cifar100", Cifar100Config)
+def cifar100(o: Cifar100Config) -> DataBundle:
+    return load_cifar(CIFAR100, o.root, o.download, o.cache)
 
 
 def load_cifar(archive: Archive, root: str, download: bool, cache: bool) -> DataBundle:
