@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
@@ -69,37 +69,23 @@ class RMSpropOptions(OptimizerOptions):
         require(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
 
 
-@OPTIMIZERS.register("adam", AdamOptions)
-def adam(o: AdamOptions, params: Params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(
-        params, o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
-    )
+def torch_optimizer(kind: type[torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
+    """A builder that passes every option but the name to `kind`: the options' fields are
+    its keyword arguments (lists as tuples, as torch's defaults are)."""
+
+    def build(o: OptimizerOptions, params: Params) -> torch.optim.Optimizer:
+        values = {f.name: getattr(o, f.name) for f in fields(o) if f.name != "name"}
+        return kind(
+            params, **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        )
+
+    return build
 
 
-@OPTIMIZERS.register("adamw", AdamWOptions)
-def adamw(o: AdamWOptions, params: Params) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(
-        params, o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
-    )
-
-
-@OPTIMIZERS.register("sgd", SGDOptions)
-def sgd(o: SGDOptions, params: Params) -> torch.optim.Optimizer:
-    return torch.optim.SGD(
-        params, o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-    )
-
-
-@OPTIMIZERS.register("rmsprop", RMSpropOptions)
-def rmsprop(o: RMSpropOptions, params: Params) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(
-        params, o.lr, alpha=o.alpha, eps=o.eps, momentum=o.momentum, weight_decay=o.weight_decay
-    )
-
-
-@dataclass
-class NoSchedulerOptions(Options):
-    pass
+OPTIMIZERS.register("adam", AdamOptions)(torch_optimizer(torch.optim.Adam))
+OPTIMIZERS.register("adamw", AdamWOptions)(torch_optimizer(torch.optim.AdamW))
+OPTIMIZERS.register("sgd", SGDOptions)(torch_optimizer(torch.optim.SGD))
+OPTIMIZERS.register("rmsprop", RMSpropOptions)(torch_optimizer(torch.optim.RMSprop))
 
 
 @dataclass
@@ -151,10 +137,8 @@ def _with_warmup(warmup_steps: int, after: Callable[[int], float]) -> Callable[[
 
 
 # Every scheduler is stepped once per optimizer step: builders get the run's step counts.
-@SCHEDULERS.register("none", NoSchedulerOptions)
-def constant(
-    o: NoSchedulerOptions, opt: torch.optim.Optimizer, epochs: int, steps: int
-) -> LRScheduler:
+@SCHEDULERS.register("none", Options)
+def constant(o: Options, opt: torch.optim.Optimizer, epochs: int, steps: int) -> LRScheduler:
     return LambdaLR(opt, lambda step: 1.0)
 
 
