@@ -58,8 +58,9 @@ DATA_ROOT = "${oc.env:CIFAR_EXP_DATA,data}"
 
 
 @dataclass
-class DatasetConfig(Options):
-    """Options every source shares; run.py consumes them, the source never sees them."""
+class DatasetOptions(Options):
+    """Options every source shares. load_dataset and run.py act on them; of the sources, only
+    synthetic reads one (num_classes: it makes that many classes)."""
 
     num_classes: int | None = 10
     val_size: int = 0  # images held out of train (seeded by split_seed) for per-epoch eval
@@ -73,19 +74,19 @@ class DatasetConfig(Options):
 
 
 @dataclass
-class Cifar10Config(DatasetConfig):
+class Cifar10Options(DatasetOptions):
     root: str = DATA_ROOT
     download: bool = True
     cache: bool = True
 
 
 @dataclass
-class Cifar100Config(Cifar10Config):
+class Cifar100Options(Cifar10Options):
     num_classes: int | None = 100
 
 
 @dataclass
-class ImageFolderConfig(DatasetConfig):
+class ImageFolderOptions(DatasetOptions):
     root: str = DATA_ROOT
     num_classes: int | None = None  # null: as many as the folder has
     image_size: int = 32
@@ -108,7 +109,7 @@ class ImageFolderConfig(DatasetConfig):
 
 
 @dataclass
-class SyntheticConfig(DatasetConfig):
+class SyntheticOptions(DatasetOptions):
     train_size: int = 2000
     test_size: int = 500
     image_size: int = 32
@@ -158,8 +159,8 @@ def hold_out(split: Split, size: int, seed: int) -> tuple[Split, Split]:
     return split.subset(order[size:]), split.subset(order[:size])
 
 
-@DATASETS.register("synthetic", SyntheticConfig)
-def synthetic(o: SyntheticConfig) -> DataBundle:
+@DATASETS.register("synthetic", SyntheticOptions)
+def synthetic(o: SyntheticOptions) -> DataBundle:
     """Each class is a random pattern; its images are noisy copies of it, so it is learnable."""
     num_classes = 10 if o.num_classes is None else o.num_classes
     gen = torch.Generator().manual_seed(o.seed)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cifar_exp.data import DATASETS, Cifar10Config, Cifar100Config, DataBundle, Split
+from cifar_exp.data import DATASETS, Cifar10Options, Cifar100Options, DataBundle, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
 
@@ -88,13 +88,13 @@ CIFAR100 = Archive(
 )
 
 
-@DATASETS.register("cifar10", Cifar10Config)
-def cifar10(o: Cifar10Config) -> DataBundle:
+@DATASETS.register("cifar10", Cifar10Options)
+def cifar10(o: Cifar10Options) -> DataBundle:
     return load_cifar(CIFAR10, o.root, o.download, o.cache)
 
 
-@DATASETS.register("cifar100", Cifar100Config)
-def cifar100(o: Cifar100Config) -> DataBundle:
+@DATASETS.register("cifar100", Cifar100Options)
+def cifar100(o: Cifar100Options) -> DataBundle:
     return load_cifar(CIFAR100, o.root, o.download, o.cache)
 
 

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from cifar_exp.data import DATASETS, DataBundle, ImageFolderConfig, Split
+from cifar_exp.data import DATASETS, DataBundle, ImageFolderOptions, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
 
@@ -39,8 +39,8 @@ MIN_FILES_FOR_WORKERS = 4 * CHUNK
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-@DATASETS.register("imagefolder", ImageFolderConfig)
-def imagefolder(o: ImageFolderConfig) -> DataBundle:
+@DATASETS.register("imagefolder", ImageFolderOptions)
+def imagefolder(o: ImageFolderOptions) -> DataBundle:
     """The folder's splits as uint8 tensors: from the cache if it still matches, else decoded.
 
     Each (root, image_size, max_per_class, skip_bad_files) gets its own cache file, so
