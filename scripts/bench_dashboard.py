@@ -87,7 +87,7 @@ def parts_alone(options: dict, repeats: int) -> dict[str, float]:
     train = BatchLoader(data.train, 32, device, shuffle=True, transform=train_transform)
     test = BatchLoader(data.test, 500, device, transform=eval_transform)
     torch.manual_seed(0)
-    net = MODELS.build("lenet5", num_classes=len(data.classes))
+    net = MODELS.build({"name": "lenet5", "num_classes": len(data.classes)})
     details = EvalDetails()
     evaluate(net, test, details=details)
     with tempfile.TemporaryDirectory() as folder:

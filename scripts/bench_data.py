@@ -44,7 +44,7 @@ def seed_style_epoch(root: Path, seed: int) -> dict[str, float]:
         datasets.ImageFolder(str(root / "train"), transform=to_tensor), batch_size=32, shuffle=True
     )
     test = DataLoader(datasets.ImageFolder(str(root / "test"), transform=to_tensor), batch_size=32)
-    model = MODELS.build("lenet5")
+    model = MODELS.build({"name": "lenet5"})
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     start = time.perf_counter()
@@ -89,7 +89,7 @@ def model_steps_only(steps: int) -> float:
     """Images/s of LeNet5 + Adam training steps on one fixed batch of 32: no data loading at
     all, so no pipeline can train faster. It bounds the ratio either pipeline can reach."""
     torch.manual_seed(0)
-    model = MODELS.build("lenet5")
+    model = MODELS.build({"name": "lenet5"})
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images, labels = torch.rand(32, 3, 32, 32), torch.randint(0, 10, (32,))
     start = time.perf_counter()

@@ -63,7 +63,7 @@ def synchronize(device: torch.device) -> None:
 
 def build(model_name: str, variant: Variant, device: torch.device, seed: int = 0) -> Trainer:
     torch.manual_seed(seed)
-    model = MODELS.build(model_name).to(device)
+    model = MODELS.build({"name": model_name}).to(device)
     if variant.channels_last:
         model = use_channels_last(model)
     if variant.compile:

@@ -9,11 +9,13 @@ import json
 import math
 import os
 import signal
+from dataclasses import dataclass
 from importlib import metadata
 
 import pytest
 import torch
 from conftest import TINY
+from hydra.core.config_store import ConfigStore
 from runs import (
     assert_same_run,
     assert_same_state,
@@ -29,7 +31,7 @@ from cifar_exp.checkpoint import (
     load_states,
 )
 from cifar_exp.errors import UserError
-from cifar_exp.models import MODELS
+from cifar_exp.models import MODELS, ModelOptions
 from cifar_exp.models.lenet import LeNet5
 from cifar_exp.stopping import Interrupted, NonFiniteLoss, OutOfMemory
 
@@ -58,9 +60,19 @@ class Faulty(LeNet5):
         return out
 
 
+@dataclass
+class FaultyOptions(ModelOptions):
+    fault: str = "none"
+    at: int = 0
+    dropout: float = 0.0
+
+
 @pytest.fixture
 def faulty():
-    MODELS.register("faulty")(Faulty)
+    MODELS.register("faulty", FaultyOptions)(
+        lambda o: Faulty(o.num_classes, o.fault, o.at, o.dropout)
+    )
+    ConfigStore.instance().store(group="model", name="faulty", node=FaultyOptions(name="faulty"))
     yield
     MODELS._entries.pop("faulty")
 
@@ -75,9 +87,9 @@ def run(compose, faulty):
             [
                 *TINY,
                 "trainer.epochs=3",
-                "model.name=faulty",
-                f"+model.fault={fault}",
-                f"+model.at={at}",
+                "model=faulty",
+                f"model.fault={fault}",
+                f"model.at={at}",
                 *overrides,
             ]
         )
@@ -129,11 +141,11 @@ def test_sigint_mid_epoch_saves_and_resumes_bitwise_exact(run, tmp_path):
 
 def test_resume_restores_the_random_state_training_draws_from(run, tmp_path):
     """Dropout draws from torch's global generator: only a restored RNG resumes exactly."""
-    run(tmp_path / "ref", "none", 0, "+model.dropout=0.3")
+    run(tmp_path / "ref", "none", 0, "model.dropout=0.3")
     with pytest.raises(Interrupted):
-        run(tmp_path / "run", "sigint", 11, "+model.dropout=0.3")
+        run(tmp_path / "run", "sigint", 11, "model.dropout=0.3")
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    run(tmp_path / "run", "none", 0, "+model.dropout=0.3", checkpoint=state)
+    run(tmp_path / "run", "none", 0, "model.dropout=0.3", checkpoint=state)
     assert_same_run(tmp_path / "ref", tmp_path / "run")
 
 
@@ -257,6 +269,6 @@ def test_checkpoint_of_another_model_or_class_count_does_not_fit(good_checkpoint
     with pytest.raises(UserError, match="does not fit this run's model: .*size mismatch"):
         load_states(state, {"model": LeNet5(num_classes=5)}, good_checkpoint)
     with pytest.raises(UserError, match="does not fit this run's model: .*Missing key"):
-        load_states(state, {"model": MODELS.build("resnet20")}, good_checkpoint)
+        load_states(state, {"model": MODELS.build({"name": "resnet20"})}, good_checkpoint)
     with pytest.raises(UserError, match="has no 'optimizer' state"):
         load_states(state, {"optimizer": torch.optim.SGD(LeNet5().parameters())}, good_checkpoint)

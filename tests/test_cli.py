@@ -42,7 +42,9 @@ def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
         assert all(math.isfinite(e.value) for e in acc.Scalars(tag)), tag
     assert [e.step for e in acc.Scalars("test/acc")] == [1]
     hparams, status = hparams_session(run_dir)
-    assert hparams["model.params"] == sum(p.numel() for p in MODELS.build(model).parameters())
+    assert hparams["model.params"] == sum(
+        p.numel() for p in MODELS.build({"name": model}).parameters()
+    )
     assert (hparams["model.name"], status) == (model, "STATUS_SUCCESS")
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -181,11 +183,15 @@ def test_run_name_says_what_the_run_is(name, overrides, expected):
         (["trainer.epoch=5"], "Key 'epoch' not in 'TrainerConfig'"),
         (["trainer.batch_size=0"], "trainer.batch_size must be >= 1, got 0"),
         (["optimizer.lr=-1"], "optimizer.lr must be > 0"),
+        (["model=resnet20", "model.width=abc"], "'abc' of type 'str' could not be converted"),
+        (["model=resnet20", "model.width=abc"], "full_key: model.width"),
+        (["model=resnet20", "model.width=-3"], "model.width must be >= 1, got -3"),
+        (["optimizer=rmsprop", "optimizer.alpha=1"], "optimizer.alpha must be in [0, 1), got 1.0"),
     ],
 )
 def test_bad_inputs_exit_nonzero_with_a_clear_message(tmp_path, overrides, message):
     proc = run_cli(*TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 1
     assert message in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
 

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from conftest import CONF_DIR, group_options
 
 from cifar_exp.models import MODELS
 
@@ -13,16 +12,9 @@ EXPECTED_PARAMS = {
 }
 
 
-def test_registry_and_conf_model_are_in_step():
-    assert MODELS.names() == group_options("model")
-    for name in MODELS.names():
-        text = (CONF_DIR / "model" / f"{name}.yaml").read_text()
-        assert f"name: {name}\n" in text
-
-
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
 def test_parameter_counts(name):
-    model = MODELS.build(name)
+    model = MODELS.build({"name": name})
     assert sum(p.numel() for p in model.parameters()) == EXPECTED_PARAMS[name]
 
 
@@ -30,7 +22,7 @@ def test_parameter_counts(name):
 @pytest.mark.parametrize("num_classes", [10, 100])
 def test_output_shape(name, num_classes):
     torch.manual_seed(0)
-    model = MODELS.build(name, num_classes=num_classes).eval()
+    model = MODELS.build({"name": name, "num_classes": num_classes}).eval()
     with torch.no_grad():
         out = model(torch.rand(3, 3, 32, 32))
     assert out.shape == (3, num_classes)
@@ -38,5 +30,5 @@ def test_output_shape(name, num_classes):
 
 
 def test_width_option_scales_cifar_resnets():
-    narrow = MODELS.build("resnet20", width=8)
+    narrow = MODELS.build({"name": "resnet20", "width": 8})
     assert sum(p.numel() for p in narrow.parameters()) < EXPECTED_PARAMS["resnet20"] / 3

@@ -1,15 +1,14 @@
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from cifar_exp.optim import build_optimizer, build_scheduler
+from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 
 
 def lrs(scheduler_options, epochs=4, steps_per_epoch=10, lr=1.0):
     params = [torch.nn.Parameter(torch.zeros(1))]
-    opt = build_optimizer(
-        {"name": "sgd", "lr": lr, "momentum": 0.9, "nesterov": False, "weight_decay": 0}, params
-    )
-    sched = build_scheduler(scheduler_options, opt, epochs, steps_per_epoch)
+    opt = OPTIMIZERS.build({"name": "sgd", "lr": lr}, params)
+    sched = SCHEDULERS.build(scheduler_options, opt, epochs, steps_per_epoch)
     out = []
     for _ in range(epochs * steps_per_epoch):
         out.append(opt.param_groups[0]["lr"])
@@ -46,16 +45,27 @@ def test_onecycle_peaks_at_the_configured_lr():
     assert values[-1] < 0.01
 
 
-@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
-def test_each_optimizer_builds(name):
-    options = {
-        "name": name,
-        "lr": 0.01,
-        "weight_decay": 0.0,
-        "betas": [0.9, 0.99],
-        "eps": 1e-8,
-        "momentum": 0.9,
-        "nesterov": True,
-    }
-    opt = build_optimizer(options, [torch.nn.Parameter(torch.zeros(1))])
-    assert opt.param_groups[0]["lr"] == 0.01
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("sgd", torch.optim.SGD),
+        ("rmsprop", torch.optim.RMSprop),
+    ],
+)
+def test_each_optimizer_builds_from_its_composed_option(compose, name, kind):
+    cfg = compose([f"optimizer={name}", "optimizer.lr=0.01", "optimizer.weight_decay=0.5"])
+    opt = OPTIMIZERS.build(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))])
+    assert type(opt) is kind
+    assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["weight_decay"] == 0.5
+
+
+def test_a_stored_plain_config_builds_the_same_optimizer(compose):
+    """Checkpoints store the config as plain YAML: read back, it builds the same optimizer."""
+    cfg = compose(["optimizer=rmsprop", "optimizer.alpha=0.9", "optimizer.momentum=0.5"])
+    plain = OmegaConf.create(OmegaConf.to_yaml(cfg.optimizer))
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    opt = OPTIMIZERS.build(plain, params)
+    assert opt.defaults == OPTIMIZERS.build(cfg.optimizer, params).defaults
+    assert (opt.defaults["alpha"], opt.defaults["momentum"]) == (0.9, 0.5)

@@ -7,16 +7,16 @@ Python), and conversion to float happens on the device the model runs on.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 from cifar_exp.errors import ConfigError
-from cifar_exp.registry import Registry
+from cifar_exp.registry import Options, Registry, require
 
 log = logging.getLogger(__name__)
 
@@ -53,38 +53,98 @@ class DataBundle:
         )
 
 
-# Options of every dataset config that load_dataset (or run.py) handles, not the source.
-SHARED_OPTIONS = ("num_classes", "val_size", "split_seed", "on_device")
+# Where data sets live unless dataset.root says otherwise; relative to the launch folder.
+DATA_ROOT = "${oc.env:CIFAR_EXP_DATA,data}"
 
 
-def load_dataset(options: dict[str, Any]) -> DataBundle:
-    """Build the data set named by options['name'] with the rest of the options.
+@dataclass
+class DatasetOptions(Options):
+    """Options every source shares. load_dataset and run.py act on them; of the sources, only
+    synthetic reads one (num_classes: it makes that many classes)."""
+
+    num_classes: int | None = 10
+    val_size: int = 0  # images held out of train (seeded by split_seed) for per-epoch eval
+    split_seed: int = 0
+    on_device: bool = False  # keep the whole uint8 data set on the training device
+
+    def check(self) -> None:
+        ok = self.num_classes is None or self.num_classes >= 2
+        require(ok, "num_classes", ">= 2 or null (follow the data)", self.num_classes)
+        require(self.val_size >= 0, "val_size", ">= 0", self.val_size)
+
+
+@dataclass
+class Cifar10Options(DatasetOptions):
+    root: str = DATA_ROOT
+    download: bool = True
+    cache: bool = True
+
+
+@dataclass
+class Cifar100Options(Cifar10Options):
+    num_classes: int | None = 100
+
+
+@dataclass
+class ImageFolderOptions(DatasetOptions):
+    root: str = DATA_ROOT
+    num_classes: int | None = None  # null: as many as the folder has
+    image_size: int = 32
+    max_per_class: int | None = None  # keep the first N files (sorted) of each class folder
+    skip_bad_files: bool = False
+    num_workers: int = 2
+    cache_dir: str = "${oc.env:CIFAR_EXP_CACHE,'~/.cache/cifar-exp'}"
+
+    def check(self) -> None:
+        super().check()
+        require(self.image_size >= 1, "image_size", ">= 1", self.image_size)
+        ok = self.max_per_class is None or self.max_per_class >= 1
+        require(ok, "max_per_class", ">= 1 or null", self.max_per_class)
+        require(
+            self.num_workers >= 0,
+            "num_workers",
+            ">= 0 (0 = decode in this process)",
+            self.num_workers,
+        )
+
+
+@dataclass
+class SyntheticOptions(DatasetOptions):
+    train_size: int = 2000
+    test_size: int = 500
+    image_size: int = 32
+    noise: float = 48.0
+    seed: int = 0
+
+    def check(self) -> None:
+        super().check()
+        for key in ("train_size", "test_size", "image_size"):
+            require(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
+        require(self.noise >= 0, "noise", ">= 0", self.noise)
+
+
+def load_dataset(node: dict[str, Any] | DictConfig) -> DataBundle:
+    """Build the data set `node` names, from its checked options.
 
     `val_size` > 0 holds that many training images out as the validation split, chosen by
     `split_seed` (so every run of a sweep validates on the same images).
     """
-    options = dict(options)
-    name = options.pop("name")
-    shared = {key: options.pop(key) for key in SHARED_OPTIONS if key in options}
-    generates_classes = "num_classes" in inspect.signature(DATASETS.get(name)).parameters
-    if generates_classes and "num_classes" in shared:
-        options["num_classes"] = shared["num_classes"]
-    bundle = DATASETS.build(name, **options)
-    num_classes = shared.get("num_classes")
+    options = DATASETS.options(node)
+    bundle = DATASETS.build(options)
+    name, num_classes = options.name, options.num_classes
     if num_classes is not None and num_classes != len(bundle.classes):
         raise ConfigError(
             f"dataset.num_classes is {num_classes} but the {name} data has "
             f"{len(bundle.classes)} classes; set dataset.num_classes={len(bundle.classes)} "
             "(or null to follow the data)"
         )
-    val_size = shared.get("val_size", 0)
-    if val_size:
+    if options.val_size:
         if bundle.val is not None:
             raise ConfigError(
-                f"dataset.val_size={val_size} but the {name} data already has a val split; "
-                "leave dataset.val_size=0 to use it"
+                f"dataset.val_size={options.val_size} but the {name} data already has a val "
+                "split; leave dataset.val_size=0 to use it"
             )
-        bundle.train, bundle.val = hold_out(bundle.train, val_size, shared.get("split_seed", 0))
+        bundle.train, bundle.val = hold_out(bundle.train, options.val_size, options.split_seed)
     return bundle
 
 
@@ -99,29 +159,22 @@ def hold_out(split: Split, size: int, seed: int) -> tuple[Split, Split]:
     return split.subset(order[size:]), split.subset(order[:size])
 
 
-@DATASETS.register("synthetic")
-def synthetic(
-    num_classes: int | None = 10,
-    train_size: int = 2000,
-    test_size: int = 500,
-    image_size: int = 32,
-    noise: float = 48.0,
-    seed: int = 0,
-) -> DataBundle:
+@DATASETS.register("synthetic", SyntheticOptions)
+def synthetic(o: SyntheticOptions) -> DataBundle:
     """Each class is a random pattern; its images are noisy copies of it, so it is learnable."""
-    num_classes = 10 if num_classes is None else num_classes
-    gen = torch.Generator().manual_seed(seed)
-    shape = (3, image_size, image_size)
+    num_classes = 10 if o.num_classes is None else o.num_classes
+    gen = torch.Generator().manual_seed(o.seed)
+    shape = (3, o.image_size, o.image_size)
     patterns = torch.randint(0, 256, (num_classes, *shape), generator=gen).float()
 
     def make(n: int) -> Split:
         labels = torch.randperm(n, generator=gen) % num_classes
-        images = patterns[labels] + noise * torch.randn((n, *shape), generator=gen)
+        images = patterns[labels] + o.noise * torch.randn((n, *shape), generator=gen)
         return Split(images.round().clamp(0, 255).to(torch.uint8), labels)
 
     return DataBundle(
-        train=make(train_size),
-        test=make(test_size),
+        train=make(o.train_size),
+        test=make(o.test_size),
         classes=[f"class_{i}" for i in range(num_classes)],
     )
 

@@ -27,7 +27,7 @@ from cifar_exp.engine import evaluate
 from cifar_exp.errors import UserError
 from cifar_exp.figures import EvalDetails
 from cifar_exp.files import write_json
-from cifar_exp.models import build_model
+from cifar_exp.models import MODELS
 from cifar_exp.resume import saved_config
 from cifar_exp.rundir import register_resolvers
 
@@ -48,7 +48,7 @@ def load_trained(spec: str, device: torch.device) -> tuple[nn.Module, DictConfig
     path = find_checkpoint(spec)
     state = load_checkpoint(path)
     run_cfg = saved_config(state["config"], str(path))
-    model = build_model(OmegaConf.to_container(run_cfg.model, resolve=True))
+    model = MODELS.build(run_cfg.model)
     load_states(state, {"model": model}, path)
     log.info("checkpoint %s: %s at epoch %s", path, run_cfg.model.name, state["progress"]["epoch"])
     return model.to(device).eval(), run_cfg, state

@@ -1,49 +1,95 @@
-"""A tiny name -> constructor registry: models and data sets register themselves by name."""
+"""One registry per kind of component (model, optimizer, scheduler, dataset).
+
+Registering a builder under a name also stores its options dataclass in Hydra's ConfigStore
+(as `<group>_<name>_schema`, which the option's YAML file names in its defaults list), so
+the name is written once and the YAML file, the schema and the code cannot drift. Builders
+receive a typed options object whose `check` has already passed.
+"""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from cifar_exp.errors import ConfigError
 
 T = TypeVar("T", bound=Callable[..., Any])
+S = TypeVar("S")
+
+
+def require(ok: bool, key: str, expectation: str, value: Any) -> None:
+    """Refuse a value that cannot work; `key` is relative to its group (typed_options adds it)."""
+    if not ok:
+        shown = list(value) if isinstance(value, list | tuple) else repr(value)
+        raise ConfigError(f"{key} must be {expectation}, got {shown}")
+
+
+@dataclass
+class Options:
+    """Base of every component's options; the registry fills in `name`."""
+
+    name: str = MISSING
+
+    def check(self) -> None:
+        """Raise ConfigError (through `require`) for a value no type can rule out."""
+
+
+def typed_options(group: str, schema: type[S], node: Mapping[str, Any] | DictConfig) -> S:
+    """`node` (a composed group, or one read back from a stored plain-YAML config) as a
+    checked `schema` object; any bad value ends in one ConfigError naming `group.key`."""
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    try:
+        options = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{group}.{err.full_key}: {err.msg.splitlines()[0]}") from None
+    try:
+        options.check()
+    except ConfigError as err:
+        raise ConfigError(f"{group}.{err}") from None
+    return options
 
 
 class Registry:
-    """Maps names to constructors; `build` checks the options against the signature."""
+    """Maps names to (builder, options dataclass) for one config group."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, Callable[..., Any]] = {}
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self._entries: dict[str, tuple[Callable[..., Any], type[Options]]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        def add(constructor: T) -> T:
+    def register(self, name: str, options: type[Options]) -> Callable[[T], T]:
+        def add(builder: T) -> T:
             if name in self._entries:
-                raise ValueError(f"{self.kind} '{name}' is already registered")
-            self._entries[name] = constructor
-            return constructor
+                raise ValueError(f"{self.group} '{name}' is already registered")
+            self._entries[name] = (builder, options)
+            node = OmegaConf.structured(options)
+            node.name = name
+            # Outside any group, so `--help` lists only the options users pick from.
+            ConfigStore.instance().store(name=f"{self.group}_{name}_schema", node=node)
+            return builder
 
         return add
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def get(self, name: str) -> Callable[..., Any]:
+    def _entry(self, name: str) -> tuple[Callable[..., Any], type[Options]]:
         if name not in self._entries:
             known = ", ".join(self.names())
-            raise ConfigError(f"unknown {self.kind} '{name}'; registered {self.kind}s: {known}")
+            raise ConfigError(f"unknown {self.group} '{name}'; registered {self.group}s: {known}")
         return self._entries[name]
 
-    def build(self, name: str, **options: Any) -> Any:
-        constructor = self.get(name)
-        accepted = inspect.signature(constructor).parameters
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            takes = ", ".join(accepted) or "no options"
-            raise ConfigError(
-                f"{self.kind} '{name}' does not take option(s) {', '.join(unknown)}; "
-                f"it takes: {takes}"
-            )
-        return constructor(**options)
+    def options(self, node: Mapping[str, Any] | DictConfig) -> Options:
+        """The checked, typed options of the component `node` names."""
+        _, schema = self._entry(node["name"])
+        return typed_options(self.group, schema, node)
+
+    def build(self, node: Options | Mapping[str, Any] | DictConfig, *args: Any) -> Any:
+        """The component `node` names, built from its checked options (and `args`)."""
+        options = node if isinstance(node, Options) else self.options(node)
+        builder, _ = self._entry(options.name)
+        return builder(options, *args)

@@ -38,8 +38,8 @@ from cifar_exp.device import describe_device, resolve_device
 from cifar_exp.engine import FitOptions, Progress, fit
 from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.figures import Pictures
-from cifar_exp.models import build_model
-from cifar_exp.optim import build_optimizer, build_scheduler
+from cifar_exp.models import MODELS
+from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import override_keys, resume_config, saved_config
 from cifar_exp.rundir import (
@@ -93,7 +93,7 @@ def train(
     precision = Precision(t.precision, device)
     torch.manual_seed(t.seed)
 
-    data = load_dataset(OmegaConf.to_container(cfg.dataset, resolve=True))
+    data = load_dataset(cfg.dataset)
     if cfg.dataset.num_classes is None:  # follow the data (model.num_classes refers to this)
         cfg.dataset.num_classes = len(data.classes)
     if cfg.dataset.on_device:
@@ -103,7 +103,7 @@ def train(
     cfg.augment.mean, cfg.augment.std = augment["mean"], augment["std"]  # in the stored config
     # `net` is the model itself (checkpoints hold its weights); `model` what trains it,
     # wrapped for several processes and compiled as asked.
-    net = build_model(OmegaConf.to_container(cfg.model, resolve=True)).to(device)
+    net = MODELS.build(cfg.model).to(device)
     params = sum(p.numel() for p in net.parameters())
     if t.channels_last:
         use_channels_last(net)
@@ -161,10 +161,8 @@ def train(
             **shard,
         )
     )
-    optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer), model.parameters())
-    scheduler = build_scheduler(
-        OmegaConf.to_container(cfg.scheduler), optimizer, t.epochs, len(train_loader)
-    )
+    optimizer = OPTIMIZERS.build(cfg.optimizer, model.parameters())
+    scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(train_loader))
     tracker = RunTracker(
         run_dir,
         {

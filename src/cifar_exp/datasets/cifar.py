@@ -24,7 +24,7 @@ import torch
 from torchvision.datasets.utils import calculate_md5
 from tqdm import tqdm
 
-from cifar_exp.data import DATASETS, DataBundle, Split
+from cifar_exp.data import DATASETS, Cifar10Options, Cifar100Options, DataBundle, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
 
@@ -88,14 +88,14 @@ CIFAR100 = Archive(
 )
 
 
-@DATASETS.register("cifar10")
-def cifar10(root: str, download: bool = True, cache: bool = True) -> DataBundle:
-    return load_cifar(CIFAR10, root, download, cache)
+@DATASETS.register("cifar10", Cifar10Options)
+def cifar10(o: Cifar10Options) -> DataBundle:
+    return load_cifar(CIFAR10, o.root, o.download, o.cache)
 
 
-@DATASETS.register("cifar100")
-def cifar100(root: str, download: bool = True, cache: bool = True) -> DataBundle:
-    return load_cifar(CIFAR100, root, download, cache)
+@DATASETS.register("cifar100", Cifar100Options)
+def cifar100(o: Cifar100Options) -> DataBundle:
+    return load_cifar(CIFAR100, o.root, o.download, o.cache)
 
 
 def load_cifar(archive: Archive, root: str, download: bool, cache: bool) -> DataBundle:

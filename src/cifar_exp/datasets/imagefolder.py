@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from cifar_exp.data import DATASETS, DataBundle, Split
+from cifar_exp.data import DATASETS, DataBundle, ImageFolderOptions, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
 
@@ -39,20 +39,15 @@ MIN_FILES_FOR_WORKERS = 4 * CHUNK
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-@DATASETS.register("imagefolder")
-def imagefolder(
-    root: str,
-    image_size: int = 32,
-    max_per_class: int | None = None,
-    skip_bad_files: bool = False,
-    num_workers: int = 2,
-    cache_dir: str = "~/.cache/cifar-exp",
-) -> DataBundle:
+@DATASETS.register("imagefolder", ImageFolderOptions)
+def imagefolder(o: ImageFolderOptions) -> DataBundle:
     """The folder's splits as uint8 tensors: from the cache if it still matches, else decoded.
 
     Each (root, image_size, max_per_class, skip_bad_files) gets its own cache file, so
     switching between them does not throw the other decoded versions away.
     """
+    root, image_size, max_per_class = o.root, o.image_size, o.max_per_class
+    skip_bad_files, num_workers, cache_dir = o.skip_bad_files, o.num_workers, o.cache_dir
     root_path = Path(root).expanduser().absolute()
     classes, listing, stats = scan(root_path, max_per_class)
     settings = {"image_size": image_size, "skip_bad_files": skip_bad_files, "classes": classes}

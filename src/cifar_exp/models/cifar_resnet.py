@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_exp.models import MODELS
+from cifar_exp.models import MODELS, WidthOptions
 
 
 class BasicBlock(nn.Module):
@@ -35,12 +35,19 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
-    def __init__(self, depth: int, num_classes: int = 10, width: int = 16) -> None:
+class ResNet(nn.Module):
+    """A 3x3 stem without pooling, then stages of `block`s, each stage doubling the width
+    and halving the resolution after the first; global average pooling and a linear head."""
+
+    def __init__(
+        self,
+        block: type[nn.Module],
+        stages: int,
+        blocks_per_stage: int,
+        num_classes: int,
+        width: int,
+    ) -> None:
         super().__init__()
-        if (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
-        blocks_per_stage = (depth - 2) // 6
         self.stem = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1, bias=False),
             nn.BatchNorm2d(width),
@@ -48,28 +55,34 @@ class CifarResNet(nn.Module):
         )
         layers = []
         ch_in = width
-        for stage in range(3):
+        for stage in range(stages):
             ch_out = width * 2**stage
-            for block in range(blocks_per_stage):
-                stride = 2 if stage > 0 and block == 0 else 1
-                layers.append(BasicBlock(ch_in, ch_out, stride))
+            for index in range(blocks_per_stage):
+                stride = 2 if stage > 0 and index == 0 else 1
+                layers.append(block(ch_in, ch_out, stride))
                 ch_in = ch_out
         self.stages = nn.Sequential(*layers)
         self.fc = nn.Linear(ch_in, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-@MODELS.register("resnet20")
-def resnet20(num_classes: int = 10, width: int = 16) -> CifarResNet:
-    return CifarResNet(20, num_classes, width)
+def cifar_resnet(depth: int, options: WidthOptions) -> ResNet:
+    """He et al.'s depth-`depth` network, initialised as in the paper (He init)."""
+    model = ResNet(BasicBlock, 3, (depth - 2) // 6, options.num_classes, options.width)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return model
 
 
-@MODELS.register("resnet56")
-def resnet56(num_classes: int = 10, width: int = 16) -> CifarResNet:
-    return CifarResNet(56, num_classes, width)
+@MODELS.register("resnet20", WidthOptions)
+def resnet20(options: WidthOptions) -> ResNet:
+    return cifar_resnet(20, options)
+
+
+@MODELS.register("resnet56", WidthOptions)
+def resnet56(options: WidthOptions) -> ResNet:
+    return cifar_resnet(56, options)

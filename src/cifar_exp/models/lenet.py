@@ -3,10 +3,9 @@
 import torch
 from torch import nn
 
-from cifar_exp.models import MODELS
+from cifar_exp.models import MODELS, ModelOptions
 
 
-@MODELS.register("lenet5")
 class LeNet5(nn.Module):
     """Two 5x5 convolutions with max-pooling, then three linear layers.
 
@@ -31,3 +30,8 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_unit(self.conv_unit(x).flatten(1))
+
+
+@MODELS.register("lenet5", ModelOptions)
+def lenet5(options: ModelOptions) -> LeNet5:
+    return LeNet5(options.num_classes)

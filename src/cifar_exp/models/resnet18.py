@@ -1,11 +1,14 @@
 """ResNet-18 in its common CIFAR form: a 3x3 stem without max-pooling, four stages of
 basic blocks at 64/128/256/512 channels, 1x1-conv projection shortcuts (11.2M parameters)."""
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_exp.models import MODELS
+from cifar_exp.models import MODELS, WidthOptions
+from cifar_exp.models.cifar_resnet import ResNet
 
 
 class ProjectionBlock(nn.Module):
@@ -28,26 +31,11 @@ class ProjectionBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-@MODELS.register("resnet18")
-class ResNet18(nn.Module):
-    def __init__(self, num_classes: int = 10, width: int = 64) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-        )
-        layers = []
-        ch_in = width
-        for stage in range(4):
-            ch_out = width * 2**stage
-            for block in range(2):
-                stride = 2 if stage > 0 and block == 0 else 1
-                layers.append(ProjectionBlock(ch_in, ch_out, stride))
-                ch_in = ch_out
-        self.stages = nn.Sequential(*layers)
-        self.fc = nn.Linear(ch_in, num_classes)
+@dataclass
+class ResNet18Options(WidthOptions):
+    width: int = 64
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(x))
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+@MODELS.register("resnet18", ResNet18Options)
+def resnet18(options: ResNet18Options) -> ResNet:
+    return ResNet(ProjectionBlock, 4, 2, options.num_classes, options.width)

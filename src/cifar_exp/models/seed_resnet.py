@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_exp.models import MODELS
+from cifar_exp.models import MODELS, ModelOptions
 
 
 class ResBlk(nn.Module):
@@ -29,7 +29,6 @@ class ResBlk(nn.Module):
         return self.extra(x) + out
 
 
-@MODELS.register("resnet")
 class SeedResNet(nn.Module):
     """Stem conv 3->16, ResBlk(16,16), ResBlk(16,32) at full 32x32 resolution, linear 32768->10."""
 
@@ -47,3 +46,8 @@ class SeedResNet(nn.Module):
         x = F.relu(self.conv1(x))
         x = self.blk2(self.blk1(x))
         return self.outlayer(x.flatten(1))
+
+
+@MODELS.register("resnet", ModelOptions)
+def seed_resnet(options: ModelOptions) -> SeedResNet:
+    return SeedResNet(options.num_classes)
