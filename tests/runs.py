@@ -1,6 +1,8 @@
 """Comparing two runs: checkpoints bitwise, metrics.json and TensorBoard without timings."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -79,3 +81,15 @@ def assert_same_tensorboard(ref_dir, run_dir):
         assert steps == sorted(set(steps)), f"{tag}: duplicated or out-of-order steps {steps}"
         if tag not in TIMING_TAGS:
             assert got[tag] == ref[tag], tag
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under `folder`: its content hash and modification time."""
+    return {
+        str(p.relative_to(folder)): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

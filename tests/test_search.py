@@ -3,7 +3,6 @@ a trial trains continues to n_trials with the same command, keeping the finished
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, needs_plugin, run_cli
 from omegaconf import OmegaConf
+from runs import snapshot
 
 needs_optuna = needs_plugin("optuna")
 
@@ -28,17 +28,6 @@ SEARCH = [
     "trainer.batch_size=32",
     "hydra.sweeper.n_trials=3",
 ]
-
-
-def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def trials(sweep_dir: Path) -> list:

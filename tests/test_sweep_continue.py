@@ -7,7 +7,6 @@ command (under the basic, joblib and submitit launchers), must end as the uninte
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import shutil
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY, needs_plugin, run_cli
-from runs import TIMING, assert_same_run, assert_same_tensorboard
+from runs import TIMING, assert_same_run, assert_same_tensorboard, snapshot
 
 # Three jobs of 32 steps an epoch: long enough to be killed while the second one trains.
 SWEEP = [*TINY, "dataset.train_size=1024", "trainer.epochs=2", "optimizer.lr=1e-3,2e-3,3e-3"]
@@ -37,18 +36,6 @@ def run_sweep(sweep_dir: Path, *extra: str) -> str:
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
-
-
-def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file under `folder`: its content hash and modification time."""
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
