@@ -33,7 +33,7 @@ from cifar_exp.checkpoint import (
     restore_rng,
 )
 from cifar_exp.config import register_schemas, validate
-from cifar_exp.data import BatchLoader, load_dataset
+from cifar_exp.data import BatchLoader, BatchTransform, DataBundle, Split, load_dataset
 from cifar_exp.device import describe_device, resolve_device
 from cifar_exp.engine import FitOptions, Progress, fit
 from cifar_exp.errors import ConfigError, UserError
@@ -110,56 +110,10 @@ def train(
     model = distributed.wrap(net, device, here)
     if t.compile:
         model = compile_model(model, t.compile_mode)
-    log.info(
-        "model %s (%s parameters) on %s; %d train / %d val / %d test images, %d classes",
-        cfg.model.name,
-        f"{params:,}",
-        device,
-        len(data.train),
-        0 if data.val is None else len(data.val),
-        len(data.test),
-        len(data.classes),
-    )
-    log.info(
-        "batch %d (global) = %d process(es) x %d; precision %s, channels_last %s, compile %s",
-        t.batch_size,
-        here.world_size,
-        t.batch_size // here.world_size,
-        t.precision,
-        t.channels_last,
-        t.compile_mode if t.compile else "off",
-    )
+    log_setup(cfg, params, device, data, here)
 
-    shard = {"rank": here.rank, "world_size": here.world_size}
-    train_loader = BatchLoader(
-        data.train,
-        t.batch_size,
-        device,
-        shuffle=True,
-        seed=t.seed,
-        limit_batches=t.limit_train_batches,
-        transform=train_transform,
-        **shard,
-    )
-    test_loader = BatchLoader(
-        data.test,
-        t.eval_batch_size,
-        device,
-        limit_batches=t.limit_eval_batches,
-        transform=eval_transform,
-        **shard,
-    )
-    val_loader = (
-        None
-        if data.val is None
-        else BatchLoader(
-            data.val,
-            t.eval_batch_size,
-            device,
-            limit_batches=t.limit_eval_batches,
-            transform=eval_transform,
-            **shard,
-        )
+    train_loader, test_loader, val_loader = build_loaders(
+        data, t, device, here, train_transform, eval_transform
     )
     optimizer = OPTIMIZERS.build(cfg.optimizer, model.parameters())
     scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(train_loader))
@@ -256,6 +210,65 @@ def train(
         run_dir,
     )
     return final
+
+
+def build_loaders(
+    data: DataBundle,
+    t: DictConfig,
+    device: torch.device,
+    here: distributed.Place,
+    train_transform: BatchTransform | None,
+    eval_transform: BatchTransform | None,
+) -> tuple[BatchLoader, BatchLoader, BatchLoader | None]:
+    """This process's share of the train, test and (if held out) val splits, in batches."""
+    shard = {"rank": here.rank, "world_size": here.world_size}
+
+    def evaluation(split: Split) -> BatchLoader:
+        return BatchLoader(
+            split,
+            t.eval_batch_size,
+            device,
+            limit_batches=t.limit_eval_batches,
+            transform=eval_transform,
+            **shard,
+        )
+
+    train_loader = BatchLoader(
+        data.train,
+        t.batch_size,
+        device,
+        shuffle=True,
+        seed=t.seed,
+        limit_batches=t.limit_train_batches,
+        transform=train_transform,
+        **shard,
+    )
+    return train_loader, evaluation(data.test), None if data.val is None else evaluation(data.val)
+
+
+def log_setup(
+    cfg: DictConfig, params: int, device: torch.device, data: DataBundle, here: distributed.Place
+) -> None:
+    t = cfg.trainer
+    log.info(
+        "model %s (%s parameters) on %s; %d train / %d val / %d test images, %d classes",
+        cfg.model.name,
+        f"{params:,}",
+        device,
+        len(data.train),
+        0 if data.val is None else len(data.val),
+        len(data.test),
+        len(data.classes),
+    )
+    log.info(
+        "batch %d (global) = %d process(es) x %d; precision %s, channels_last %s, compile %s",
+        t.batch_size,
+        here.world_size,
+        t.batch_size // here.world_size,
+        t.precision,
+        t.channels_last,
+        t.compile_mode if t.compile else "off",
+    )
 
 
 def run_hparams(cfg: DictConfig, overrides: list[str], params: int | None = None) -> dict[str, Any]:
