@@ -74,6 +74,11 @@ class TrainerConfig:
     log_images: bool = True  # training batch, confusion matrices, mistakes (figures.py)
     histogram_every: int = 0  # epochs between weight/gradient histograms; 0: none
     log_graph: bool = False  # the model graph (a jit trace at the start)
+    label_smoothing: float = 0.0  # of the training loss's targets (evaluation's loss: none)
+    # Averaged weights (averaging.py): an EMA with this decay per update; 0 = off.
+    ema_decay: float = 0.0
+    ema_every: int = 1  # optimizer steps between updates of the average
+    ema_lookahead: bool = False  # set the trained weights to the average at each update
 
     def check(self) -> None:
         for key in ("batch_size", "eval_batch_size", "log_every_n_steps", "eval_every"):
@@ -89,6 +94,10 @@ class TrainerConfig:
         for key in ("limit_train_batches", "limit_eval_batches"):
             value = getattr(self, key)
             require(value is None or value >= 1, key, ">= 1 or null", value)
+        smoothing = self.label_smoothing
+        require(0 <= smoothing < 1, "label_smoothing", "in [0, 1)", smoothing)
+        require(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0 = off)", self.ema_decay)
+        require(self.ema_every >= 1, "ema_every", ">= 1", self.ema_every)
         require_one_of(self.precision, "precision", PRECISIONS)
         require_one_of(self.compile_mode, "compile_mode", COMPILE_MODES)
 

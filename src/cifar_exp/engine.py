@@ -1,4 +1,6 @@
-"""The training loop: fit() trains and evaluates epoch by epoch; evaluate() scores a split.
+"""The training loop. A Trainer holds what a run trains with, built once from the config
+(run.build_trainer); Trainer.fit() trains and evaluates epoch by epoch, and Trainer.step()
+is the whole training step. evaluate() scores a split.
 
 fit() can start from a saved Progress, writes checkpoints, and stops cleanly on a signal,
 a non-finite loss or running out of memory (see stopping.py)."""
@@ -11,15 +13,16 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cifar_exp.averaging import WeightAverage
 from cifar_exp.checkpoint import Checkpointer
 from cifar_exp.data import BatchLoader
 from cifar_exp.distributed import all_reduce
@@ -33,19 +36,10 @@ from cifar_exp.stopping import (
 )
 from cifar_exp.tracking import RunTracker
 
+if TYPE_CHECKING:
+    from cifar_exp.config import TrainerConfig
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FitOptions:
-    epochs: int
-    eval_every: int
-    log_every_n_steps: int
-    progress_bar: bool
-    precision: Precision
-    compiled: bool = False  # time the first step apart: torch.compile compiles there
-    checkpoint_every: int = 1
-    stop_on_nonfinite: bool = True
 
 
 class Progress:
@@ -114,231 +108,267 @@ def evaluate(
     return {"loss": loss_sum / seen, "acc": correct / seen}
 
 
-def _show_progress(wanted: bool) -> bool:
-    return wanted and sys.stdout.isatty()
+@dataclass
+class Loaders:
+    """This process's share of the splits. Per-epoch evaluation scores the validation split
+    when one is held out (and the test split once, at the end), else the test split."""
+
+    train: BatchLoader
+    test: BatchLoader
+    val: BatchLoader | None = None
+
+    @property
+    def per_epoch(self) -> tuple[str, BatchLoader]:
+        return ("test", self.test) if self.val is None else ("val", self.val)
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader: BatchLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    tracker: RunTracker,
-    progress: Progress,
-    opts: FitOptions,
-    watch: NonFiniteWatch | None = None,
-    stop: StopOnSignal | None = None,
-    kept: Callable[[], str] = lambda: "no checkpoint was written yet",
-    time_first_step: bool = False,
-) -> dict[str, float] | None:
-    """Train from progress.batch to the end of the epoch; None if a stop was requested first.
+@dataclass
+class Trainer:
+    """What a run trains with, built once from the config (run.build_trainer); fit() runs it.
 
-    Runs on this process's share of the data; the metrics it returns cover all processes."""
-    model.train()
-    p = progress
-    epoch = p.epoch + 1
-    timed = 0  # images since the throughput clock started
-    stats: dict[str, float] = {}
-    start = time.perf_counter()
-    bar = tqdm(
-        loader,
-        desc=f"epoch {epoch}/{opts.epochs}",
-        initial=p.batch,
-        total=len(loader),
-        disable=not _show_progress(opts.progress_bar) or loader.rank != 0,
-        file=sys.stdout,
-        leave=False,
-    )
-    for images, labels in bar:
-        with opts.precision.autocast():
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        opts.precision.backward_and_step(loss, optimizer)
-        scheduler.step()
-        p.step += 1
-        p.batch += 1
-        if watch is not None:
-            watch.observe(loss, p.step)
-        batch = len(labels)
-        p.seen += batch
-        timed += batch
-        p.loss_sum += loss.detach() * batch
-        p.correct += (logits.argmax(1) == labels).sum()
-        p.window_loss += loss.detach()
-        p.window_steps += 1
-        if time_first_step and "compile_s" not in stats:
-            _synchronize(loader.device)
-            stats["compile_s"] = time.perf_counter() - start
-            start, timed = time.perf_counter(), 0
-        if p.step % opts.log_every_n_steps == 0:
-            if watch is not None:
-                watch.check(len(loader), kept())
-            # Shares are equal, so the mean of the processes' means is the batch's mean.
-            mean_loss = all_reduce(p.window_loss).item() / p.window_steps / loader.world_size
-            tracker.log_step(p.step, mean_loss, optimizer.param_groups[0]["lr"])
-            p.window_loss.zero_()
-            p.window_steps = 0
-            bar.set_postfix(
-                loss=f"{mean_loss:.3f}",
-                img_s=f"{timed / (time.perf_counter() - start):.0f}",
+    `net` is the model itself (checkpoints hold its weights); `model` what trains it: `net`
+    wrapped for several processes and compiled as asked. `settings` is the trainer config.
+    """
+
+    net: nn.Module
+    model: nn.Module
+    loaders: Loaders
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: Precision
+    settings: TrainerConfig
+    tracker: RunTracker
+    progress: Progress
+    checkpointer: Checkpointer | None = None
+    pictures: Pictures | None = None
+    average: WeightAverage | None = None
+
+    def __post_init__(self) -> None:
+        device = self.loaders.train.device
+        self.watch = NonFiniteWatch(device) if self.settings.stop_on_nonfinite else None
+        self.stop: StopOnSignal | None = None
+        self.last_train: dict[str, float] = {}
+        self.last_eval: dict[str, float] | None = None
+        self.details: EvalDetails | None = None  # the last evaluation's, for the pictures
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One optimizer step on one batch; returns the (detached) loss and logits."""
+        with self.precision.autocast():
+            logits = self.model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.settings.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.precision.backward_and_step(loss, self.optimizer)
+        self.scheduler.step()
+        self.progress.step += 1
+        if self.average is not None:
+            self.average.update(self.progress.step)
+        return loss.detach(), logits.detach()
+
+    def fit(self, stop: StopOnSignal | None = None) -> dict[str, float]:
+        """Train from `progress` to settings.epochs; return the final metrics.
+
+        Writes checkpoints through `checkpointer`: last.pt every settings.checkpoint_every
+        epochs and at the end, best.pt whenever the per-epoch accuracy improves, and last.pt
+        mid-epoch when `stop` reports a signal (then raises Interrupted)."""
+        self.stop = stop
+        first = self.progress.epoch + 1
+        if self.pictures is not None and first <= self.settings.epochs:
+            self.loaders.train.set_epoch(first, start_batch=self.progress.batch)
+            self.pictures.started(self.loaders.train, first_time=self.progress.step == 0)
+        for epoch in range(first, self.settings.epochs + 1):
+            self.run_epoch(epoch, time_first_step=self.settings.compile and epoch == first)
+        return self.final_metrics()
+
+    def run_epoch(self, epoch: int, time_first_step: bool) -> None:
+        start = time.perf_counter()
+        with self.out_of_memory_hint("training", self.loaders.train):
+            values = self.train_epoch(epoch, time_first_step)
+        values["lr"] = self.optimizer.param_groups[0]["lr"]
+        if epoch % self.settings.eval_every == 0 or epoch == self.settings.epochs:
+            split, loader = self.loaders.per_epoch
+            with self.out_of_memory_hint("evaluation", loader):
+                self.last_eval = self.score(split, loader, epoch)
+            values[f"{split}_loss"], values[f"{split}_acc"] = (
+                self.last_eval["loss"],
+                self.last_eval["acc"],
             )
-        if stop is not None and stop.requested and p.batch < len(loader):
-            break
-    if watch is not None:
-        watch.check(len(loader), kept())
-    if p.batch < len(loader):
-        return None
-    _synchronize(loader.device)
-    elapsed = time.perf_counter() - start
-    sums = [p.loss_sum.double(), p.correct.double()]
-    totals = all_reduce(torch.stack([*sums, *sums[0].new_tensor([p.seen, timed])])).tolist()
-    stats.update(
-        train_loss=totals[0] / totals[2],
-        train_acc=totals[1] / totals[2],
-        images_per_s=totals[3] / elapsed if elapsed > 0 else 0.0,
+        values["epoch_s"] = time.perf_counter() - start
+        peak = torch.tensor(peak_memory_mb(self.loaders.train.device), dtype=torch.float64)
+        values["peak_mem_mb"] = all_reduce(peak, op="max").item()
+        self.end_epoch(epoch, values)
+
+    def train_epoch(self, epoch: int, time_first_step: bool) -> dict[str, float]:
+        """Train from progress.batch to the end of the epoch; stops (Interrupted) on a signal.
+
+        Runs on this process's share of the data; the metrics it returns cover all processes."""
+        p, loader = self.progress, self.loaders.train
+        loader.set_epoch(epoch, start_batch=p.batch)
+        self.model.train()
+        stats: dict[str, float] = {}
+        start, timed = time.perf_counter(), 0  # timed: images since the clock started
+        bar = self._progress_bar(epoch)
+        for images, labels in bar:
+            loss, logits = self.step(images, labels)
+            self._count(loss, logits, labels)
+            timed += len(labels)
+            if time_first_step and "compile_s" not in stats:
+                _synchronize(loader.device)
+                stats["compile_s"] = time.perf_counter() - start
+                start, timed = time.perf_counter(), 0
+            if p.step % self.settings.log_every_n_steps == 0:
+                mean_loss = self._log_window()
+                rate = timed / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{rate:.0f}")
+            if self.stop is not None and self.stop.requested and p.batch < len(loader):
+                break
+        if self.watch is not None:
+            self.watch.check(len(loader), self.kept())
+        if p.batch < len(loader):
+            self.stop_now()
+        _synchronize(loader.device)
+        elapsed = time.perf_counter() - start
+        sums = [p.loss_sum.double(), p.correct.double()]
+        totals = all_reduce(torch.stack([*sums, *sums[0].new_tensor([p.seen, timed])])).tolist()
+        stats.update(
+            train_loss=totals[0] / totals[2],
+            train_acc=totals[1] / totals[2],
+            images_per_s=totals[3] / elapsed if elapsed > 0 else 0.0,
+        )
+        return stats
+
+    def _progress_bar(self, epoch: int) -> tqdm:
+        loader = self.loaders.train
+        return tqdm(
+            loader,
+            desc=f"epoch {epoch}/{self.settings.epochs}",
+            initial=self.progress.batch,
+            total=len(loader),
+            disable=not (self.settings.progress_bar and sys.stdout.isatty()) or loader.rank != 0,
+            file=sys.stdout,
+            leave=False,
+        )
+
+    def _count(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a step's batch to the epoch's sums (on the device: no synchronization)."""
+        p, batch = self.progress, len(labels)
+        p.batch += 1
+        if self.watch is not None:
+            self.watch.observe(loss, p.step)
+        p.seen += batch
+        p.loss_sum += loss * batch
+        p.correct += (logits.argmax(1) == labels).sum()
+        p.window_loss += loss
+        p.window_steps += 1
+
+    def _log_window(self) -> float:
+        """Log the mean loss of the steps since the last log line; return it."""
+        p, loader = self.progress, self.loaders.train
+        if self.watch is not None:
+            self.watch.check(len(loader), self.kept())
+        # Shares are equal, so the mean of the processes' means is the batch's mean.
+        mean_loss = all_reduce(p.window_loss).item() / p.window_steps / loader.world_size
+        self.tracker.log_step(p.step, mean_loss, self.optimizer.param_groups[0]["lr"])
+        p.window_loss.zero_()
+        p.window_steps = 0
+        return mean_loss
+
+    def score(self, split: str, loader: BatchLoader, epoch: int | None) -> dict[str, float]:
+        """Score `split` with the weights evaluation uses (the average's when there is one);
+        draws its confusion matrix for the Images tab at `epoch` (None: the end)."""
+        model = self.model if self.average is None else self.average.model_to_evaluate()
+        details = self.pictures.details() if self.pictures else None
+        scores = evaluate(model, loader, self.precision, details)
+        if self.pictures is not None and epoch is not None:
+            self.pictures.evaluated(split, epoch, details)
+        self.details = details
+        return scores
+
+    def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
+        """Record the finished epoch, checkpoint it, and stop here if a signal asked to."""
+        p, split = self.progress, self.loaders.per_epoch[0]
+        improved = f"{split}_acc" in values and values[f"{split}_acc"] > p.best_acc
+        if improved:
+            p.best_acc = values[f"{split}_acc"]
+        p.epoch = epoch
+        p.new_epoch()
+        self.last_train = values
+        self.tracker.log_epoch(epoch, values)
+        if self.pictures is not None:
+            self.pictures.epoch_done(epoch)
+        log.info("epoch %d/%d  %s", epoch, self.settings.epochs, _epoch_line(values, split))
+        stopping = self.stop is not None and self.stop.requested
+        if self.checkpointer is not None:
+            periodic = epoch % self.settings.checkpoint_every == 0
+            last = periodic or epoch == self.settings.epochs or stopping
+            self.checkpointer.save(p.where(), last=last, best=improved)
+        if stopping and epoch < self.settings.epochs:
+            self.stop_now()
+
+    def final_metrics(self) -> dict[str, float]:
+        split, loader = self.loaders.per_epoch
+        if self.last_eval is None:  # nothing trained (epochs=0, or resumed at the end)
+            self.last_eval = self.score(split, loader, None)
+            self.progress.best_acc = self.last_eval["acc"]
+        final = {
+            f"{split}_acc": self.last_eval["acc"],
+            f"{split}_loss": self.last_eval["loss"],
+            f"best_{split}_acc": self.progress.best_acc,
+        }
+        if self.loaders.val is not None:
+            test = self.score("test", self.loaders.test, None)
+            final.update(test_acc=test["acc"], test_loss=test["loss"])
+        if self.pictures is not None:
+            self.pictures.finished(self.settings.epochs, self.details)
+        if self.last_train:
+            final.update(
+                train_loss=self.last_train["train_loss"], train_acc=self.last_train["train_acc"]
+            )
+        return final
+
+    def kept(self) -> str:
+        """What a stop keeps, for its message."""
+        return self.checkpointer.describe() if self.checkpointer else "no checkpoints are written"
+
+    @contextlib.contextmanager
+    def out_of_memory_hint(self, phase: str, loader: BatchLoader) -> Iterator[None]:
+        try:
+            yield
+        except torch.cuda.OutOfMemoryError as err:
+            key = "trainer.batch_size" if phase == "training" else "trainer.eval_batch_size"
+            raise out_of_memory(
+                err, phase, key, loader.batch_size, loader.device, self.kept()
+            ) from None
+
+    def stop_now(self) -> NoReturn:
+        """Save where training stands and raise Interrupted with how to continue."""
+        assert self.stop is not None and self.stop.signum is not None
+        p, name = self.progress, signal.Signals(self.stop.signum).name
+        if self.checkpointer is None:
+            raise Interrupted(self.stop.signum, f"stopped by {name} at {p.where()}; no checkpoint")
+        self.checkpointer.save(p.where())
+        run_dir = self.checkpointer.folder.parent
+        raise Interrupted(
+            self.stop.signum,
+            f"stopped by {name} at {p.where()}; saved {self.checkpointer.last}. "
+            f"Continue with: python -m cifar_exp.run resume={run_dir}",
+        )
+
+
+def _epoch_line(values: dict[str, float], split: str) -> str:
+    scored = f"{split}_acc" in values
+    return "".join(
+        [
+            f"train loss {values['train_loss']:.4f} acc {values['train_acc']:.4f}  ",
+            f"{split} loss {values[f'{split}_loss']:.4f} acc {values[f'{split}_acc']:.4f} "
+            if scored
+            else "",
+            f"{values['images_per_s']:.0f} img/s  {values['epoch_s']:.1f}s  ",
+            f"peak {values['peak_mem_mb']:.0f} MB",
+            f"  compile {values['compile_s']:.1f}s" if "compile_s" in values else "",
+        ]
     )
-    return stats
 
 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def fit(
-    model: nn.Module,
-    train_loader: BatchLoader,
-    test_loader: BatchLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    tracker: RunTracker,
-    opts: FitOptions,
-    progress: Progress | None = None,
-    checkpointer: Checkpointer | None = None,
-    stop: StopOnSignal | None = None,
-    val_loader: BatchLoader | None = None,
-    pictures: Pictures | None = None,
-) -> dict[str, float]:
-    """Train from `progress` (default: the start) to opts.epochs; return the final metrics.
-
-    Per-epoch evaluation uses the validation split when there is one (and the test split is
-    scored once, at the end), else the test split; its accuracy also selects best.pt.
-    Writes checkpoints through `checkpointer`: last.pt every opts.checkpoint_every epochs and
-    at the end, best.pt whenever the selection metric improves, and last.pt mid-epoch when
-    `stop` reports a signal (then raises Interrupted). `pictures` draws the Images tab.
-    """
-    progress = progress or Progress(train_loader.device)
-    watch = NonFiniteWatch(train_loader.device) if opts.stop_on_nonfinite else None
-    split = "test" if val_loader is None else "val"
-    eval_loader = test_loader if val_loader is None else val_loader
-
-    def kept() -> str:
-        return checkpointer.describe() if checkpointer else "no checkpoints are written"
-
-    last_eval: dict[str, float] | None = None
-    last_train: dict[str, float] = {}
-    first_epoch = progress.epoch + 1
-    details = None
-    if pictures is not None and first_epoch <= opts.epochs:
-        train_loader.set_epoch(first_epoch, start_batch=progress.batch)
-        pictures.started(train_loader, first_time=progress.step == 0)
-    for epoch in range(first_epoch, opts.epochs + 1):
-        epoch_start = time.perf_counter()
-        train_loader.set_epoch(epoch, start_batch=progress.batch)
-        phase, loader = "training", train_loader
-        try:
-            stats = train_one_epoch(
-                model,
-                train_loader,
-                optimizer,
-                scheduler,
-                tracker,
-                progress,
-                opts,
-                watch,
-                stop,
-                kept,
-                time_first_step=opts.compiled and epoch == first_epoch,
-            )
-            if stats is None:
-                _stop(progress, checkpointer, stop)
-            last_train = stats
-            values = {**last_train, "lr": optimizer.param_groups[0]["lr"]}
-            if epoch % opts.eval_every == 0 or epoch == opts.epochs:
-                phase, loader = "evaluation", eval_loader
-                details = pictures.details() if pictures else None
-                last_eval = evaluate(model, eval_loader, opts.precision, details)
-                if pictures is not None:
-                    pictures.evaluated(split, epoch, details)
-                values[f"{split}_loss"], values[f"{split}_acc"] = (
-                    last_eval["loss"],
-                    last_eval["acc"],
-                )
-        except torch.cuda.OutOfMemoryError as err:
-            key = "trainer.batch_size" if phase == "training" else "trainer.eval_batch_size"
-            raise out_of_memory(err, phase, key, loader.batch_size, loader.device, kept()) from None
-        values["epoch_s"] = time.perf_counter() - epoch_start
-        peak = torch.tensor(peak_memory_mb(train_loader.device), dtype=torch.float64)
-        values["peak_mem_mb"] = all_reduce(peak, op="max").item()
-        improved = f"{split}_acc" in values and values[f"{split}_acc"] > progress.best_acc
-        if improved:
-            progress.best_acc = values[f"{split}_acc"]
-        progress.epoch = epoch
-        progress.new_epoch()
-        tracker.log_epoch(epoch, values)
-        if pictures is not None:
-            pictures.epoch_done(epoch)
-        log.info(
-            "epoch %d/%d  train loss %.4f acc %.4f  %s %.0f img/s  %.1fs  peak %.0f MB%s",
-            epoch,
-            opts.epochs,
-            values["train_loss"],
-            values["train_acc"],
-            f"{split} loss {values[f'{split}_loss']:.4f} acc {values[f'{split}_acc']:.4f} "
-            if f"{split}_acc" in values
-            else "",
-            values["images_per_s"],
-            values["epoch_s"],
-            values["peak_mem_mb"],
-            f"  compile {values['compile_s']:.1f}s" if "compile_s" in values else "",
-        )
-        if checkpointer is not None:
-            periodic = epoch % opts.checkpoint_every == 0 or epoch == opts.epochs
-            checkpointer.save(
-                progress.where(), last=periodic or bool(stop and stop.requested), best=improved
-            )
-        if stop is not None and stop.requested and epoch < opts.epochs:
-            _stop(progress, checkpointer, stop)
-    if last_eval is None:  # epochs=0: score the untrained model
-        details = pictures.details() if pictures else None
-        last_eval = evaluate(model, eval_loader, opts.precision, details)
-        progress.best_acc = last_eval["acc"]
-    final = {
-        f"{split}_acc": last_eval["acc"],
-        f"{split}_loss": last_eval["loss"],
-        f"best_{split}_acc": progress.best_acc,
-    }
-    if val_loader is not None:
-        details = pictures.details() if pictures else None
-        test = evaluate(model, test_loader, opts.precision, details)
-        final.update(test_acc=test["acc"], test_loss=test["loss"])
-    if pictures is not None:
-        pictures.finished(opts.epochs, details)
-    if last_train:
-        final.update(train_loss=last_train["train_loss"], train_acc=last_train["train_acc"])
-    return final
-
-
-def _stop(progress: Progress, checkpointer: Checkpointer | None, stop: StopOnSignal) -> NoReturn:
-    assert stop.signum is not None
-    name = signal.Signals(stop.signum).name
-    if checkpointer is None:
-        raise Interrupted(stop.signum, f"stopped by {name} at {progress.where()}; no checkpoint")
-    checkpointer.save(progress.where())
-    run_dir = checkpointer.folder.parent
-    raise Interrupted(
-        stop.signum,
-        f"stopped by {name} at {progress.where()}; saved {checkpointer.last}. "
-        f"Continue with: python -m cifar_exp.run resume={run_dir}",
-    )

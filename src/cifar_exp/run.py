@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp import distributed
 from cifar_exp.augment import build_transforms
+from cifar_exp.averaging import WeightAverage
 from cifar_exp.checkpoint import (
     CHECKPOINT_DIR,
     Checkpointer,
@@ -35,7 +36,7 @@ from cifar_exp.checkpoint import (
 from cifar_exp.config import register_schemas, validate
 from cifar_exp.data import BatchLoader, BatchTransform, DataBundle, Split, load_dataset
 from cifar_exp.device import describe_device, resolve_device
-from cifar_exp.engine import FitOptions, Progress, fit
+from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.figures import Pictures
 from cifar_exp.models import MODELS
@@ -75,6 +76,35 @@ def train(
     """Build everything the config names, train (from `checkpoint` when given), return the
     final metrics. Checkpoints go to run_dir/checkpoints/. `overrides`, those typed on the
     command line, come first in TensorBoard's HParams and are shown in its Text tab."""
+    trainer, cfg = build_trainer(cfg, run_dir, manifest)
+    if checkpoint is not None:
+        continue_from(trainer, checkpoint)
+    params = sum(p.numel() for p in trainer.net.parameters())
+    config_yaml = trainer.checkpointer.meta["config"]
+    trainer.tracker.start(
+        run_hparams(cfg, overrides or [], params), describe_run(config_yaml, overrides or [])
+    )
+    start = time.perf_counter()
+    with StopOnSignal() as stop, trainer.tracker.session():
+        final = trainer.fit(stop)
+    final.update(epochs=cfg.trainer.epochs, wall_s=time.perf_counter() - start)
+    trainer.tracker.finish(final)
+    best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"
+    log.info(
+        "final test accuracy %.4f (%s %.4f); outputs in %s",
+        final["test_acc"],
+        best.replace("_", " "),
+        final[best],
+        run_dir,
+    )
+    return final
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, manifest: RunManifest | None = None
+) -> tuple[Trainer, DictConfig]:
+    """The Trainer the config describes, and the config completed with what the data
+    decided (the number of classes, the normalization statistics), as checkpoints store it."""
     validate(cfg)
     t = cfg.trainer
     here = distributed.place()
@@ -92,124 +122,119 @@ def train(
         device = distributed.local_gpu(here)
     precision = Precision(t.precision, device)
     torch.manual_seed(t.seed)
-
-    data = load_dataset(cfg.dataset)
-    if cfg.dataset.num_classes is None:  # follow the data (model.num_classes refers to this)
-        cfg.dataset.num_classes = len(data.classes)
-    if cfg.dataset.on_device:
-        data = data.to(device)
-    augment = OmegaConf.to_container(cfg.augment)
-    train_transform, eval_transform = build_transforms(augment, data.train)
-    cfg.augment.mean, cfg.augment.std = augment["mean"], augment["std"]  # in the stored config
-    # `net` is the model itself (checkpoints hold its weights); `model` what trains it,
-    # wrapped for several processes and compiled as asked.
+    data, cfg, (train_transform, eval_transform) = prepare_data(cfg, device)
     net = MODELS.build(cfg.model).to(device)
-    params = sum(p.numel() for p in net.parameters())
     if t.channels_last:
         use_channels_last(net)
     model = distributed.wrap(net, device, here)
     if t.compile:
         model = compile_model(model, t.compile_mode)
-    log_setup(cfg, params, device, data, here)
-
-    train_loader, test_loader, val_loader = build_loaders(
-        data, t, device, here, train_transform, eval_transform
-    )
+    log_setup(cfg, net, device, data, here)
+    loaders = build_loaders(data, t, device, here, train_transform, eval_transform)
     optimizer = OPTIMIZERS.build(cfg.optimizer, model.parameters())
-    scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(train_loader))
-    tracker = RunTracker(
-        run_dir,
-        {
-            "model": cfg.model.name,
-            "params": params,
-            "device": str(device),
-            "world_size": here.world_size,
-            "batch_size_per_process": t.batch_size // here.world_size,
-        },
-        write=here.is_main,
+    tracker = RunTracker(run_dir, run_info(cfg, net, device, here), write=here.is_main)
+    trainer = Trainer(
+        net=net,
+        model=model,
+        loaders=loaders,
+        optimizer=optimizer,
+        scheduler=SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(loaders.train)),
+        precision=precision,
+        settings=t,
+        tracker=tracker,
+        progress=Progress(device),
+        pictures=Pictures(
+            tracker,
+            list(data.classes),
+            train_transform,
+            eval_transform,
+            net,
+            images=t.log_images,
+            histogram_every=t.histogram_every,
+            graph=t.log_graph,
+        ),
     )
-    progress = Progress(device)
+    if t.ema_decay:
+        trainer.average = WeightAverage(net, t.ema_decay, t.ema_every, t.ema_lookahead)
+    trainer.checkpointer = build_checkpointer(cfg, trainer, run_dir / CHECKPOINT_DIR, data)
+    return trainer, cfg
+
+
+def prepare_data(
+    cfg: DictConfig, device: torch.device
+) -> tuple[DataBundle, DictConfig, tuple[BatchTransform, BatchTransform | None]]:
+    """The data set (on the device if asked), the config completed with what the data
+    decided, and the (train, eval) transforms."""
+    data = load_dataset(cfg.dataset)
+    if cfg.dataset.on_device:
+        data = data.to(device)
+    augment = OmegaConf.to_container(cfg.augment)
+    transforms = build_transforms(augment, data.train)
+    completed = {
+        # model.num_classes follows dataset.num_classes, which follows the data when null.
+        "dataset": {"num_classes": cfg.dataset.num_classes or len(data.classes)},
+        "augment": {"mean": augment["mean"], "std": augment["std"]},
+    }
+    return data, OmegaConf.merge(cfg, completed), transforms
+
+
+def run_info(
+    cfg: DictConfig, net: torch.nn.Module, device: torch.device, here: distributed.Place
+) -> dict[str, Any]:
+    return {
+        "model": cfg.model.name,
+        "params": sum(p.numel() for p in net.parameters()),
+        "device": str(device),
+        "world_size": here.world_size,
+        "batch_size_per_process": cfg.trainer.batch_size // here.world_size,
+    }
+
+
+def build_checkpointer(
+    cfg: DictConfig, trainer: Trainer, folder: Path, data: DataBundle
+) -> Checkpointer:
+    """Checkpoints of every part whose state continuing needs, with the completed config
+    (without how this attempt started), the class names and the input shape."""
+    parts: dict[str, Any] = {
+        "model": trainer.net,
+        "optimizer": trainer.optimizer,
+        "scheduler": trainer.scheduler,
+        "progress": trainer.progress,
+        "tracker": trainer.tracker,
+    }
+    if trainer.precision.scaler is not None:
+        parts["scaler"] = trainer.precision.scaler
+    if trainer.average is not None:
+        parts["average"] = trainer.average
     stored = OmegaConf.to_container(cfg, resolve=True)
     for how_to_start in ("resume", "rerun_failed"):
         stored.pop(how_to_start, None)
-    parts = {
-        "model": net,
-        "optimizer": optimizer,
-        "scheduler": scheduler,
-        "progress": progress,
-        "tracker": tracker,
-    }
-    if precision.scaler is not None:
-        parts["scaler"] = precision.scaler
-    config_yaml = OmegaConf.to_yaml(OmegaConf.create(stored))
     checkpointer = Checkpointer(
-        run_dir / CHECKPOINT_DIR,
+        folder,
         parts,
         {
-            "config": config_yaml,
+            "config": OmegaConf.to_yaml(OmegaConf.create(stored)),
             "classes": list(data.classes),
             "input_shape": list(data.train.images.shape[1:]),
         },
-        write=here.is_main,
+        write=trainer.tracker.write,
     )
     # Model, gradients and optimizer moments: a generous estimate of a checkpoint's size.
+    params = sum(p.numel() for p in trainer.net.parameters())
     checkpointer.check_space(4 * params * 4 + 2**20)
-    if checkpoint is not None:
-        load_states(checkpoint, checkpointer.parts, checkpointer.last)
-        # Last, after everything that draws while being built: training continues with the
-        # random numbers (dropout, ...) the interrupted run would have drawn next.
-        restore_rng(checkpoint["rng"])
-        checkpointer.saved["last.pt"] = progress.where()
-        tracker.continue_from(progress.epoch, progress.step)
-        log.info("resumed from %s at %s", checkpointer.last, progress.where())
-    tracker.start(
-        run_hparams(cfg, overrides or [], params), describe_run(config_yaml, overrides or [])
-    )
-    start = time.perf_counter()
-    with StopOnSignal() as stop, tracker.session():
-        final = fit(
-            model,
-            train_loader,
-            test_loader,
-            optimizer,
-            scheduler,
-            tracker,
-            FitOptions(
-                epochs=t.epochs,
-                eval_every=t.eval_every,
-                log_every_n_steps=t.log_every_n_steps,
-                progress_bar=t.progress_bar,
-                precision=precision,
-                compiled=t.compile,
-                checkpoint_every=t.checkpoint_every,
-                stop_on_nonfinite=t.stop_on_nonfinite,
-            ),
-            progress,
-            checkpointer,
-            stop,
-            val_loader,
-            Pictures(
-                tracker,
-                list(data.classes),
-                train_transform,
-                eval_transform,
-                net,
-                images=t.log_images,
-                histogram_every=t.histogram_every,
-                graph=t.log_graph,
-            ),
-        )
-    final.update(epochs=t.epochs, wall_s=time.perf_counter() - start)
-    tracker.finish(final)
-    best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"
-    log.info(
-        "final test accuracy %.4f (%s %.4f); outputs in %s",
-        final["test_acc"],
-        best.replace("_", " "),
-        final[best],
-        run_dir,
-    )
-    return final
+    return checkpointer
+
+
+def continue_from(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """Load the checkpoint's states into the trainer's parts."""
+    checkpointer = trainer.checkpointer
+    load_states(checkpoint, checkpointer.parts, checkpointer.last)
+    # Last, after everything that draws while being built: training continues with the
+    # random numbers (dropout, ...) the interrupted run would have drawn next.
+    restore_rng(checkpoint["rng"])
+    checkpointer.saved["last.pt"] = trainer.progress.where()
+    trainer.tracker.continue_from(trainer.progress.epoch, trainer.progress.step)
+    log.info("resumed from %s at %s", checkpointer.last, trainer.progress.where())
 
 
 def build_loaders(
@@ -219,7 +244,7 @@ def build_loaders(
     here: distributed.Place,
     train_transform: BatchTransform | None,
     eval_transform: BatchTransform | None,
-) -> tuple[BatchLoader, BatchLoader, BatchLoader | None]:
+) -> Loaders:
     """This process's share of the train, test and (if held out) val splits, in batches."""
     shard = {"rank": here.rank, "world_size": here.world_size}
 
@@ -243,17 +268,22 @@ def build_loaders(
         transform=train_transform,
         **shard,
     )
-    return train_loader, evaluation(data.test), None if data.val is None else evaluation(data.val)
+    val = None if data.val is None else evaluation(data.val)
+    return Loaders(train_loader, evaluation(data.test), val)
 
 
 def log_setup(
-    cfg: DictConfig, params: int, device: torch.device, data: DataBundle, here: distributed.Place
+    cfg: DictConfig,
+    net: torch.nn.Module,
+    device: torch.device,
+    data: DataBundle,
+    here: distributed.Place,
 ) -> None:
     t = cfg.trainer
     log.info(
         "model %s (%s parameters) on %s; %d train / %d val / %d test images, %d classes",
         cfg.model.name,
-        f"{params:,}",
+        f"{sum(p.numel() for p in net.parameters()):,}",
         device,
         len(data.train),
         0 if data.val is None else len(data.val),
@@ -399,26 +429,31 @@ def hydra_main(cfg: DictConfig) -> float | None:
         manifest.finish("interrupted", "KeyboardInterrupt (stopped at once)")
         raise
     except Exception as err:
-        reason = failure_reason(err)
-        manifest.finish("failed", reason)
+        manifest.finish("failed", failure_reason(err))
         if resumed_from is None and here.is_main and event_files(run_dir) == earlier_events:
             # Failed before training wrote anything: HParams still lists the run, as failed.
             record_failure_before_training(run_dir, run_hparams(cfg, overrides), earlier_events)
-        if in_sweep:
-            # One bad job must not end the sweep: its manifest says why, the others run. None,
-            # not NaN: the Optuna sweeper marks a trial without a number as failed and goes on,
-            # while a NaN makes it pass values to a failed trial, which Optuna rejects.
-            if isinstance(err, UserError):
-                log.error("job failed, the sweep goes on: %s", reason)
-            else:
-                log.exception("job failed, the sweep goes on: %s", reason)
-            return None
-        if isinstance(err, UserError):
-            log.error("%s", err)
-            sys.exit(1)
-        raise
+        return job_failed(err, in_sweep)
     manifest.finish("ok")
     return sweep_metric(final)
+
+
+def job_failed(err: Exception, in_sweep: bool) -> None:
+    """After a run failed (its manifest says why): a sweep goes on, a single run exits 1 with
+    one line for a user's mistake, or with the traceback for anything else."""
+    if in_sweep:
+        # One bad job must not end the sweep: its manifest says why, the others run. None,
+        # not NaN: the Optuna sweeper marks a trial without a number as failed and goes on,
+        # while a NaN makes it pass values to a failed trial, which Optuna rejects.
+        if isinstance(err, UserError):
+            log.error("job failed, the sweep goes on: %s", failure_reason(err))
+        else:
+            log.exception("job failed, the sweep goes on: %s", failure_reason(err))
+        return None
+    if isinstance(err, UserError):
+        log.error("%s", err)
+        sys.exit(1)
+    raise err
 
 
 def main() -> None:

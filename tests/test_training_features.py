@@ -1,0 +1,70 @@
+"""Training options of the fast recipes, on the real Trainer built from the real config."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY
+from runs import assert_same_state
+
+from cifar_exp.checkpoint import load_checkpoint
+from cifar_exp.errors import ConfigError
+from cifar_exp.run import build_trainer, continue_from
+
+
+def trainer_for(compose, run_dir, *overrides):
+    cfg = compose([*TINY, "trainer.log_images=false", *overrides])
+    return build_trainer(cfg, run_dir)[0]
+
+
+def test_label_smoothing_mixes_the_cross_entropy_with_the_uniform_target(compose, tmp_path):
+    eps = 0.2
+    trainer = trainer_for(compose, tmp_path, f"trainer.label_smoothing={eps}")
+    images, labels = next(iter(trainer.loaders.train))
+    before = copy.deepcopy(trainer.net)
+    loss, _ = trainer.step(images, labels)
+    log_p = F.log_softmax(before(images), dim=1)
+    expected = (1 - eps) * F.nll_loss(log_p, labels) - eps * log_p.mean(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+    # An untrained model's outputs are near uniform, where smoothing changes little, but more
+    # than the tolerance above.
+    assert abs(loss.item() - F.nll_loss(log_p, labels).item()) > 1e-4
+
+
+def test_ema_weights_differ_from_the_trained_ones_and_resume_bitwise(compose, tmp_path):
+    ema = ["trainer.ema_decay=0.9", "trainer.ema_every=2"]
+    whole = trainer_for(compose, tmp_path / "whole", *ema, "trainer.epochs=2")
+    whole.fit()
+    average = whole.average.state_dict()
+    trained = whole.net.state_dict()
+    name = next(iter(trained))  # the first layer's weight
+    assert not torch.equal(average[f"module.{name}"], trained[name])
+    assert average["n_averaged"].item() == 8  # 16 steps, one update every 2
+
+    first = trainer_for(compose, tmp_path / "split", *ema, "trainer.epochs=1")
+    first.fit()
+    second = trainer_for(compose, tmp_path / "split", *ema, "trainer.epochs=2")
+    continue_from(second, load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt"))
+    second.fit()
+    assert_same_state(average, second.average.state_dict())
+    assert_same_state(trained, second.net.state_dict())
+
+
+def test_lookahead_sets_the_trained_weights_to_the_average(compose, tmp_path):
+    trainer = trainer_for(compose, tmp_path, "trainer.ema_decay=0.5", "trainer.ema_lookahead=true")
+    images, labels = next(iter(trainer.loaders.train))
+    for _ in range(2):
+        trainer.step(images, labels)
+    averaged = trainer.average.averaged.module.state_dict()
+    assert_same_state(averaged, trainer.net.state_dict())
+    assert trainer.average.model_to_evaluate() is trainer.net
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.label_smoothing=1.0", "trainer.ema_decay=-0.1", "trainer.ema_every=0"],
+)
+def test_bad_training_options_name_the_key(compose, tmp_path, override):
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        trainer_for(compose, tmp_path, override)
