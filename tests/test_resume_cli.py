@@ -222,6 +222,9 @@ def test_what_counts_as_a_run_worth_keeping(tmp_path):
     for status in ("ok", "running", "interrupted"):
         (tmp_path / "manifest.json").write_text(json.dumps({"status": status}))
         assert previous_run(tmp_path) == f"manifest.json (status: {status})"
+    for torn in ('{"status": "ok"', "[1, 2]"):  # a torn write, a file edited by hand
+        (tmp_path / "manifest.json").write_text(torn)
+        assert previous_run(tmp_path) == "manifest.json (status: unreadable)"
 
 
 def test_output_directory_that_cannot_be_written_is_refused_at_start(tmp_path):

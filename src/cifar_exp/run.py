@@ -39,14 +39,13 @@ from cifar_exp.device import describe_device, resolve_device
 from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.figures import Pictures
+from cifar_exp.manifest import RunManifest, git_commit
 from cifar_exp.models import MODELS
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import override_keys, resume_config, saved_config
 from cifar_exp.rundir import (
-    RunManifest,
     clear_attempt,
-    git_commit,
     plan_job,
     register_resolvers,
 )

@@ -8,20 +8,14 @@ when it started and ended, how it ended, and where it ran.
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import os
-import platform
 import re
 import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -29,8 +23,7 @@ from cifar_exp import distributed
 from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint
 from cifar_exp.config import is_plumbing
 from cifar_exp.errors import UserError
-from cifar_exp.files import write_json
-from cifar_exp.summary import MANIFEST_FILE as MANIFEST
+from cifar_exp.manifest import MANIFEST_FILE, read_manifest
 from cifar_exp.summary import NOT_SWEPT
 from cifar_exp.sweep import MAX_DIRNAME, override_key
 
@@ -38,7 +31,7 @@ log = logging.getLogger("cifar_exp")
 
 MULTIRUN_RECORD = "multirun.yaml"  # the sweep's config, saved by Hydra's sweepers (and ours)
 # What a job's folder keeps when the job starts over: the record of earlier attempts.
-KEPT_ON_RESTART = (".hydra", MANIFEST)
+KEPT_ON_RESTART = (".hydra", MANIFEST_FILE)
 # What Hydra's override grammar does not take unquoted in a value (e.g. "=", ",", brackets).
 _UNSAFE = re.compile(r"[^\w.+@%-]")
 
@@ -103,13 +96,9 @@ def previous_run(folder: Path) -> str | None:
     A run that failed before its first epoch (e.g. on a config value) left nothing worth
     keeping; a new run may start there, and its manifest keeps the failed attempt.
     """
-    if (folder / MANIFEST).exists():
-        try:
-            status = json.loads((folder / MANIFEST).read_text())["status"]
-        except (OSError, ValueError, KeyError):
-            status = "unreadable"
-        if status != "failed":
-            return f"{MANIFEST} (status: {status})"
+    status = attempt_status(folder)
+    if status not in (None, "failed"):
+        return f"{MANIFEST_FILE} (status: {status})"
     for name in (CHECKPOINT_DIR, "metrics.json"):
         if (folder / name).exists():
             return name
@@ -119,12 +108,8 @@ def previous_run(folder: Path) -> str | None:
 def attempt_status(job_dir: Path) -> str | None:
     """How the latest attempt at the run in `job_dir` ended (its manifest's status; 'running'
     when it was killed), or None when no run started there."""
-    if not (job_dir / MANIFEST).exists():
-        return None
-    try:
-        return str(json.loads((job_dir / MANIFEST).read_text())["status"])
-    except (OSError, ValueError, KeyError):
-        return "unreadable"
+    manifest = read_manifest(job_dir)
+    return None if manifest is None else str(manifest.get("status", "unreadable"))
 
 
 def plan_job(job_dir: Path, rerun_failed: bool) -> str:
@@ -275,76 +260,3 @@ class RunDirGuard(Callback):
         except UserError as err:
             log.error("%s", err)
             sys.exit(1)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def git_commit() -> str | None:
-    """The commit of the cifar-exp source tree that runs, with '+dirty' for local changes."""
-    here = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", ".")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-class RunManifest:
-    """manifest.json: start/end time, status (running, ok, failed, interrupted), host, device,
-    versions and commit of the latest attempt; earlier attempts (before a resume) below it."""
-
-    def __init__(self, run_dir: Path, write: bool = True) -> None:
-        self.path = run_dir / MANIFEST
-        self.write = write  # False on every rank but 0 under torchrun
-        self.data: dict[str, Any] = {}
-
-    def start(self, resumed_from: Path | None = None) -> None:
-        previous: dict[str, Any] | None = None
-        if self.path.exists():
-            try:
-                previous = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                previous = {"status": "unreadable manifest"}
-        self.data = {
-            "status": "running",
-            "reason": None,
-            "start_time": _now(),
-            "end_time": None,
-            "argv": sys.argv,
-            "resumed_from": str(resumed_from) if resumed_from else None,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "device": None,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-            "git_commit": git_commit(),
-        }
-        if previous is not None:
-            earlier = previous.pop("previous_attempts", [])
-            self.data["previous_attempts"] = [*earlier, previous]
-        self._write()
-
-    def update(self, **fields: Any) -> None:
-        self.data.update(fields)
-        self._write()
-
-    def finish(self, status: str, reason: str | None = None) -> None:
-        self.data.update(status=status, reason=reason, end_time=_now())
-        try:
-            self._write()
-        except UserError as err:  # e.g. the disk is full: the run's own error matters more
-            log.warning("%s", err)
-
-    def _write(self) -> None:
-        if self.write:
-            write_json(self.path, self.data)

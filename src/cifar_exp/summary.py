@@ -16,7 +16,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-MANIFEST_FILE = "manifest.json"  # written by rundir.RunManifest
+from cifar_exp.manifest import read_manifest
+
 SEED_KEY = "trainer.seed"
 # Overrides that say how to continue a sweep (see rundir.plan_job), not what a job is.
 NOT_SWEPT = ("rerun_failed",)
@@ -74,12 +75,7 @@ def is_run_dir(path: Path) -> bool:
 
 def job_status(path: Path, final: dict[str, Any]) -> str:
     """'ok', or '<failed|interrupted>: <one-line reason>' from the job's manifest."""
-    manifest: dict[str, Any] = {}
-    if (path / MANIFEST_FILE).is_file():
-        try:
-            manifest = json.loads((path / MANIFEST_FILE).read_text())
-        except ValueError:
-            manifest = {}
+    manifest = read_manifest(path) or {}
     status = manifest.get("status")
     if status in ("failed", "interrupted"):
         reason = (manifest.get("reason") or "no reason recorded").strip().splitlines()
