@@ -20,7 +20,6 @@ from torch import nn
 
 from cifar_exp.augment import eval_transform
 from cifar_exp.checkpoint import find_checkpoint, load_checkpoint, load_states
-from cifar_exp.config import register_schemas
 from cifar_exp.data import BatchLoader, load_dataset
 from cifar_exp.device import resolve_device
 from cifar_exp.engine import evaluate
@@ -29,12 +28,11 @@ from cifar_exp.figures import EvalDetails
 from cifar_exp.files import write_json
 from cifar_exp.models import MODELS
 from cifar_exp.resume import saved_config
-from cifar_exp.rundir import register_resolvers
+from cifar_exp.rundir import setup_hydra
 
 log = logging.getLogger("cifar_exp")
 
-register_schemas()
-register_resolvers()
+setup_hydra()
 
 
 def required(cfg: DictConfig, key: str, example: str) -> Any:

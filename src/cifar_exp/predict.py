@@ -20,18 +20,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.augment import eval_transform
-from cifar_exp.config import register_schemas
 from cifar_exp.data import resize_images, to_model_input
 from cifar_exp.device import resolve_device
 from cifar_exp.errors import UserError
 from cifar_exp.eval import load_trained, required
 from cifar_exp.files import write_json
-from cifar_exp.rundir import register_resolvers
+from cifar_exp.rundir import setup_hydra
 
 log = logging.getLogger("cifar_exp")
 
-register_schemas()
-register_resolvers()
+setup_hydra()
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 

@@ -33,7 +33,7 @@ from cifar_exp.checkpoint import (
     load_states,
     restore_rng,
 )
-from cifar_exp.config import register_schemas, validate
+from cifar_exp.config import validate
 from cifar_exp.data import BatchLoader, BatchTransform, DataBundle, Split, load_dataset
 from cifar_exp.device import describe_device, resolve_device
 from cifar_exp.engine import Loaders, Progress, Trainer
@@ -47,7 +47,7 @@ from cifar_exp.resume import override_keys, resume_config, saved_config
 from cifar_exp.rundir import (
     clear_attempt,
     plan_job,
-    register_resolvers,
+    setup_hydra,
 )
 from cifar_exp.stopping import Interrupted, StopOnSignal
 from cifar_exp.summary import sweep_metric
@@ -61,8 +61,7 @@ from cifar_exp.tracking import (
 
 log = logging.getLogger("cifar_exp")
 
-register_schemas()
-register_resolvers()
+setup_hydra()
 
 
 def train(

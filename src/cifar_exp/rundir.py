@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cifar_exp import distributed
 from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint
-from cifar_exp.config import is_plumbing
+from cifar_exp.config import is_plumbing, register_schemas
 from cifar_exp.errors import UserError
 from cifar_exp.manifest import MANIFEST_FILE, read_manifest
 from cifar_exp.summary import NOT_SWEPT
@@ -63,6 +63,13 @@ def run_name(name: str | None, overrides: ListConfig | list[str]) -> str:
         shown = [o.replace("=", "-", 1) for o in overrides if not is_plumbing(override_key(o))]
         name = "+".join(shown) or "defaults"
     return _UNSAFE.sub("-", name)[:MAX_DIRNAME]
+
+
+def setup_hydra() -> None:
+    """The one registration step every entrypoint takes at import (launchers' workers import
+    the entrypoint too): the config schemas in Hydra's ConfigStore and our resolvers."""
+    register_schemas()
+    register_resolvers()
 
 
 def register_resolvers() -> None:
