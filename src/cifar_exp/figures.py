@@ -21,6 +21,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cifar_exp.data import BatchLoader, BatchTransform
@@ -89,18 +90,22 @@ class EvalDetails:
         confidence, predicted = logits.detach().float().softmax(1).max(1)
         counts = torch.bincount(labels * classes + predicted, minlength=classes * classes)
         counts = counts.view(classes, classes)
-        self.image_shape = tuple(images.shape[1:])
+        if self.confusion is None:  # the first batch: keep the mistakes on its device
+            self.confidence, self.true, self.predicted = (
+                t.to(images.device) for t in (self.confidence, self.true, self.predicted)
+            )
+            self.images = images.new_empty(0, *images.shape[1:], dtype=torch.float32)
+            self.image_shape = tuple(images.shape[1:])
         self.confusion = counts if self.confusion is None else self.confusion + counts
-        wrong = (predicted != labels).nonzero().squeeze(1)
-        if len(wrong) == 0:
-            return
-        # Only this batch's top `keep` can join; comparing k + k candidates keeps it cheap.
-        wrong = wrong[confidence[wrong].topk(min(self.keep, len(wrong))).indices]
+        # Right answers score -1 and are dropped in reduce(): no data-dependent shapes, so no
+        # waiting for the device. Only this batch's top `keep` can join the kept ones.
+        score = torch.where(predicted != labels, confidence, -1.0)
+        top = score.topk(min(self.keep, len(score))).indices
         self._keep_top(
-            torch.cat([self.confidence, confidence[wrong].cpu()]),
-            torch.cat([self.images.view(-1, *self.image_shape), images[wrong].float().cpu()]),
-            torch.cat([self.true, labels[wrong].cpu()]),
-            torch.cat([self.predicted, predicted[wrong].cpu()]),
+            torch.cat([self.confidence, score[top]]),
+            torch.cat([self.images, images[top].float()]),
+            torch.cat([self.true, labels[top]]),
+            torch.cat([self.predicted, predicted[top]]),
         )
 
     def _keep_top(
@@ -115,23 +120,24 @@ class EvalDetails:
         self.true, self.predicted = true[order], predicted[order]
 
     def reduce(self, device: torch.device) -> None:
-        """Sum the confusion matrices and pool the mistakes of all processes (a no-op alone)."""
+        """Sum the confusion matrices and pool the mistakes of all processes; bring them to
+        the CPU (one copy per evaluation), without the right answers."""
         if self.confusion is not None:
             self.confusion = all_reduce(self.confusion).cpu()
-        if not torch.distributed.is_initialized() or self.confusion is None:
-            return
-        # Fixed shapes for all_gather: pad every process's list to `keep` with confidence -1.
-        pad = self.keep - len(self.confidence)
-        shape = self.image_shape
-        fields = [
-            torch.cat([self.confidence, torch.full((pad,), -1.0)]),
-            torch.cat([self.images.view(-1, *shape), torch.zeros(pad, *shape)]),
-            torch.cat([self.true, torch.zeros(pad, dtype=torch.int64)]),
-            torch.cat([self.predicted, torch.zeros(pad, dtype=torch.int64)]),
-        ]
-        pooled = [all_gather(f.to(device)).cpu() for f in fields]
-        real = pooled[0] >= 0
-        self._keep_top(*(f[real] for f in pooled))
+        if torch.distributed.is_initialized() and self.confusion is not None:
+            # Fixed shapes for all_gather: pad every process's list to `keep` with -1.
+            pad = self.keep - len(self.confidence)
+            fields = [
+                F.pad(self.confidence, (0, pad), value=-1.0),
+                torch.cat([self.images, self.images.new_zeros(pad, *self.image_shape)]),
+                F.pad(self.true, (0, pad)),
+                F.pad(self.predicted, (0, pad)),
+            ]
+            self._keep_top(*(all_gather(f.to(device)) for f in fields))
+        mistakes = self.confidence >= 0
+        self.confidence, self.images, self.true, self.predicted = (
+            t[mistakes].cpu() for t in (self.confidence, self.images, self.true, self.predicted)
+        )
 
 
 class Pictures:
