@@ -183,6 +183,7 @@ class Trainer:
         start = time.perf_counter()
         with self.out_of_memory_hint("training", self.loaders.train):
             values = self.train_epoch(epoch, time_first_step)
+        values["train_s"] = time.perf_counter() - start
         values["lr"] = self.optimizer.param_groups[0]["lr"]
         if epoch % self.settings.eval_every == 0 or epoch == self.settings.epochs:
             split, loader = self.loaders.per_epoch
