@@ -115,7 +115,7 @@ def train(
     train_loader, test_loader, val_loader = build_loaders(
         data, t, device, here, train_transform, eval_transform
     )
-    optimizer = OPTIMIZERS.build(cfg.optimizer, model.parameters())
+    optimizer = OPTIMIZERS.build(cfg.optimizer, net)
     scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(train_loader))
     tracker = RunTracker(
         run_dir,
