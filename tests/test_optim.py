@@ -5,8 +5,10 @@ import pytest
 import torch
 from conftest import TINY, run_cli
 from omegaconf import OmegaConf
+from runs import assert_same_state
 from torch import nn
 
+from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
@@ -288,13 +290,17 @@ def test_bad_values_stop_the_entrypoint(tmp_path, overrides, message):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_a_tiny_run_trains_with_muon_and_the_linear_schedule(tmp_path):
-    proc = run_cli(
-        *TINY,
-        "optimizer=muon",
-        "scheduler=linear",
-        "scheduler.warmup_epochs=0.25",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
-    )
+@pytest.mark.slow  # three runs of the entrypoint
+def test_a_muon_run_resumed_from_its_checkpoint_ends_bitwise_like_one_run(tmp_path):
+    """Through the entrypoint: one epoch, resumed for a second, equals two epochs straight."""
+    muon = [*TINY, "optimizer=muon", "optimizer.weight_decay=0.01", "optimizer.rest=sgd"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for run_dir, epochs in ((straight, 2), (resumed, 1)):
+        proc = run_cli(*muon, f"trainer.epochs={epochs}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli(f"resume={resumed}", "trainer.epochs=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    ref, got = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, resumed))
+    assert set(ref["optimizer"]) == {"muon", "rest"} and ref["optimizer"]["muon"]["state"]
+    for part in ("model", "optimizer", "scheduler", "progress"):
+        assert_same_state(ref[part], got[part])
