@@ -229,6 +229,21 @@ def test_muon_steps_channels_last_filters_as_contiguous_ones():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+def test_muon_under_a_grad_scaler_steps_as_without_one():
+    """The scaler unscales the gradients Muon reads (a power-of-two scale: exactly)."""
+    plain, scaled = small_convnet(), small_convnet()
+    train_steps(plain, OPTIMIZERS.build(MUON, plain), 2)
+    opt, scaler = OPTIMIZERS.build(MUON, scaled), torch.amp.GradScaler("cpu", init_scale=1024.0)
+    images, labels = batch()
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(nn.functional.cross_entropy(scaled(images), labels)).backward()
+        scaler.step(opt)
+        scaler.update()
+    for a, b in zip(plain.parameters(), scaled.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_muon_state_dict_round_trips_bitwise():
     net = small_convnet()
     opt = OPTIMIZERS.build(MUON, net)

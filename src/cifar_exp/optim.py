@@ -151,6 +151,11 @@ def torch_optimizer(kind: type[torch.optim.Optimizer]) -> Callable[..., torch.op
     return build
 
 
+OPTIMIZERS.register("adam", AdamOptions)(torch_optimizer(torch.optim.Adam))
+OPTIMIZERS.register("adamw", AdamWOptions)(torch_optimizer(torch.optim.AdamW))
+OPTIMIZERS.register("rmsprop", RMSpropOptions)(torch_optimizer(torch.optim.RMSprop))
+
+
 class DecoupledSGD(torch.optim.SGD):
     """SGD whose weight decay is decoupled from the gradient, as AdamW's is: each step first
     shrinks every parameter that has a gradient, p <- p * (1 - lr * weight_decay) with its
@@ -179,21 +184,16 @@ class DecoupledSGD(torch.optim.SGD):
         return loss
 
 
-def sgd_optimizer(o: SGDOptions, groups: ParamGroups) -> torch.optim.SGD:
-    kind = DecoupledSGD if o.decoupled_weight_decay else torch.optim.SGD
-    return kind(
-        groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-    )
-
-
-OPTIMIZERS.register("adam", AdamOptions)(torch_optimizer(torch.optim.Adam))
-OPTIMIZERS.register("adamw", AdamWOptions)(torch_optimizer(torch.optim.AdamW))
-OPTIMIZERS.register("rmsprop", RMSpropOptions)(torch_optimizer(torch.optim.RMSprop))
-
-
 @OPTIMIZERS.register("sgd", SGDOptions)
 def sgd(o: SGDOptions, model: nn.Module) -> torch.optim.SGD:
-    return sgd_optimizer(o, param_groups(o, list(parameter_kinds(model)), o.lr))
+    kind = DecoupledSGD if o.decoupled_weight_decay else torch.optim.SGD
+    return kind(
+        param_groups(o, list(parameter_kinds(model)), o.lr),
+        lr=o.lr,
+        momentum=o.momentum,
+        nesterov=o.nesterov,
+        weight_decay=o.weight_decay,
+    )
 
 
 MUON_LR_ADJUSTMENTS = ("original", "match_rms_adamw", "spectral_unclamped")
@@ -228,12 +228,11 @@ class MuonOptions(OptimizerOptions):
         require(0 < self.rest_momentum < 1, "rest_momentum", "in (0, 1)", self.rest_momentum)
 
 
-def matrix_view(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """`t` ([out, ...], shaped as `like`) as an [out, rest] matrix, its trailing dims in the
-    memory order of `like`, so a channels_last conv weight is still a view. Muon's
-    orthogonalization commutes with permuting columns, so the order does not change the step."""
-    dims = sorted(range(1, like.ndim), key=lambda d: -like.stride(d))
-    return t.permute(0, *dims).reshape(t.shape[0], -1)
+def columns_in_memory_order(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` ([out, ...], shaped as `like`) with its trailing dims permuted into the memory
+    order of `like`, so that flattening them is a view even for a channels_last conv weight.
+    Muon's orthogonalization commutes with permuting columns: the order does not change it."""
+    return t.permute(0, *sorted(range(1, like.ndim), key=lambda d: -like.stride(d)))
 
 
 class MuonAndRest(torch.optim.Optimizer):
@@ -247,7 +246,10 @@ class MuonAndRest(torch.optim.Optimizer):
     """
 
     def __init__(self, weights: list[nn.Parameter], o: MuonOptions, rest: ParamGroups) -> None:
-        matrices = [nn.Parameter(matrix_view(w.detach(), w)) for w in weights]
+        # `view`, not `reshape`: Muon's in-place updates must land in the weights themselves.
+        matrices = [
+            nn.Parameter(columns_in_memory_order(w.detach(), w).view(len(w), -1)) for w in weights
+        ]
         for weight, matrix in zip(weights, matrices, strict=True):
             weight.register_post_accumulate_grad_hook(_point_grad(matrix))
         self.weights = weights
@@ -297,7 +299,7 @@ class MuonAndRest(torch.optim.Optimizer):
 
 def _point_grad(matrix: nn.Parameter) -> Callable[[torch.Tensor], None]:
     def hook(weight: torch.Tensor) -> None:
-        matrix.grad = matrix_view(weight.grad, weight)
+        matrix.grad = columns_in_memory_order(weight.grad, weight).reshape(len(weight), -1)
 
     return hook
 
@@ -368,7 +370,11 @@ def constant(o: Options, opt: torch.optim.Optimizer, epochs: int, steps: int) ->
 
 
 def _warmup_then_decay(
-    o: DecayOptions, opt: torch.optim.Optimizer, epochs: int, steps: int, shape: Callable
+    o: DecayOptions,
+    opt: torch.optim.Optimizer,
+    epochs: int,
+    steps: int,
+    shape: Callable[[float], float],
 ) -> LRScheduler:
     """Linear warmup for warmup_epochs, then from lr down to lr * min_lr_ratio at the last
     step, following `shape` (1 at progress 0, 0 at progress 1)."""
