@@ -1,13 +1,22 @@
+import copy
+import io
+
 import pytest
 import torch
+from conftest import TINY, run_cli
 from omegaconf import OmegaConf
+from runs import assert_same_state
+from torch import nn
 
-from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
+from cifar_exp.checkpoint import load_checkpoint
+from cifar_exp.config import validate
+from cifar_exp.errors import ConfigError
+from cifar_exp.models import MODELS
+from cifar_exp.optim import OPTIMIZERS, SCHEDULERS, parameter_kinds
 
 
 def lrs(scheduler_options, epochs=4, steps_per_epoch=10, lr=1.0):
-    params = [torch.nn.Parameter(torch.zeros(1))]
-    opt = OPTIMIZERS.build({"name": "sgd", "lr": lr}, params)
+    opt = OPTIMIZERS.build({"name": "sgd", "lr": lr}, nn.Linear(1, 1))
     sched = SCHEDULERS.build(scheduler_options, opt, epochs, steps_per_epoch)
     out = []
     for _ in range(epochs * steps_per_epoch):
@@ -56,7 +65,7 @@ def test_onecycle_peaks_at_the_configured_lr():
 )
 def test_each_optimizer_builds_from_its_composed_option(compose, name, kind):
     cfg = compose([f"optimizer={name}", "optimizer.lr=0.01", "optimizer.weight_decay=0.5"])
-    opt = OPTIMIZERS.build(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))])
+    opt = OPTIMIZERS.build(cfg.optimizer, nn.Linear(1, 1))
     assert type(opt) is kind
     assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["weight_decay"] == 0.5
 
@@ -65,7 +74,248 @@ def test_a_stored_plain_config_builds_the_same_optimizer(compose):
     """Checkpoints store the config as plain YAML: read back, it builds the same optimizer."""
     cfg = compose(["optimizer=rmsprop", "optimizer.alpha=0.9", "optimizer.momentum=0.5"])
     plain = OmegaConf.create(OmegaConf.to_yaml(cfg.optimizer))
-    params = [torch.nn.Parameter(torch.zeros(1))]
-    opt = OPTIMIZERS.build(plain, params)
-    assert opt.defaults == OPTIMIZERS.build(cfg.optimizer, params).defaults
+    model = nn.Linear(1, 1)
+    opt = OPTIMIZERS.build(plain, model)
+    assert opt.defaults == OPTIMIZERS.build(cfg.optimizer, model).defaults
     assert (opt.defaults["alpha"], opt.defaults["momentum"]) == (0.9, 0.5)
+
+
+def test_linear_warms_up_then_decays_as_the_formula_says():
+    """1 warmup epoch of 10 steps, then lr * (r + (1 - r) * (1 - k / 30)) at decay step k."""
+    values = lrs({"name": "linear", "warmup_epochs": 1, "min_lr_ratio": 0.1})
+    formula = [(s + 1) / 10 for s in range(10)] + [0.1 + 0.9 * (1 - k / 30) for k in range(30)]
+    assert values == pytest.approx(formula)
+    assert values[9] == values[10] == pytest.approx(1.0) and values[-1] == pytest.approx(0.13)
+
+
+def test_linear_without_warmup_decays_to_zero_by_default():
+    values = lrs({"name": "linear"}, epochs=1, steps_per_epoch=4)
+    assert values == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+def small_convnet():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+
+
+def test_parameter_kinds_tell_norms_biases_and_the_output_layer():
+    net = small_convnet()
+    kinds = list(parameter_kinds(net))
+    assert [p for _, p in kinds] == list(net.parameters())
+    assert [k for k, _ in kinds] == ["weight", "norm", "norm", "weight", "bias", "head", "bias"]
+
+
+@pytest.mark.parametrize(
+    "experiment, kind, options",
+    [
+        ("seed_lenet5", torch.optim.Adam, {"lr": 1e-3}),
+        ("seed_resnet", torch.optim.Adam, {"lr": 1e-3}),
+        ("lenet5_tuned", torch.optim.AdamW, {"lr": 3e-3, "weight_decay": 5e-4}),
+        (
+            "resnet18_cifar",
+            torch.optim.SGD,
+            {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+        ),
+    ],
+)
+def test_presets_build_the_optimizer_a_plain_parameter_list_builds(
+    compose, experiment, kind, options
+):
+    """With every multiplier at 1, one group: what the presets built before groups existed."""
+    cfg = compose([f"experiment={experiment}"])
+    net = MODELS.build(cfg.model)
+    opt = OPTIMIZERS.build(cfg.optimizer, net)
+    assert type(opt) is kind and len(opt.param_groups) == 1
+    assert opt.param_groups[0]["params"] == list(net.parameters())
+    assert opt.state_dict() == kind(net.parameters(), **options).state_dict()
+
+
+def test_multipliers_give_norms_and_biases_their_own_groups(compose):
+    cfg = compose(
+        [
+            "optimizer=sgd",
+            "optimizer.lr=0.5",
+            "optimizer.weight_decay=0.01",
+            "optimizer.norm_lr_mult=64",
+            "optimizer.norm_weight_decay_mult=0.015625",
+            "optimizer.bias_lr_mult=2",
+        ]
+    )
+    net = small_convnet()
+    groups = OPTIMIZERS.build(cfg.optimizer, net).param_groups
+    conv1, bn, conv2, head = net[0], net[1], net[3], net[6]
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [
+        (0.5, 0.01),
+        (32.0, 0.01 / 64),
+        (1.0, 0.01),
+    ]
+    assert groups[0]["params"] == [conv1.weight, conv2.weight, head.weight]
+    assert groups[1]["params"] == [bn.weight, bn.bias]
+    assert groups[2]["params"] == [conv2.bias, head.bias]
+
+
+def sgd_steps(decoupled, steps=2):
+    """Two steps of SGD (lr 0.1, momentum 0.9, weight decay 0.5) on loss 3 * p from p = 2."""
+    p = nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
+    model = nn.Module()
+    model.p = p
+    options = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.5}
+    opt = OPTIMIZERS.build({**options, "decoupled_weight_decay": decoupled}, model)
+    for _ in range(steps):
+        opt.zero_grad()
+        (3 * p).sum().backward()
+        opt.step()
+    return p.item()
+
+
+def test_decoupled_sgd_shrinks_the_weights_outside_the_momentum():
+    # p <- p * (1 - lr * wd), then buf <- 0.9 buf + g, p <- p - lr * buf:
+    # step 1: 2 * 0.95 - 0.1 * 3 = 1.6; step 2: 1.6 * 0.95 - 0.1 * 5.7 = 0.95.
+    assert sgd_steps(decoupled=True) == pytest.approx(0.95, abs=1e-12)
+    # torch's coupled decay adds wd * p to the gradient, so it enters the momentum:
+    # step 1: g = 3 + 1 = 4, p = 2 - 0.4 = 1.6; step 2: g = 3.8, buf = 7.4, p = 1.6 - 0.74.
+    assert sgd_steps(decoupled=False) == pytest.approx(0.86, abs=1e-12)
+
+
+def batch():
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(32, 3, 8, 8, generator=generator)
+    return images, torch.randint(0, 10, (32,), generator=generator)
+
+
+def train_steps(net, opt, steps):
+    images, labels = batch()
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(net(images), labels)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+MUON = {"name": "muon", "lr": 0.05, "rest_lr": 0.01, "weight_decay": 0.01}
+
+
+@pytest.mark.parametrize("rest", ["adamw", "sgd"])
+def test_muon_trains_the_conv_filters_and_passes_the_rest_on(rest):
+    net = small_convnet()
+    opt = OPTIMIZERS.build({**MUON, "rest": rest}, net)
+    muon_group, *rest_groups = opt.param_groups
+    assert [m.shape for m in muon_group["params"]] == [(8, 27), (16, 72)]
+    assert sum(len(g["params"]) for g in rest_groups) == 5  # norm, biases and the head
+    before = net[0].weight.detach().clone()
+    losses = train_steps(net, opt, 8)
+    assert losses[-1] < 0.9 * losses[0]
+    assert not torch.equal(net[0].weight, before)  # the views share the filters' memory
+
+
+def test_muon_steps_channels_last_filters_as_contiguous_ones():
+    """The matrix view orders a channels_last filter's columns differently; the step is the same."""
+    nets = [small_convnet(), small_convnet().to(memory_format=torch.channels_last)]
+    assert nets[1][3].weight.is_contiguous(memory_format=torch.channels_last)
+    for net in nets:
+        train_steps(net, OPTIMIZERS.build(MUON, net), 3)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_muon_under_a_grad_scaler_steps_as_without_one():
+    """The scaler unscales the gradients Muon reads (a power-of-two scale: exactly)."""
+    plain, scaled = small_convnet(), small_convnet()
+    train_steps(plain, OPTIMIZERS.build(MUON, plain), 2)
+    opt, scaler = OPTIMIZERS.build(MUON, scaled), torch.amp.GradScaler("cpu", init_scale=1024.0)
+    images, labels = batch()
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(nn.functional.cross_entropy(scaled(images), labels)).backward()
+        scaler.step(opt)
+        scaler.update()
+    for a, b in zip(plain.parameters(), scaled.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_muon_state_dict_round_trips_bitwise():
+    net = small_convnet()
+    opt = OPTIMIZERS.build(MUON, net)
+    sched = SCHEDULERS.build({"name": "linear", "warmup_epochs": 1}, opt, 2, 4)
+    train_steps(net, opt, 3)
+    sched.step()
+    saved = io.BytesIO()
+    torch.save({"net": net.state_dict(), "opt": opt.state_dict()}, saved)
+    twin = copy.deepcopy(small_convnet())
+    twin_opt = OPTIMIZERS.build(MUON, twin)
+    saved.seek(0)
+    state = torch.load(saved)
+    twin.load_state_dict(state["net"])
+    twin_opt.load_state_dict(state["opt"])
+    assert [g["lr"] for g in twin_opt.param_groups] == [g["lr"] for g in opt.param_groups]
+    train_steps(net, opt, 2)
+    train_steps(twin, twin_opt, 2)
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optimizer.norm_lr_mult=0"], "optimizer.norm_lr_mult must be > 0, got 0.0"),
+        (["optimizer.bias_lr_mult=-1"], "optimizer.bias_lr_mult must be > 0, got -1.0"),
+        (["optimizer.norm_weight_decay_mult=-1"], "optimizer.norm_weight_decay_mult must be >= 0"),
+        (["optimizer.bias_weight_decay_mult=-1"], "optimizer.bias_weight_decay_mult must be >= 0"),
+        (["optimizer=muon", "optimizer.momentum=1"], "optimizer.momentum must be in [0, 1)"),
+        (["optimizer=muon", "optimizer.ns_steps=0"], "optimizer.ns_steps must be >= 1, got 0"),
+        (
+            ["optimizer=muon", "optimizer.adjust_lr_fn=none"],
+            "optimizer.adjust_lr_fn must be one of original, match_rms_adamw, spectral_unclamped",
+        ),
+        (["optimizer=muon", "optimizer.rest=adam"], "optimizer.rest must be one of sgd, adamw"),
+        (["optimizer=muon", "optimizer.rest_lr=0"], "optimizer.rest_lr must be > 0, got 0.0"),
+        (["optimizer=muon", "optimizer.rest_momentum=0"], "optimizer.rest_momentum must be in"),
+        (["scheduler=linear", "scheduler.min_lr_ratio=2"], "scheduler.min_lr_ratio must be in"),
+        (["scheduler=linear", "scheduler.warmup_epochs=-1"], "scheduler.warmup_epochs must be"),
+    ],
+)
+def test_bad_optimizer_and_schedule_values_get_one_line(compose, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate(compose(overrides))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optimizer=muon", "optimizer.rest=adam"], "optimizer.rest must be one of sgd, adamw"),
+        (["optimizer=sgd", "optimizer.norm_lr_mult=0"], "optimizer.norm_lr_mult must be > 0"),
+    ],
+)
+def test_bad_values_stop_the_entrypoint(tmp_path, overrides, message):
+    proc = run_cli(*TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert message in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow  # three runs of the entrypoint
+def test_a_muon_run_resumed_from_its_checkpoint_ends_bitwise_like_one_run(tmp_path):
+    """Through the entrypoint: one epoch, resumed for a second, equals two epochs straight."""
+    muon = [*TINY, "optimizer=muon", "optimizer.weight_decay=0.01", "optimizer.rest=sgd"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for run_dir, epochs in ((straight, 2), (resumed, 1)):
+        proc = run_cli(*muon, f"trainer.epochs={epochs}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli(f"resume={resumed}", "trainer.epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref, got = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, resumed))
+    assert set(ref["optimizer"]) == {"muon", "rest"} and ref["optimizer"]["muon"]["state"]
+    for part in ("model", "optimizer", "scheduler", "progress"):
+        assert_same_state(ref[part], got[part])

@@ -1,12 +1,18 @@
-"""Optimizers and per-step learning-rate schedules: each one options dataclass + a builder."""
+"""Optimizers and per-step learning-rate schedules: each one options dataclass + a builder.
+
+Optimizer builders get the model itself (not just its parameters), so that the options common
+to every optimizer can give normalization layers and biases their own lr and weight decay.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from cifar_exp.errors import ConfigError
@@ -14,17 +20,39 @@ from cifar_exp.registry import Options, Registry, require
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
-Params = Iterable[torch.nn.Parameter]
+ParamGroups = list[dict[str, Any]]
+NORM_LAYERS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+)
 
 
 @dataclass
 class OptimizerOptions(Options):
     lr: float = 1e-3
     weight_decay: float = 0.0
+    # Multipliers of lr and weight_decay for the parameters of normalization layers and for
+    # the other layers' biases (airbench gives BatchNorm biases lr x 64, weight decay / 64).
+    norm_lr_mult: float = 1.0
+    norm_weight_decay_mult: float = 1.0
+    bias_lr_mult: float = 1.0
+    bias_weight_decay_mult: float = 1.0
 
     def check(self) -> None:
         require(self.lr > 0, "lr", "> 0", self.lr)
         require(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
+        for key in ("norm_lr_mult", "bias_lr_mult"):
+            require(getattr(self, key) > 0, key, "> 0", getattr(self, key))
+        for key in ("norm_weight_decay_mult", "bias_weight_decay_mult"):
+            require(getattr(self, key) >= 0, key, ">= 0", getattr(self, key))
+
+
+# The base options that shape the parameter groups rather than being optimizer arguments.
+GROUP_OPTIONS = {f.name for f in fields(OptimizerOptions)} - {"lr", "weight_decay"}
 
 
 @dataclass
@@ -48,6 +76,7 @@ class SGDOptions(OptimizerOptions):
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
+    decoupled_weight_decay: bool = False  # see DecoupledSGD
 
     def check(self) -> None:
         super().check()
@@ -69,14 +98,54 @@ class RMSpropOptions(OptimizerOptions):
         require(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
 
 
-def torch_optimizer(kind: type[torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
-    """A builder that passes every option but the name to `kind`: the options' fields are
-    its keyword arguments (lists as tuples, as torch's defaults are)."""
+def parameter_kinds(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """Each parameter of `model` once, in `model.parameters()` order, with its kind: "norm"
+    (a normalization layer's), "bias" (another layer's bias), "head" (the weight of the last
+    nn.Linear, the output layer) or "weight"."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    head = linears[-1] if linears else None
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            if isinstance(module, NORM_LAYERS):
+                yield "norm", p
+            elif name == "bias":
+                yield "bias", p
+            else:
+                yield ("head" if module is head else "weight"), p
 
-    def build(o: OptimizerOptions, params: Params) -> torch.optim.Optimizer:
-        values = {f.name: getattr(o, f.name) for f in fields(o) if f.name != "name"}
+
+def param_groups(
+    o: OptimizerOptions, params: list[tuple[str, nn.Parameter]], lr: float
+) -> ParamGroups:
+    """One group per distinct (lr, weight decay) multiplier pair, the unscaled group first:
+    with every multiplier at 1, one group of all `params`, as torch builds from a plain list."""
+    mults = {
+        "norm": (o.norm_lr_mult, o.norm_weight_decay_mult),
+        "bias": (o.bias_lr_mult, o.bias_weight_decay_mult),
+    }
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {(1.0, 1.0): []}
+    for kind, p in params:
+        groups.setdefault(mults.get(kind, (1.0, 1.0)), []).append(p)
+    return [
+        {"params": ps, "lr": lr * lr_mult, "weight_decay": o.weight_decay * wd_mult}
+        for (lr_mult, wd_mult), ps in groups.items()
+        if ps
+    ]
+
+
+def torch_optimizer(kind: type[torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
+    """A builder that passes every option but the group-shaping ones to `kind`: the options'
+    fields are its keyword arguments (lists as tuples, as torch's defaults are)."""
+
+    def build(o: OptimizerOptions, model: nn.Module) -> torch.optim.Optimizer:
+        values = {f.name: getattr(o, f.name) for f in fields(o) if f.name not in GROUP_OPTIONS}
         return kind(
-            params, **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+            param_groups(o, list(parameter_kinds(model)), o.lr),
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()},
         )
 
     return build
@@ -84,8 +153,166 @@ def torch_optimizer(kind: type[torch.optim.Optimizer]) -> Callable[..., torch.op
 
 OPTIMIZERS.register("adam", AdamOptions)(torch_optimizer(torch.optim.Adam))
 OPTIMIZERS.register("adamw", AdamWOptions)(torch_optimizer(torch.optim.AdamW))
-OPTIMIZERS.register("sgd", SGDOptions)(torch_optimizer(torch.optim.SGD))
 OPTIMIZERS.register("rmsprop", RMSpropOptions)(torch_optimizer(torch.optim.RMSprop))
+
+
+class DecoupledSGD(torch.optim.SGD):
+    """SGD whose weight decay is decoupled from the gradient, as AdamW's is: each step first
+    shrinks every parameter that has a gradient, p <- p * (1 - lr * weight_decay) with its
+    group's current (scheduled) lr, then takes torch's SGD step on the gradient alone, so the
+    decay never enters the momentum buffer. Groups keep the decay as `decoupled_weight_decay`
+    and a `weight_decay` of 0, which torch's step reads."""
+
+    def __init__(self, params: ParamGroups, **options: Any) -> None:
+        super().__init__(params, **options)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = group["weight_decay"]
+            group["weight_decay"] = 0.0
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            keep = 1 - group["lr"] * group["decoupled_weight_decay"]
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.mul_(keep)
+        super().step()
+        return loss
+
+
+@OPTIMIZERS.register("sgd", SGDOptions)
+def sgd(o: SGDOptions, model: nn.Module) -> torch.optim.SGD:
+    kind = DecoupledSGD if o.decoupled_weight_decay else torch.optim.SGD
+    return kind(
+        param_groups(o, list(parameter_kinds(model)), o.lr),
+        lr=o.lr,
+        momentum=o.momentum,
+        nesterov=o.nesterov,
+        weight_decay=o.weight_decay,
+    )
+
+
+MUON_LR_ADJUSTMENTS = ("original", "match_rms_adamw", "spectral_unclamped")
+MUON_REST = ("sgd", "adamw")
+
+
+@dataclass
+class MuonOptions(OptimizerOptions):
+    """torch.optim.Muon (lr, momentum, nesterov, ns_steps, adjust_lr_fn) for the hidden
+    layers' weights; the rest (norms, biases, the output layer) goes to `rest`: Nesterov SGD
+    with decoupled weight decay (momentum `rest_momentum`) or AdamW, at `rest_lr` times the
+    norm/bias multipliers. weight_decay is decoupled in both: p <- p * (1 - lr * wd)."""
+
+    lr: float = 0.02
+    momentum: float = 0.95
+    nesterov: bool = True
+    ns_steps: int = 5
+    adjust_lr_fn: str = "original"
+    rest: str = "adamw"
+    rest_lr: float = 1e-3
+    rest_momentum: float = 0.9
+
+    def check(self) -> None:
+        super().check()
+        require(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
+        require(self.ns_steps >= 1, "ns_steps", ">= 1", self.ns_steps)
+        adjustments = ", ".join(MUON_LR_ADJUSTMENTS)
+        ok = self.adjust_lr_fn in MUON_LR_ADJUSTMENTS
+        require(ok, "adjust_lr_fn", f"one of {adjustments}", self.adjust_lr_fn)
+        require(self.rest in MUON_REST, "rest", f"one of {', '.join(MUON_REST)}", self.rest)
+        require(self.rest_lr > 0, "rest_lr", "> 0", self.rest_lr)
+        require(0 < self.rest_momentum < 1, "rest_momentum", "in (0, 1)", self.rest_momentum)
+
+
+def columns_in_memory_order(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` ([out, ...], shaped as `like`) with its trailing dims permuted into the memory
+    order of `like`, so that flattening them is a view even for a channels_last conv weight.
+    Muon's orthogonalization commutes with permuting columns: the order does not change it."""
+    return t.permute(0, *sorted(range(1, like.ndim), key=lambda d: -like.stride(d)))
+
+
+class MuonAndRest(torch.optim.Optimizer):
+    """torch.optim.Muon over 2-D stand-ins of the hidden weights (which share their memory)
+    plus another optimizer over the rest, as one optimizer: `param_groups` lists Muon's
+    groups then the rest's (schedulers set each group's lr), and the state dict holds both.
+
+    torch's Muon accepts only 2-D parameters: each weight gets a matrix view, and a hook
+    points the view's gradient at the weight's after every backward pass (so a GradScaler
+    unscales the gradients Muon reads). Build it after the model is on its device and layout.
+    """
+
+    def __init__(self, weights: list[nn.Parameter], o: MuonOptions, rest: ParamGroups) -> None:
+        # `view`, not `reshape`: Muon's in-place updates must land in the weights themselves.
+        matrices = [
+            nn.Parameter(columns_in_memory_order(w.detach(), w).view(len(w), -1)) for w in weights
+        ]
+        for weight, matrix in zip(weights, matrices, strict=True):
+            weight.register_post_accumulate_grad_hook(_point_grad(matrix))
+        self.weights = weights
+        self.muon = torch.optim.Muon(
+            matrices,
+            lr=o.lr,
+            weight_decay=o.weight_decay,
+            momentum=o.momentum,
+            nesterov=o.nesterov,
+            ns_steps=o.ns_steps,
+            adjust_lr_fn=o.adjust_lr_fn,
+        )
+        if o.rest == "sgd":
+            self.rest = DecoupledSGD(rest, lr=o.rest_lr, momentum=o.rest_momentum, nesterov=True)
+        else:
+            self.rest = torch.optim.AdamW(rest, lr=o.rest_lr)
+        # The base class keeps the very group dicts of both, so an lr set here reaches them.
+        super().__init__(self.muon.param_groups + self.rest.param_groups, {})
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.muon.step()
+        self.rest.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        # The weights' own gradients too: Muon only sees (and clears) their views.
+        for weight in self.weights:
+            if set_to_none:
+                weight.grad = None
+            elif weight.grad is not None:
+                weight.grad.zero_()
+        self.muon.zero_grad(set_to_none)
+        self.rest.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"muon": self.muon.state_dict(), "rest": self.rest.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.muon.load_state_dict(state_dict["muon"])
+        self.rest.load_state_dict(state_dict["rest"])
+        self.param_groups = self.muon.param_groups + self.rest.param_groups
+
+
+def _point_grad(matrix: nn.Parameter) -> Callable[[torch.Tensor], None]:
+    def hook(weight: torch.Tensor) -> None:
+        matrix.grad = columns_in_memory_order(weight.grad, weight).reshape(len(weight), -1)
+
+    return hook
+
+
+@OPTIMIZERS.register("muon", MuonOptions)
+def muon(o: MuonOptions, model: nn.Module) -> MuonAndRest:
+    weights, rest = [], []
+    for kind, p in parameter_kinds(model):
+        if kind == "weight" and p.ndim >= 2 and p.requires_grad:
+            weights.append(p)
+        else:
+            rest.append((kind, p))
+    return MuonAndRest(weights, o, param_groups(o, rest, o.rest_lr))
 
 
 @dataclass
@@ -97,7 +324,7 @@ class WarmupOptions(Options):
 
 
 @dataclass
-class CosineOptions(WarmupOptions):
+class DecayOptions(WarmupOptions):
     min_lr_ratio: float = 0.0
 
     def check(self) -> None:
@@ -142,16 +369,34 @@ def constant(o: Options, opt: torch.optim.Optimizer, epochs: int, steps: int) ->
     return LambdaLR(opt, lambda step: 1.0)
 
 
-@SCHEDULERS.register("cosine", CosineOptions)
-def cosine(o: CosineOptions, opt: torch.optim.Optimizer, epochs: int, steps: int) -> LRScheduler:
+def _warmup_then_decay(
+    o: DecayOptions,
+    opt: torch.optim.Optimizer,
+    epochs: int,
+    steps: int,
+    shape: Callable[[float], float],
+) -> LRScheduler:
+    """Linear warmup for warmup_epochs, then from lr down to lr * min_lr_ratio at the last
+    step, following `shape` (1 at progress 0, 0 at progress 1)."""
     warmup = round(o.warmup_epochs * steps)
     decay_steps = max(1, epochs * steps - warmup)
 
     def factor(step: int) -> float:
         progress = min(step, decay_steps) / decay_steps
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape(progress)
 
     return LambdaLR(opt, _with_warmup(warmup, factor))
+
+
+@SCHEDULERS.register("cosine", DecayOptions)
+def cosine(o: DecayOptions, opt: torch.optim.Optimizer, epochs: int, steps: int) -> LRScheduler:
+    return _warmup_then_decay(o, opt, epochs, steps, lambda x: 0.5 * (1 + math.cos(math.pi * x)))
+
+
+# airbench94's schedule: a linear warmup, then a linear decay (to 0 with min_lr_ratio=0).
+@SCHEDULERS.register("linear", DecayOptions)
+def linear(o: DecayOptions, opt: torch.optim.Optimizer, epochs: int, steps: int) -> LRScheduler:
+    return _warmup_then_decay(o, opt, epochs, steps, lambda x: 1 - x)
 
 
 @SCHEDULERS.register("step", StepOptions)

@@ -129,7 +129,7 @@ def build_trainer(
         model = compile_model(model, t.compile_mode)
     log_setup(cfg, net, device, data, here)
     loaders = build_loaders(data, t, device, here, train_transform, eval_transform)
-    optimizer = OPTIMIZERS.build(cfg.optimizer, model.parameters())
+    optimizer = OPTIMIZERS.build(cfg.optimizer, net)
     tracker = RunTracker(run_dir, run_info(cfg, net, device, here), write=here.is_main)
     trainer = Trainer(
         net=net,

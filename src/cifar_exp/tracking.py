@@ -43,7 +43,9 @@ EPOCH_TAGS = {
     "peak_mem_mb": "train/peak_mem_mb",
 }
 # Measured, not determined by the seed: they differ between two runs of the same config.
-TIMING_TAGS = {EPOCH_TAGS[key] for key in ("images_per_s", "epoch_s", "train_s", "compile_s", "peak_mem_mb")}
+TIMING_TAGS = {
+    EPOCH_TAGS[key] for key in ("images_per_s", "epoch_s", "train_s", "compile_s", "peak_mem_mb")
+}
 # Per-step scalars (x axis: optimizer step).
 STEP_LOSS_TAG = "train_step/loss"
 STEP_LR_TAG = "train_step/lr"
