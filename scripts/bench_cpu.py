@@ -18,7 +18,18 @@ import platform
 from pathlib import Path
 
 import torch
-from benchlib import Variant, alternate, build, random_batch, summary, table, warm_up
+from benchlib import (
+    Variant,
+    alternate,
+    build,
+    model_options,
+    random_batch,
+    summary,
+    table,
+    warm_up,
+)
+
+from cifar_exp.errors import ConfigError
 
 VARIANTS = [
     Variant("fp32"),
@@ -44,7 +55,12 @@ def cpu_flags() -> set[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["resnet", "resnet20"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["resnet", "resnet20"],
+        help="registered names, each optionally with options: airbench:widths=[32,128,128]",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
     parser.add_argument("--rounds", type=int, default=5)
@@ -56,6 +72,11 @@ def main() -> None:
         "--dry-run", action="store_true", help="a seconds-long smoke run (tiny sizes)"
     )
     args = parser.parse_args()
+    for spec in args.models:
+        try:
+            model_options(spec)
+        except ConfigError as err:
+            parser.error(f"--models {spec}: {err}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.dry_run:
         args.batch_size, args.steps, args.rounds, args.warmup = 4, 1, 2, 1

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
-from cifar_exp.models import MODELS
+from cifar_exp.models import MODELS, ModelOptions
 from cifar_exp.performance import Precision, compile_model, use_channels_last
 
 log = logging.getLogger("bench")
@@ -61,9 +62,17 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build(model_name: str, variant: Variant, device: torch.device, seed: int = 0) -> Trainer:
+def model_options(spec: str) -> ModelOptions:
+    """A model named as on the command line, `name` or `name:key=value:...` (e.g.
+    `airbench:widths=[32,128,128]`), as checked options; ConfigError when they are bad."""
+    name, *options = spec.split(":")
+    return MODELS.options({"name": name, **OmegaConf.to_container(OmegaConf.from_dotlist(options))})
+
+
+def build(spec: str, variant: Variant, device: torch.device, seed: int = 0) -> Trainer:
+    """A trainer for the model `spec` names (as `model_options` reads it) in `variant`."""
     torch.manual_seed(seed)
-    model = MODELS.build({"name": model_name}).to(device)
+    model = MODELS.build(model_options(spec)).to(device)
     if variant.channels_last:
         model = use_channels_last(model)
     if variant.compile:

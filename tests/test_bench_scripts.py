@@ -41,16 +41,30 @@ def test_gpu_benchmark_dry_run_on_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_cpu_benchmark_dry_run(tmp_path):
-    proc = run_script("bench_cpu.py", "--models", "lenet5", "--json", "cpu.json", cwd=tmp_path)
+    airbench = "airbench:widths=[8,16,16]"
+    proc = run_script(
+        "bench_cpu.py", "--models", "lenet5", airbench, "--json", "cpu.json", cwd=tmp_path
+    )
     rows = json.loads((tmp_path / "cpu.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == [
-        "fp32",
-        "fp32+channels_last",
-        "bf16",
-        "bf16+channels_last",
+    variants = ["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"]
+    assert [(r["model"], r["variant"]) for r in rows] == [
+        (m, v) for m in ("lenet5", airbench) for v in variants
     ]
     assert rows[0]["ratio"] == 1.0 and all(r["images_per_s"] > 0 for r in rows)
     assert "bf16/AMX flags" in proc.stdout
+
+
+def test_cpu_benchmark_refuses_a_bad_model_option_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_cpu.py"), "--models", "airbench:widths=[0]"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    expected = "--models airbench:widths=[0]: model.widths must be three positive integers"
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

@@ -229,7 +229,7 @@ def test_help_opens_with_the_tools_header_lists_every_group_and_cfg_shows_the_co
     assert len(groups) >= 9
     for group in groups:
         assert f"{group}: {', '.join(group_options(group))}\n" in help_text
-    assert "model: lenet5, resnet, resnet18, resnet20, resnet56" in help_text
+    assert "model: airbench, lenet5, resnet, resnet18, resnet20, resnet56" in help_text
     assert "schema" not in help_text
     job = run_cli("--cfg", "job", "model=resnet20", "optimizer=sgd", cwd=tmp_path).stdout
     assert "name: resnet20" in job and "momentum: 0.9" in job

@@ -2,6 +2,10 @@
 are defined."""
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
 
 from cifar_exp.registry import Options, Registry, require
 
@@ -26,7 +30,27 @@ class WidthOptions(ModelOptions):
         require(self.width >= 1, "width", ">= 1", self.width)
 
 
-# Importing the families fills the registry.
-from cifar_exp.models import cifar_resnet, lenet, resnet18, seed_resnet  # noqa: E402, F401
+@runtime_checkable
+class InitializedFromData(Protocol):
+    """A model with a data-dependent initialization step (e.g. airbench's whitening)."""
 
-__all__ = ["MODELS", "ModelOptions", "WidthOptions"]
+    def init_from_data(self, images: torch.Tensor) -> None: ...
+
+
+def initialize_from_data(model: nn.Module, images: torch.Tensor) -> bool:
+    """Run `model`'s data-dependent initialization if it has one; whether it had.
+
+    Call it once, on the bare model (not a wrapped or compiled one), before training on a
+    fresh start only: a resumed run loads these weights from its checkpoint. `images` are
+    training images as the model sees them (normalized floats [N, C, H, W]).
+    """
+    if not isinstance(model, InitializedFromData):
+        return False
+    model.init_from_data(images)
+    return True
+
+
+# Importing the families fills the registry.
+from cifar_exp.models import airbench, cifar_resnet, lenet, resnet18, seed_resnet  # noqa: E402, F401
+
+__all__ = ["MODELS", "InitializedFromData", "ModelOptions", "WidthOptions", "initialize_from_data"]
