@@ -124,6 +124,7 @@ def test_time_to_accuracy_table_skips_an_unknown_experiment(tmp_path):
     assert "| cifar-exp seed_lenet5 | " in proc.stdout and "x) | — |" in proc.stdout
 
 
+@pytest.mark.slow
 @needs_cifar10
 def test_time_to_accuracy_reports_a_failed_run_and_goes_on(tmp_path):
     proc = time_to_accuracy(
