@@ -49,6 +49,7 @@ import cifar_exp
 from cifar_exp.errors import UserError
 from cifar_exp.files import write_json
 from cifar_exp.models import MODELS
+from cifar_exp.tracking import EPOCH_TAGS
 
 log = logging.getLogger("bench")
 EXPERIMENTS = Path(cifar_exp.__file__).parent / "conf" / "experiment"
@@ -63,6 +64,15 @@ PROJECT_ARGS = [
     "trainer.log_images=false",
     "trainer.progress_bar=false",
 ]
+# What the bench itself sets and reads back, so no --override may change it.
+FIXED_KEYS = (
+    "experiment",
+    "dataset",
+    "dataset.root",
+    "dataset.val_size",
+    "trainer.eval_every",
+    "hydra.run.dir",
+)
 
 
 @dataclass
@@ -110,12 +120,18 @@ def project_run(name: str, root: Path, run_dir: Path, extra: list[str]) -> Conte
         *extra,
     ]
     log.info("running %s", shlex.join(command[1:]))
-    proc = subprocess.run(command, capture_output=True, text=True)
+    # The run's log goes on to stderr as it comes (a run takes minutes); its last line is
+    # the run's error message (or a traceback's last line) when it fails.
+    last = "(no output)"
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            last = line.strip() or last
     if proc.returncode != 0:
-        # A traceback ends stderr; the run's own error message is its last log line (stdout).
-        output = proc.stderr.strip() or proc.stdout.strip() or "(no output)"
-        last = output.splitlines()[-1].rpartition("] - ")[2]
-        raise UserError(f"experiment {name} failed (exit {proc.returncode}): {last}")
+        error = last.rpartition("] - ")[2]
+        raise UserError(f"experiment {name} failed (exit {proc.returncode}): {error}")
     return read_run(name, run_dir)
 
 
@@ -129,9 +145,7 @@ def read_run(name: str, run_dir: Path) -> Contender:
         return {e.step: e.value for e in events.Scalars(tag)} if tag in tags else {}
 
     epoch_s, compile_s, test_acc = (
-        series("train/epoch_s"),
-        series("train/compile_s"),
-        series("test/acc"),
+        series(EPOCH_TAGS[key]) for key in ("epoch_s", "compile_s", "test_acc")
     )
     row = Contender(f"cifar-exp {name}", PROJECT_CLOCK)
     for epoch in sorted(epoch_s):
@@ -236,6 +250,9 @@ def parse_args() -> argparse.Namespace:
     for item in args.override:
         if "=" not in item:
             parser.error(f"--override {item!r} is not KEY=VALUE (e.g. trainer.epochs=3)")
+        if item.split("=")[0].lstrip("+~") in FIXED_KEYS:
+            fixed = ", ".join(FIXED_KEYS)
+            parser.error(f"--override {item!r}: the bench sets {fixed} itself")
     for name in ("post_epochs", "post_resnet_epochs", "limit_train", "limit_test", "threads"):
         value = getattr(args, name)
         least = 0 if "epochs" in name else 1

@@ -150,6 +150,7 @@ def bench_tta(monkeypatch):
     "args, message",
     [
         (["--override", "trainer.epochs"], "--override 'trainer.epochs' is not KEY=VALUE"),
+        (["--override", "trainer.eval_every=2"], "--override 'trainer.eval_every=2': the bench"),
         (["--json", "missing/tta.json"], "--json missing/tta.json: folder"),
         (["--thresholds", "60"], "--thresholds are fractions in (0, 1]"),
         (["--post-epochs", "-1"], "--post-epochs must be >= 0, not -1"),
