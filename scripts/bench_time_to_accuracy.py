@@ -179,7 +179,7 @@ def baselines(posts: list[Contender], thresholds: list[float]) -> dict[str, floa
     found = {}
     for threshold in thresholds:
         times = [t for t in (row.time_to(threshold) for row in posts) if t is not None]
-        found[f"{threshold:.2f}"] = min(times, default=None)
+        found[f"{threshold:g}"] = min(times, default=None)
     return found
 
 
@@ -199,7 +199,7 @@ def summarize(row: Contender, baseline: dict[str, float | None], post: bool) -> 
 
 
 def table(rows: list[dict], thresholds: list[float]) -> str:
-    heads = " | ".join(f"{t:.0%}" for t in thresholds)
+    heads = " | ".join(f"{t * 100:g}%" for t in thresholds)
     lines = [
         f"| contender | {heads} | final acc | epochs |",
         "|---|" + "---:|" * (len(thresholds) + 2),
@@ -280,6 +280,7 @@ def known_experiments(names: list[str]) -> list[str]:
 def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Every contender, one after the other: the table's rows, the baseline time to each
     threshold, the runs that failed."""
+    experiments = known_experiments(args.experiments)  # before the minutes of the post's loop
     root = args.root
     extra = [f"trainer.num_threads={args.threads}", *args.override]
     if args.limit_train or args.limit_test:
@@ -291,7 +292,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     baseline = baselines(posts, args.thresholds)
     rows = [summarize(row, baseline, post=True) for row in posts]
     failed = []
-    for name in known_experiments(args.experiments):
+    for name in experiments:
         try:
             row = project_run(name, root, work / "runs" / name, extra)
         except UserError as err:
