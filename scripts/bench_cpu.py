@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 from pathlib import Path
 
 import torch
@@ -22,6 +21,8 @@ from benchlib import (
     Variant,
     alternate,
     build,
+    cpu_flags,
+    cpu_model,
     model_options,
     random_batch,
     summary,
@@ -42,15 +43,6 @@ COMPILED = [
     Variant("fp32", channels_last=True, compile=True),
     Variant("bf16", channels_last=True, compile=True),
 ]
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
 
 
 def main() -> None:
@@ -86,7 +78,7 @@ def main() -> None:
     bf16_flags = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
     logging.info(
         "%s, %d threads, torch %s; CPU capability %s; bf16/AMX flags: %s",
-        platform.processor() or platform.machine(),
+        cpu_model(),
         torch.get_num_threads(),
         torch.__version__,
         torch.backends.cpu.get_cpu_capability(),

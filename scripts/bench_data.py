@@ -36,42 +36,57 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = os.environ.get("CIFAR10_JPEG", str(REPO.parent / "shared/datasets/cifar10-jpeg"))
 
 
-def seed_style_epoch(root: Path, seed: int) -> dict[str, float]:
-    """The seed post's loop, on the image folder instead of torchvision's CIFAR10 class."""
-    torch.manual_seed(seed)
+def seed_loaders(root: Path) -> tuple[DataLoader, DataLoader]:
+    """The seed post's loaders, on the image folder instead of torchvision's CIFAR10 class:
+    ImageFolder + per-image ToTensor, batch 32, the training set shuffled."""
     to_tensor = transforms.ToTensor()
     train = DataLoader(
         datasets.ImageFolder(str(root / "train"), transform=to_tensor), batch_size=32, shuffle=True
     )
     test = DataLoader(datasets.ImageFolder(str(root / "test"), transform=to_tensor), batch_size=32)
-    model = MODELS.build({"name": "lenet5"})
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return train, test
+
+
+def seed_train_epoch(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader
+) -> tuple[int, float]:
+    """One epoch of the seed post's training loop: (images seen, seconds, loading included)."""
     model.train()
     start = time.perf_counter()
     seen = 0
-    for images, labels in train:
+    for images, labels in loader:
         loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         seen += len(labels)
-    train_s = time.perf_counter() - start
+    return seen, time.perf_counter() - start
+
+
+def seed_test_accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
+    """The seed post's evaluation: the fraction of the test images classified right."""
     model.eval()
     correct = total = 0
     with torch.no_grad():
-        for images, labels in test:
+        for images, labels in loader:
             correct += (model(images).argmax(1) == labels).sum().item()
             total += len(labels)
-    return {"images_per_s": seen / train_s, "test_acc": correct / total}
+    return correct / total
+
+
+def seed_style_epoch(root: Path, seed: int) -> dict[str, float]:
+    """The seed post's loop for one LeNet5 epoch: Adam 1e-3, cross-entropy, then the test."""
+    torch.manual_seed(seed)
+    train, test = seed_loaders(root)
+    model = MODELS.build({"name": "lenet5"})
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seen, train_s = seed_train_epoch(model, optimizer, train)
+    return {"images_per_s": seen / train_s, "test_acc": seed_test_accuracy(model, test)}
 
 
 def loading_only(root: Path, bundle: DataBundle, batches: int) -> tuple[float, float]:
     """Images/s of each pipeline's batches alone, no model: (seed-style, cifar-exp)."""
-    seed_loader = DataLoader(
-        datasets.ImageFolder(str(root / "train"), transform=transforms.ToTensor()),
-        batch_size=32,
-        shuffle=True,
-    )
+    seed_loader = seed_loaders(root)[0]
     project_loader = BatchLoader(bundle.train, 32, torch.device("cpu"), shuffle=True)
     speeds = []
     for loader in (seed_loader, project_loader):

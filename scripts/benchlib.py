@@ -9,9 +9,11 @@ reversed order every other round) and the medians and ratios are reported.
 from __future__ import annotations
 
 import logging
+import platform
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +57,24 @@ class Trainer:
             loss = F.cross_entropy(self.model(images), labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward_and_step(loss, self.optimizer)
+
+
+def cpuinfo_field(name: str) -> str:
+    """The first value of `name` in /proc/cpuinfo ("" where there is none, as off Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    line = next((ln for ln in text.splitlines() if ln.split(":", 1)[0].strip() == name), "")
+    return line.split(":", 1)[-1].strip()
+
+
+def cpu_flags() -> set[str]:
+    return set(cpuinfo_field("flags").split())
+
+
+def cpu_model() -> str:
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def synchronize(device: torch.device) -> None:

@@ -3,12 +3,13 @@
 They measure nothing here: the figures come from real runs, see the README.
 """
 
+import importlib
 import json
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import CIFAR10_JPEG, REPO
 
 
 def run_script(name, *args, cwd):
@@ -85,3 +86,106 @@ def test_dashboard_benchmark_dry_run(tmp_path):
     for part in ("gathering confusion + mistakes", "confusion-matrix figure", "once per run"):
         assert f"| {part}" in proc.stdout, proc.stdout
     assert "end to end, one epoch (median wall_s of 1 runs each)" in proc.stdout
+
+
+needs_cifar10 = pytest.mark.skipif(
+    not (CIFAR10_JPEG / "train").is_dir(), reason=f"no CIFAR-10 JPEG copy at {CIFAR10_JPEG}"
+)
+
+
+def time_to_accuracy(*args, cwd, root=CIFAR10_JPEG):
+    """bench_time_to_accuracy.py on 200 training and 100 test images, one thread."""
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bench_time_to_accuracy.py"),
+            *("--root", str(root), "--limit-train", "200", "--limit-test", "100"),
+            *("--threads", "1", *args),
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@needs_cifar10
+def test_time_to_accuracy_table_skips_an_unknown_experiment(tmp_path):
+    proc = time_to_accuracy(
+        *("--post-epochs", "2", "--post-resnet-epochs", "1"),
+        *("--experiments", "no_such_preset", "seed_lenet5", "--override", "trainer.epochs=2"),
+        *("--thresholds", "0.01", "0.99", "--json", "tta.json"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    unknown = [ln for ln in proc.stderr.splitlines() if "no_such_preset" in ln]
+    assert len(unknown) == 1 and "unknown experiment no_such_preset" in unknown[0]
+    result = json.loads((tmp_path / "tta.json").read_text())
+    rows = {r["name"]: r for r in result["rows"]}
+    assert list(rows) == ["post's loop, lenet5", "post's loop, resnet", "cifar-exp seed_lenet5"]
+    for row, epochs in zip(rows.values(), (2, 1, 2), strict=True):
+        assert row["epochs"] == epochs == len(row["epoch_s"]) == len(row["test_acc"])
+        assert all(s > 0 for s in row["epoch_s"]) and 0 < row["final_acc"] <= 1
+        # Any accuracy reaches 1% after the first epoch; 99% is out of reach of 200 images.
+        assert row["time_to_s"] == {"0.01": row["epoch_s"][0], "0.99": None}
+    fastest_post = min(r["epoch_s"][0] for r in list(rows.values())[:2])
+    assert result["baseline_s"] == {"0.01": fastest_post, "0.99": None}
+    project = rows["cifar-exp seed_lenet5"]
+    assert project["speedup"]["0.01"] == pytest.approx(fastest_post / project["epoch_s"][0])
+    assert project["clock"].startswith("train/epoch_s")
+    assert result["cpu"]["model"] and result["failed"] == []
+    assert "| contender | 1% | 99% | final acc | epochs |" in proc.stdout
+    assert "| cifar-exp seed_lenet5 | " in proc.stdout and "x) | — |" in proc.stdout
+
+
+@pytest.mark.slow
+@needs_cifar10
+def test_time_to_accuracy_reports_a_failed_run_and_goes_on(tmp_path):
+    proc = time_to_accuracy(
+        *("--post-epochs", "0", "--post-resnet-epochs", "0", "--experiments", "seed_lenet5"),
+        *("--override", "trainer.epochs=-1", "--json", "tta.json"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    line = "experiment seed_lenet5 failed (exit 1): trainer.epochs must be >= 0, got -1"
+    assert line in proc.stderr
+    assert json.loads((tmp_path / "tta.json").read_text())["failed"] == [line]
+
+
+@pytest.fixture
+def bench_tta(monkeypatch):
+    """scripts/bench_time_to_accuracy.py imported: its argument checks run in this process,
+    sparing each case the seconds a fresh process spends importing torch."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    return importlib.import_module("bench_time_to_accuracy")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--override", "trainer.epochs"], "--override 'trainer.epochs' is not KEY=VALUE"),
+        (["--override", "trainer.eval_every=2"], "--override 'trainer.eval_every=2': the bench"),
+        (["--json", "missing/tta.json"], "--json missing/tta.json: folder"),
+        (["--thresholds", "60"], "--thresholds are fractions in (0, 1]"),
+        (["--post-epochs", "-1"], "--post-epochs must be >= 0, not -1"),
+        (["--limit-train", "0"], "--limit-train must be >= 1, not 0"),
+        (["--root", "nowhere"], "no image folder at "),
+    ],
+)
+def test_time_to_accuracy_refuses_bad_arguments(
+    bench_tta, tmp_path, monkeypatch, capsys, args, message
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench_time_to_accuracy.py", "--root", ".", *args])
+    with pytest.raises(SystemExit) as exit_:
+        bench_tta.parse_args()
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error, error
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_cifar10
+def test_time_to_accuracy_needs_an_image_per_class(bench_tta, tmp_path):
+    with pytest.raises(bench_tta.UserError, match="--limit-train 5 is fewer than one image per"):
+        bench_tta.subset_folder(CIFAR10_JPEG, tmp_path, {"train": 5, "test": None})

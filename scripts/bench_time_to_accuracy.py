@@ -1,0 +1,345 @@
+"""Time to accuracy: the seed post's own loop against cifar-exp presets, on the same data.
+
+    python scripts/bench_time_to_accuracy.py --root <CIFAR-10 image folder>
+    python scripts/bench_time_to_accuracy.py --experiments seed_lenet5 \\
+        --override trainer.epochs=3 --json tta.json
+
+In one run, one after the other on the same image folder (CIFAR-10 layout):
+- the post's loop as the post wrote it (bench_data.py: ImageFolder + ToTensor, DataLoader
+  batch 32 shuffled, Adam 1e-3, cross-entropy, the test set scored after every epoch), with
+  its LeNet5 for --post-epochs epochs and its ResNet for --post-resnet-epochs;
+- `python -m cifar_exp.run experiment=<name> dataset=imagefolder ...` for each preset named,
+  scoring the test set after every epoch; its per-epoch figures are read back from the run's
+  TensorBoard event files.
+The table gives the training seconds until the test accuracy first reaches 60/85/90/93/94%
+(— when it never does; --thresholds picks others), the final accuracy, the epochs, and the
+speed-up over the post's loop: its fastest time to the same threshold (in practice its LeNet5
+for 60%, its ResNet above, where it reaches them).
+
+What the clock counts. The post's loop: its training loop (batch loading included), not its
+per-epoch evaluation. cifar-exp: the run's `train/epoch_s` (training and the per-epoch test
+evaluation: the run records them together) less `train/compile_s`, as airbench leaves the
+compile warm-up out. Neither counts decoding the folder or the process start-up, nor an
+initialization from the data before the first epoch (outside epoch_s; airbench counts its
+whitening). With the evaluation inside the cifar-exp clock only, the speed-ups are, if
+anything, understated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_data import DEFAULT_ROOT, seed_loaders, seed_test_accuracy, seed_train_epoch
+from benchlib import cpu_flags, cpu_model
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import cifar_exp
+from cifar_exp.errors import UserError
+from cifar_exp.files import write_json
+from cifar_exp.models import MODELS
+from cifar_exp.tracking import EPOCH_TAGS
+
+log = logging.getLogger("bench")
+EXPERIMENTS = Path(cifar_exp.__file__).parent / "conf" / "experiment"
+POST_CLOCK = "training loop only (its per-epoch evaluation left out)"
+PROJECT_CLOCK = "train/epoch_s (training + per-epoch test evaluation) - train/compile_s"
+# Every cifar-exp run scores the test split after every epoch and draws no figures (whose
+# drawing would be inside epoch_s); the test split, not a held-out one, as the post scores.
+PROJECT_ARGS = [
+    "dataset=imagefolder",
+    "dataset.val_size=0",
+    "trainer.eval_every=1",
+    "trainer.log_images=false",
+    "trainer.progress_bar=false",
+]
+# What the bench itself sets and reads back, so no --override may change it.
+FIXED_KEYS = (
+    "experiment",
+    "dataset",
+    "dataset.root",
+    "dataset.val_size",
+    "trainer.eval_every",
+    "hydra.run.dir",
+)
+
+
+@dataclass
+class Contender:
+    """One row of the table: the clock's seconds and the test accuracy, epoch by epoch."""
+
+    name: str
+    clock: str
+    epoch_s: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+
+    def time_to(self, threshold: float) -> float | None:
+        """Seconds counted up to the first epoch whose test accuracy reaches `threshold`."""
+        for epoch, acc in enumerate(self.test_acc, 1):
+            if acc >= threshold:
+                return sum(self.epoch_s[:epoch])
+        return None
+
+
+def post_loop(model_name: str, root: Path, epochs: int, seed: int) -> Contender:
+    """The seed post's loop with its `model_name` (lenet5 or resnet) for `epochs` epochs."""
+    torch.manual_seed(seed)
+    train, test = seed_loaders(root)
+    model = MODELS.build({"name": model_name})
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    row = Contender(f"post's loop, {model_name}", POST_CLOCK)
+    for epoch in range(1, epochs + 1):
+        _, train_s = seed_train_epoch(model, optimizer, train)
+        row.epoch_s.append(train_s)
+        row.test_acc.append(seed_test_accuracy(model, test))
+        log.info("%s epoch %d: %.1fs, test acc %.4f", row.name, epoch, train_s, row.test_acc[-1])
+    return row
+
+
+def project_run(name: str, root: Path, run_dir: Path, extra: list[str]) -> Contender:
+    """`python -m cifar_exp.run experiment=<name>` in a fresh process; UserError if it fails."""
+    command = [
+        sys.executable,
+        "-m",
+        "cifar_exp.run",
+        f"experiment={name}",
+        *PROJECT_ARGS,
+        f"dataset.root={root}",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+    log.info("running %s", shlex.join(command[1:]))
+    # The run's log goes on to stderr as it comes (a run takes minutes); its last line is
+    # the run's error message (or a traceback's last line) when it fails.
+    last = "(no output)"
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            last = line.strip() or last
+    if proc.returncode != 0:
+        error = last.rpartition("] - ")[2]
+        raise UserError(f"experiment {name} failed (exit {proc.returncode}): {error}")
+    return read_run(name, run_dir)
+
+
+def read_run(name: str, run_dir: Path) -> Contender:
+    """The run's per-epoch epoch_s, compile_s and test accuracy, from its event files."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+
+    def series(tag: str) -> dict[int, float]:
+        return {e.step: e.value for e in events.Scalars(tag)} if tag in tags else {}
+
+    epoch_s, compile_s, test_acc = (
+        series(EPOCH_TAGS[key]) for key in ("epoch_s", "compile_s", "test_acc")
+    )
+    row = Contender(f"cifar-exp {name}", PROJECT_CLOCK)
+    for epoch in sorted(epoch_s):
+        row.epoch_s.append(epoch_s[epoch] - compile_s.get(epoch, 0.0))
+        row.test_acc.append(test_acc[epoch])
+    return row
+
+
+def subset_folder(root: Path, into: Path, limits: dict[str, int | None]) -> Path:
+    """A folder of links to the first files (sorted) of each class of `root`, up to
+    limits[split] // classes per class (every file where the limit is None)."""
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    for split, limit in limits.items():
+        per_class = None if limit is None else limit // len(classes)
+        if per_class == 0:
+            raise UserError(
+                f"--limit-{split} {limit} is fewer than one image per class ({len(classes)} "
+                f"classes); give at least {len(classes)}"
+            )
+        for name in classes:
+            folder = into / split / name
+            folder.mkdir(parents=True)
+            files = sorted(f for f in os.listdir(root / split / name) if not f.startswith("."))
+            for file in files[:per_class]:
+                (folder / file).symlink_to(root / split / name / file)
+    return into
+
+
+def baselines(posts: list[Contender], thresholds: list[float]) -> dict[str, float | None]:
+    """Each threshold's baseline: the post's fastest loop to it (None if none reaches it)."""
+    found = {}
+    for threshold in thresholds:
+        times = [t for t in (row.time_to(threshold) for row in posts) if t is not None]
+        found[f"{threshold:g}"] = min(times, default=None)
+    return found
+
+
+def summarize(row: Contender, baseline: dict[str, float | None], post: bool) -> dict:
+    """The row's JSON: its epochs, time to each threshold and speed-up over the baseline."""
+    times = {key: row.time_to(float(key)) for key in baseline}
+    return {
+        **asdict(row),
+        "epochs": len(row.test_acc),
+        "final_acc": row.test_acc[-1] if row.test_acc else None,
+        "time_to_s": times,
+        "speedup": {
+            key: None if post or s is None or not baseline[key] else baseline[key] / s
+            for key, s in times.items()
+        },
+    }
+
+
+def table(rows: list[dict], thresholds: list[float]) -> str:
+    heads = " | ".join(f"{t * 100:g}%" for t in thresholds)
+    lines = [
+        f"| contender | {heads} | final acc | epochs |",
+        "|---|" + "---:|" * (len(thresholds) + 2),
+    ]
+    for r in rows:
+        cells = []
+        for key, seconds in r["time_to_s"].items():
+            ratio = r["speedup"][key]
+            cell = "—" if seconds is None else f"{seconds:.1f} s"
+            cells.append(cell if ratio is None else f"{cell} ({ratio:.2f}x)")
+        final = "—" if r["final_acc"] is None else f"{r['final_acc']:.4f}"
+        lines.append(f"| {r['name']} | {' | '.join(cells)} | {final} | {r['epochs']} |")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
+    parser.add_argument(
+        "--experiments", nargs="*", default=["seed_lenet5", "speedrun_cpu", "speedrun94"]
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to every cifar-exp run (repeatable), e.g. trainer.epochs=3",
+    )
+    parser.add_argument("--post-epochs", type=int, default=10, help="the post's LeNet5 (0: skip)")
+    parser.add_argument("--post-resnet-epochs", type=int, default=3, help="its ResNet (0: skip)")
+    parser.add_argument(
+        "--limit-train", type=int, help="train on N images (the first N/10 of each class)"
+    )
+    parser.add_argument(
+        "--limit-test", type=int, help="test on M images (the first M/10 of each class)"
+    )
+    parser.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=[0.60, 0.85, 0.90, 0.93, 0.94],
+        help="test accuracies to time (fractions)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (<= cores)")
+    parser.add_argument("--seed", type=int, default=0, help="the post's loop's seed")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    for item in args.override:
+        if "=" not in item:
+            parser.error(f"--override {item!r} is not KEY=VALUE (e.g. trainer.epochs=3)")
+        if item.split("=")[0].lstrip("+~") in FIXED_KEYS:
+            fixed = ", ".join(FIXED_KEYS)
+            parser.error(f"--override {item!r}: the bench sets {fixed} itself")
+    for name in ("post_epochs", "post_resnet_epochs", "limit_train", "limit_test", "threads"):
+        value = getattr(args, name)
+        least = 0 if "epochs" in name else 1
+        if value is not None and value < least:
+            parser.error(f"--{name.replace('_', '-')} must be >= {least}, not {value}")
+    if not all(0 < t <= 1 for t in args.thresholds):
+        parser.error(f"--thresholds are fractions in (0, 1], e.g. 0.9, not {args.thresholds}")
+    if args.json and not args.json.absolute().parent.is_dir():
+        parser.error(f"--json {args.json}: folder {args.json.absolute().parent} does not exist")
+    args.root = args.root.expanduser().absolute()
+    if not (args.root / "train").is_dir() or not (args.root / "test").is_dir():
+        parser.error(f"no image folder at {args.root}: pass --root <folder with train/ and test/>")
+    return args
+
+
+def known_experiments(names: list[str]) -> list[str]:
+    """`names` that are presets; one line for each that is not."""
+    known = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+    for name in names:
+        if name not in known:
+            log.warning("unknown experiment %s (presets: %s): skipped", name, ", ".join(known))
+    return [name for name in names if name in known]
+
+
+def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Every contender, one after the other: the table's rows, the baseline time to each
+    threshold, the runs that failed."""
+    experiments = known_experiments(args.experiments)  # before the minutes of the post's loop
+    root = args.root
+    extra = [f"trainer.num_threads={args.threads}", *args.override]
+    if args.limit_train or args.limit_test:
+        limits = {"train": args.limit_train, "test": args.limit_test}
+        root = subset_folder(args.root, work / "data", limits)
+        extra.insert(0, f"dataset.cache_dir={work / 'cache'}")  # no subset in the user's cache
+    budgets = {"lenet5": args.post_epochs, "resnet": args.post_resnet_epochs}
+    posts = [post_loop(m, root, n, args.seed) for m, n in budgets.items() if n > 0]
+    baseline = baselines(posts, args.thresholds)
+    rows = [summarize(row, baseline, post=True) for row in posts]
+    failed = []
+    for name in experiments:
+        try:
+            row = project_run(name, root, work / "runs" / name, extra)
+        except UserError as err:
+            log.error("%s", err)
+            failed.append(str(err))
+            continue
+        rows.append(summarize(row, baseline, post=False))
+    return {"rows": rows, "baseline_s": baseline, "failed": failed}
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its reader's chatter
+    torch.set_num_threads(args.threads)
+    command = shlex.join([Path(sys.executable).name, *sys.argv])
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            results = run_all(args, Path(work))
+    except UserError as err:
+        sys.exit(str(err))
+    flags = sorted(cpu_flags())
+    shown = [f for f in flags if f.startswith(("avx", "amx")) or "bf16" in f]
+    print(f"\n{command}\n{date}; {cpu_model()}, {os.cpu_count()} cores, {args.threads} threads")
+    print(f"CPU flags: {' '.join(shown) or 'none'}; torch {torch.__version__}")
+    print(f"post's loop clock: {POST_CLOCK}\ncifar-exp clock: {PROJECT_CLOCK}\n")
+    print(table(results["rows"], args.thresholds))
+    print("(x): the post's fastest loop's time to that accuracy / this row's")
+    result = {
+        "command": command,
+        "date": date,
+        "cpu": {"model": cpu_model(), "cores": os.cpu_count(), "flags": flags},
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "bench_s": time.perf_counter() - start,
+        **results,
+    }
+    if args.json:
+        try:
+            write_json(args.json, result)
+        except UserError as err:
+            sys.exit(str(err))
+    if results["failed"]:
+        sys.exit(f"{len(results['failed'])} run(s) failed: see above")
+
+
+if __name__ == "__main__":
+    main()
