@@ -68,3 +68,16 @@ def test_lookahead_sets_the_trained_weights_to_the_average(compose, tmp_path):
 def test_bad_training_options_name_the_key(compose, tmp_path, override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         trainer_for(compose, tmp_path, override)
+
+
+def test_airbench_whitening_runs_once_on_a_fresh_start_not_on_resume(compose, tmp_path):
+    small = ["model=airbench", "model.widths=[8,16,16]", "augment.normalize=true"]
+    fresh = trainer_for(compose, tmp_path, *small)
+    untouched = trainer_for(compose, tmp_path / "resumed", *small)  # as before a resume
+    cfg = compose([*TINY, "trainer.log_images=false", *small])
+    resumed = build_trainer(cfg, tmp_path / "resumed", fresh=False)[0]
+    assert fresh.init_s is not None and resumed.init_s is None
+    # Built from the same seed, the weights differ only by the initialization from data,
+    # which gives the same result every time.
+    assert not torch.equal(fresh.net.whiten.weight, resumed.net.whiten.weight)
+    assert torch.equal(untouched.net.whiten.weight, fresh.net.whiten.weight)

@@ -142,6 +142,7 @@ class Trainer:
     checkpointer: Checkpointer | None = None
     pictures: Pictures | None = None
     average: WeightAverage | None = None
+    init_s: float | None = None  # the data-dependent initialization's time, if one ran
 
     def __post_init__(self) -> None:
         device = self.loaders.train.device
@@ -184,6 +185,8 @@ class Trainer:
         with self.out_of_memory_hint("training", self.loaders.train):
             values = self.train_epoch(epoch, time_first_step)
         values["train_s"] = time.perf_counter() - start
+        if epoch == 1 and self.init_s is not None:
+            values["init_s"] = self.init_s
         values["lr"] = self.optimizer.param_groups[0]["lr"]
         if epoch % self.settings.eval_every == 0 or epoch == self.settings.epochs:
             split, loader = self.loaders.per_epoch

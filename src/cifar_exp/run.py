@@ -34,13 +34,20 @@ from cifar_exp.checkpoint import (
     restore_rng,
 )
 from cifar_exp.config import validate
-from cifar_exp.data import BatchLoader, BatchTransform, DataBundle, Split, load_dataset
+from cifar_exp.data import (
+    BatchLoader,
+    BatchTransform,
+    DataBundle,
+    Split,
+    load_dataset,
+    to_model_input,
+)
 from cifar_exp.device import describe_device, resolve_device
 from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.figures import Pictures
 from cifar_exp.manifest import RunManifest, git_commit
-from cifar_exp.models import MODELS
+from cifar_exp.models import MODELS, InitializedFromData, initialize_from_data
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import override_keys, resume_config, saved_config
@@ -74,7 +81,7 @@ def train(
     """Build everything the config names, train (from `checkpoint` when given), return the
     final metrics. Checkpoints go to run_dir/checkpoints/. `overrides`, those typed on the
     command line, come first in TensorBoard's HParams and are shown in its Text tab."""
-    trainer, cfg = build_trainer(cfg, run_dir, manifest)
+    trainer, cfg = build_trainer(cfg, run_dir, manifest, fresh=checkpoint is None)
     if checkpoint is not None:
         continue_from(trainer, checkpoint)
     params = sum(p.numel() for p in trainer.net.parameters())
@@ -99,10 +106,11 @@ def train(
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path, manifest: RunManifest | None = None
+    cfg: DictConfig, run_dir: Path, manifest: RunManifest | None = None, fresh: bool = True
 ) -> tuple[Trainer, DictConfig]:
     """The Trainer the config describes, and the config completed with what the data
-    decided (the number of classes, the normalization statistics), as checkpoints store it."""
+    decided (the number of classes, the normalization statistics), as checkpoints store it.
+    `fresh`: a new run, not one a checkpoint continues (which holds data-dependent inits)."""
     validate(cfg)
     t = cfg.trainer
     here = distributed.place()
@@ -122,6 +130,7 @@ def build_trainer(
     torch.manual_seed(t.seed)
     data, cfg, (train_transform, eval_transform) = prepare_data(cfg, device)
     net = MODELS.build(cfg.model).to(device)
+    init_s = initialize_from_training_data(net, data, eval_transform, device) if fresh else None
     if t.channels_last:
         use_channels_last(net)
     model = distributed.wrap(net, device, here)
@@ -152,6 +161,7 @@ def build_trainer(
             graph=t.log_graph,
         ),
     )
+    trainer.init_s = init_s
     if t.ema_decay:
         trainer.average = WeightAverage(net, t.ema_decay, t.ema_every, t.ema_lookahead)
     trainer.checkpointer = build_checkpointer(cfg, trainer, run_dir / CHECKPOINT_DIR, data)
@@ -174,6 +184,33 @@ def prepare_data(
         "augment": {"mean": augment["mean"], "std": augment["std"]},
     }
     return data, OmegaConf.merge(cfg, completed), transforms
+
+
+INIT_IMAGES = 5000  # training images a data-dependent initialization sees (airbench's count)
+
+
+def initialize_from_training_data(
+    net: torch.nn.Module,
+    data: DataBundle,
+    eval_transform: BatchTransform | None,
+    device: torch.device,
+) -> float | None:
+    """Run the model's data-dependent initialization (airbench's whitening), if it has one,
+    on the first INIT_IMAGES training images as evaluation sees them; its time in seconds."""
+    if not isinstance(net, InitializedFromData):
+        return None
+    start = time.perf_counter()
+    images = to_model_input(data.train.images[:INIT_IMAGES], device)
+    if eval_transform is not None:
+        images = eval_transform(images, torch.Generator())
+    initialize_from_data(net, images)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    log.info(
+        "initialized %s from %d training images in %.2fs", type(net).__name__, len(images), seconds
+    )
+    return seconds
 
 
 def run_info(

@@ -39,12 +39,14 @@ EPOCH_TAGS = {
     "images_per_s": "train/images_per_s",
     "epoch_s": "train/epoch_s",  # training and the epoch's evaluation
     "train_s": "train/train_s",  # training alone
+    "init_s": "train/init_s",  # a data-dependent initialization before it (epoch 1)
     "compile_s": "train/compile_s",
     "peak_mem_mb": "train/peak_mem_mb",
 }
 # Measured, not determined by the seed: they differ between two runs of the same config.
 TIMING_TAGS = {
-    EPOCH_TAGS[key] for key in ("images_per_s", "epoch_s", "train_s", "compile_s", "peak_mem_mb")
+    EPOCH_TAGS[key]
+    for key in ("images_per_s", "epoch_s", "train_s", "init_s", "compile_s", "peak_mem_mb")
 }
 # Per-step scalars (x axis: optimizer step).
 STEP_LOSS_TAG = "train_step/loss"
