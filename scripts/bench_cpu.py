@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from benchlib import Variant, alternate, build, random_batch, summary, table, warm_up
 
+from cifar_exp.performance import read_cpu_flags
+
 VARIANTS = [
     Variant("fp32"),
     Variant("fp32", channels_last=True),
@@ -31,15 +33,6 @@ COMPILED = [
     Variant("fp32", channels_last=True, compile=True),
     Variant("bf16", channels_last=True, compile=True),
 ]
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
 
 
 def main() -> None:
@@ -61,7 +54,7 @@ def main() -> None:
         args.batch_size, args.steps, args.rounds, args.warmup = 4, 1, 2, 1
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    flags = cpu_flags()
+    flags = read_cpu_flags() or set()
     bf16_flags = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
     logging.info(
         "%s, %d threads, torch %s; CPU capability %s; bf16/AMX flags: %s",
