@@ -70,7 +70,9 @@ class BatchAugment:
     ) -> torch.Tensor:
         """`index`: the images' positions in the split and `epoch`, which alternating flips
         need (BatchLoader passes both)."""
-        if self.pad:
+        # Random flips crop too (by 0 pixels without padding): the offsets drawn first keep
+        # the flips of a flip-only config what they were before translate existed.
+        if self.pad or self.flip_bits is None and self.flip:
             images = self.crop(images, generator)
         if self.flip:
             images = torch.where(
@@ -88,7 +90,7 @@ class BatchAugment:
         pad = self.pad
         top = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
         left = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
-        padded = F.pad(images, (pad, pad, pad, pad), mode=self.pad_mode)
+        padded = F.pad(images, (pad, pad, pad, pad), mode=self.pad_mode) if pad else images
         windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # [n, c, 2p+1, 2p+1, h, w], a view
         return windows[torch.arange(n, device=images.device), :, top, left]
 
@@ -106,7 +108,9 @@ class BatchAugment:
         else:
             if index is None:
                 raise ValueError("alternating flips need the images' positions in the split")
-            flipped = self.flip_bits[index.cpu()] ^ bool(epoch % 2)
+            if self.flip_bits.device != index.device:  # once: no host sync per batch
+                self.flip_bits = self.flip_bits.to(index.device)
+            flipped = self.flip_bits[index] ^ bool(epoch % 2)
         return flipped.to(images.device).view(n, 1, 1, 1)
 
 
