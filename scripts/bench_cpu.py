@@ -21,7 +21,6 @@ from benchlib import (
     Variant,
     alternate,
     build,
-    cpu_flags,
     cpu_model,
     model_options,
     random_batch,
@@ -31,6 +30,7 @@ from benchlib import (
 )
 
 from cifar_exp.errors import ConfigError
+from cifar_exp.performance import read_cpu_flags
 
 VARIANTS = [
     Variant("fp32"),
@@ -74,7 +74,7 @@ def main() -> None:
         args.batch_size, args.steps, args.rounds, args.warmup = 4, 1, 2, 1
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    flags = cpu_flags()
+    flags = read_cpu_flags() or set()
     bf16_flags = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
     logging.info(
         "%s, %d threads, torch %s; CPU capability %s; bf16/AMX flags: %s",

@@ -1,13 +1,19 @@
 """Batch augmentation and normalization, the seeded val holdout, and their use in a run."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 from conftest import TINY, run_cli
+from runs import assert_same_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.augment import BatchAugment, build_transforms, channel_stats
+from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.data import BatchLoader, Split, load_dataset
 from cifar_exp.errors import ConfigError
 
@@ -136,3 +142,133 @@ def test_run_with_val_split_and_standard_augmentation_logs_val_scalars(tmp_path)
     assert "192 train / 64 val / 128 test images" in (run_dir / "run.log").read_text()
     config = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "crop_padding: 4" in config and "flip: true" in config
+
+
+def flipped_labels(loader, originals):
+    """The labels (= positions) of the images the loader's epoch mirrored."""
+    flipped = set()
+    for x, y in loader:
+        for image, label in zip(x, y.tolist(), strict=True):
+            if torch.equal(image, originals[label].flip(2)):
+                flipped.add(label)
+            else:
+                assert torch.equal(image, originals[label])
+    return flipped
+
+
+def test_alternating_flip_mirrors_a_random_half_then_exactly_the_other_half():
+    n = 64
+    images = torch.randint(0, 256, (n, 3, 4, 4), generator=torch.Generator().manual_seed(0))
+    split = Split(images.to(torch.uint8), torch.arange(n))
+    originals = images.float() / 255
+    options = {"crop_padding": 0, "flip": True, "flip_mode": "alternate", "normalize": False}
+
+    def epoch(number, seed=0, start_batch=0):
+        transform, _ = build_transforms(dict(options), split, seed=seed)
+        loader = BatchLoader(split, 16, torch.device("cpu"), True, seed, transform=transform)
+        loader.set_epoch(number, start_batch)
+        return loader
+
+    first, second, third = (flipped_labels(epoch(e), originals) for e in (1, 2, 3))
+    assert 16 < len(first) < 48
+    assert second == set(range(n)) - first  # exactly the ones not flipped the epoch before
+    assert third == first
+    assert flipped_labels(epoch(1, seed=1), originals) != first
+    # A resumed epoch continues bitwise: the same batches as the tail of the whole epoch.
+    whole = [x for x, _ in epoch(2)]
+    resumed = [x for x, _ in epoch(2, start_batch=2)]
+    assert all(torch.equal(a, b) for a, b in zip(whole[2:], resumed, strict=True))
+
+
+def test_translate_is_a_window_of_the_reflect_padded_image_within_bounds():
+    images = numbered_images(32) + 1  # no pixel is 0, so zero padding would show
+    out = BatchAugment(translate=2)(images, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
+    shifts = set()
+    for o, p in zip(out, padded, strict=True):
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(o, p[:, dy : dy + 6, dx : dx + 6])
+        ]
+        assert len(matches) == 1  # one window, within 2 pixels of the original
+        shifts.add(matches[0])
+    assert len(shifts) > 5
+    assert (out > 0).all()  # reflected pixels, never zero padding
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["augment=standard", "augment.translate=2"], "augment.translate must be 0 when crop_pad"),
+        (["augment.flip_mode=sometimes"], "augment.flip_mode must be one of random, alternate"),
+        (["augment.translate=-1"], "augment.translate must be >= 0"),
+    ],
+)
+def test_bad_augment_options_are_refused_while_composing(compose, overrides, message):
+    from cifar_exp.config import validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(compose(overrides))
+
+
+def test_translate_as_large_as_the_image_is_a_clear_error(tmp_path):
+    proc = run_cli(
+        *TINY,
+        "augment=airbench",
+        "augment.translate=32",
+        f"hydra.run.dir={tmp_path / 'r'}",
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "augment.translate=32 must be smaller than the images' 32 pixels" in output
+    assert "Traceback" not in output
+
+
+def test_airbench_preset_trains(compose, tmp_path):
+    cfg = compose(["augment=airbench"])
+    assert (cfg.augment.translate, cfg.augment.flip, cfg.augment.flip_mode) == (
+        2,
+        True,
+        "alternate",
+    )
+    assert cfg.augment.crop_padding == 0
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        *TINY, "trainer.epochs=2", "augment=airbench", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "flip_mode: alternate" in config and "translate: 2" in config
+
+
+@pytest.mark.slow
+def test_airbench_augmentation_resumes_mid_epoch_bitwise(tmp_path):
+    """Interrupted in epoch 2 (the flipped half is the other one) and resumed: the same
+    weights, optimizer state and metrics as the uninterrupted run."""
+    overrides = [*TINY, "dataset.train_size=1024", "trainer.epochs=2", "augment=airbench"]
+    reference = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'ref'}", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar_exp.run", *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    while not (run_dir / "checkpoints" / "last.pt").exists():  # epoch 1 is done
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.005)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    progress = load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]
+    assert progress["epoch"] == 1 and progress["batch"] > 0  # stopped inside epoch 2
+    resumed = run_cli(f"resume={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(tmp_path / "ref", run_dir)

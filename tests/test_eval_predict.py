@@ -9,6 +9,7 @@ from PIL import Image
 
 from cifar_exp.data import load_dataset, to_model_input
 from cifar_exp.errors import UserError
+from cifar_exp.tta import tta_logits
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,48 @@ def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path
     assert [t["prob"] for t in results[0]["top"]] == pytest.approx(top.values.tolist(), abs=1e-6)
 
 
+def test_eval_and_predict_with_test_time_augmentation(trained, tmp_path):
+    from cifar_exp.eval import load_trained
+
+    out = tmp_path / "eval"
+    proc = run_cli(
+        f"ckpt={trained}",
+        "tta=flip_translate",
+        f"hydra.run.dir={out}",
+        module="cifar_exp.eval",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval.json").read_text())
+    data = load_dataset({"name": "synthetic", "train_size": 256, "test_size": 128})
+    model, _, _ = load_trained(str(trained), torch.device("cpu"))
+    inputs = to_model_input(data.test.images, torch.device("cpu"))
+    with torch.no_grad():
+        logits = tta_logits(model, inputs, "flip_translate")
+    assert results["tta"] == "flip_translate"
+    assert results["acc"] == (logits.argmax(1) == data.test.labels).double().mean().item()
+    assert "(128 images, test-time augmentation: flip_translate)" in proc.stdout
+
+    image = tmp_path / "images" / "one.png"
+    image.parent.mkdir()
+    Image.fromarray(data.test.images[0].permute(1, 2, 0).numpy()).save(image)
+    proc = run_cli(
+        f"ckpt={trained}",
+        f"images={image}",
+        "tta=flip",
+        "top_k=1",
+        f"hydra.run.dir={tmp_path / 'predict'}",
+        module="cifar_exp.predict",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    top = json.loads((tmp_path / "predict" / "predictions.json").read_text())[0]["top"][0]
+    with torch.no_grad():
+        expected = tta_logits(model, inputs[:1], "flip").softmax(1)[0]
+    assert top["prob"] == pytest.approx(expected.max().item(), abs=1e-6)
+    assert top["class"] == f"class_{expected.argmax().item()}"
+
+
 @pytest.mark.parametrize(
     "app, overrides, message",
     [
@@ -100,6 +143,8 @@ def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path
         ("predict", ["ckpt={run}", "images={empty}"], "no image files in"),
         ("predict", ["ckpt={run}", "images={bad}"], "is not an image that can be read"),
         ("predict", ["ckpt={run}", "images={bad}", "top_k=0"], "top_k and batch_size must be"),
+        ("eval", ["ckpt={run}", "tta=mirror"], "tta must be one of none, flip, flip_translate"),
+        ("predict", ["ckpt={run}", "images={bad}", "tta=x"], "tta must be one of none, flip, "),
     ],
 )
 def test_bad_eval_and_predict_inputs_give_one_clear_error(

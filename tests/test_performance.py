@@ -11,7 +11,13 @@ from torch import nn
 
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.performance import Precision, use_channels_last
+from cifar_exp.performance import (
+    AUTOCAST_DTYPES,
+    Precision,
+    choose_precision,
+    read_cpu_flags,
+    use_channels_last,
+)
 
 CPU = torch.device("cpu")
 
@@ -66,6 +72,12 @@ def test_unknown_compile_mode_is_a_clear_error(compose):
         validate(compose(["trainer.compile=true", "trainer.compile_mode=fastest"]))
 
 
+def test_unknown_tta_mode_is_a_clear_error(compose):
+    validate(compose(["trainer.tta=flip_translate"]))
+    with pytest.raises(ConfigError, match="trainer.tta must be one of none, flip, flip_translate"):
+        validate(compose(["trainer.tta=mirror"]))
+
+
 def run_and_read(tmp_path, *overrides):
     run_dir = tmp_path / "run"
     proc = run_cli(*TINY, *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -108,3 +120,40 @@ def test_compile_reports_compile_time_apart_from_throughput(tmp_path, monkeypatc
     assert "compile_s" not in second
     assert [e.step for e in acc.Scalars("train/compile_s")] == [1]
     assert math.isfinite(metrics["final"]["test_loss"])
+
+
+@pytest.mark.parametrize(
+    "device, flags, cuda_bf16, expected, why",
+    [
+        ("cpu", {"avx2", "avx512f", "avx512_bf16"}, False, "bf16", "flags avx512_bf16"),
+        ("cpu", {"avx2", "amx_bf16", "amx_tile"}, False, "bf16", "flags amx_bf16"),
+        ("cpu", {"avx2", "avx512f", "amx_int8"}, False, "fp32", "no native bf16"),
+        ("cpu", set(), True, "fp32", "no native bf16"),
+        ("cpu", None, False, "fp32", "could not be read"),
+        ("cuda", None, True, "bf16", "the GPU supports bf16 natively"),
+        ("cuda", {"avx512_bf16"}, False, "fp32", "the GPU has no native bf16"),
+    ],
+)
+def test_auto_precision_follows_the_hardware(device, flags, cuda_bf16, expected, why):
+    precision, reason = choose_precision(device, flags, cuda_bf16)
+    assert precision == expected
+    assert why in reason
+
+
+def test_cpu_flags_are_read_from_cpuinfo_or_none(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\nbugs\t\t: spectre\n")
+    assert read_cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16"}
+    cpuinfo.write_text("processor\t: 0\n")
+    assert read_cpu_flags(cpuinfo) is None
+    assert read_cpu_flags(tmp_path / "missing") is None
+
+
+def test_precision_auto_resolves_and_says_why(compose):
+    validate(compose(["trainer.precision=auto"]))
+    precision = Precision("auto", CPU)
+    expected = choose_precision("cpu", read_cpu_flags(), False)
+    assert (precision.name, precision.reason) == expected
+    assert precision.requested == "auto"
+    assert precision.dtype == AUTOCAST_DTYPES[expected[0]]
+    assert Precision("fp32", CPU).reason == "trainer.precision=fp32 was set"

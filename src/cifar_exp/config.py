@@ -14,13 +14,15 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+from cifar_exp.augment import FLIP_MODES
 from cifar_exp.data import DATASETS
 from cifar_exp.models import MODELS
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.registry import require, typed_options
+from cifar_exp.tta import TTA_MODES
 
 DEVICE_TYPES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -32,13 +34,23 @@ def require_one_of(value: str, key: str, choices: tuple[str, ...]) -> None:
 class AugmentConfig:
     name: str = "none"
     crop_padding: int = 0  # random crop of the image padded by this many zero pixels per side
-    flip: bool = False  # random horizontal flip
+    # Random crop of the image padded by this many reflected pixels per side (airbench's
+    # translate); an alternative to crop_padding.
+    translate: int = 0
+    flip: bool = False  # horizontal flip
+    # random: each image with probability 1/2 every epoch; alternate: a fixed random half on
+    # even epochs, exactly the other half on odd epochs (airbench's scheme).
+    flip_mode: str = "random"
     normalize: bool = False  # subtract the mean, divide by the std (per channel)
     mean: list[float] | None = None  # null: computed from the training split
     std: list[float] | None = None
 
     def check(self) -> None:
         require(self.crop_padding >= 0, "crop_padding", ">= 0", self.crop_padding)
+        require(self.translate >= 0, "translate", ">= 0", self.translate)
+        ok = not (self.crop_padding and self.translate)
+        require(ok, "translate", "0 when crop_padding is set (one kind of crop)", self.translate)
+        require_one_of(self.flip_mode, "flip_mode", FLIP_MODES)
         ok = self.mean is None or len(self.mean) == 3
         require(ok, "mean", "three numbers (RGB) or null", self.mean)
         ok = self.std is None or (len(self.std) == 3 and min(self.std) > 0)
@@ -64,7 +76,7 @@ class TrainerConfig:
     eval_every: int = 1
     limit_train_batches: int | None = None
     limit_eval_batches: int | None = None
-    precision: str = "fp32"
+    precision: str = "fp32"  # auto: bf16 where the hardware has it natively (performance.py)
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"
@@ -79,6 +91,7 @@ class TrainerConfig:
     ema_decay: float = 0.0
     ema_every: int = 1  # optimizer steps between updates of the average
     ema_lookahead: bool = False  # set the trained weights to the average at each update
+    tta: str = "none"  # test-time augmentation of evaluation: none, flip, flip_translate
 
     def check(self) -> None:
         for key in ("batch_size", "eval_batch_size", "log_every_n_steps", "eval_every"):
@@ -100,6 +113,7 @@ class TrainerConfig:
         require(self.ema_every >= 1, "ema_every", ">= 1", self.ema_every)
         require_one_of(self.precision, "precision", PRECISIONS)
         require_one_of(self.compile_mode, "compile_mode", COMPILE_MODES)
+        require_one_of(self.tta, "tta", TTA_MODES)
 
 
 @dataclass
@@ -157,6 +171,7 @@ class EvalConfig:
     batch_size: int = 500
     # Where the data set lies now, if it moved since training (else the run's dataset.root).
     dataset_root: str | None = None
+    tta: str = "none"  # test-time augmentation: none, flip, flip_translate (tta.py)
 
 
 @dataclass
@@ -168,6 +183,7 @@ class PredictConfig:
     top_k: int = 5
     device: str = "auto"
     batch_size: int = 256
+    tta: str = "none"  # test-time augmentation: none, flip, flip_translate (tta.py)
 
 
 def register_schemas() -> None:

@@ -8,9 +8,9 @@ Python), and conversion to float happens on the device the model runs on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -198,8 +198,17 @@ def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(images, list(size), antialias=True)
 
 
-# (float images in [0, 1] on the device, generator) -> transformed images; see augment.py.
-BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+class BatchTransform(Protocol):
+    """Float images in [0, 1] on the device -> transformed images (see augment.py), given the
+    batch's generator, the images' positions in the split and the epoch."""
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator,
+        index: torch.Tensor | None = None,
+        epoch: int = 0,
+    ) -> torch.Tensor: ...
 
 
 def batch_generator(seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
@@ -288,9 +297,9 @@ class BatchLoader:
                 images, labels = self.split.images[index], self.split.labels[index]
             images = to_model_input(images, self.device)
             if self.transform is not None:
-                images = self.transform(
-                    images, batch_generator(self.seed, self.epoch, b, self.rank)
-                )
+                generator = batch_generator(self.seed, self.epoch, b, self.rank)
+                positions = torch.arange(lo, hi) if order is None else index
+                images = self.transform(images, generator, positions, self.epoch)
             yield images, labels.to(self.device, non_blocking=True)
 
 

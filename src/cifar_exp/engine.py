@@ -35,6 +35,7 @@ from cifar_exp.stopping import (
     out_of_memory,
 )
 from cifar_exp.tracking import RunTracker
+from cifar_exp.tta import tta_logits
 
 if TYPE_CHECKING:
     from cifar_exp.config import TrainerConfig
@@ -89,14 +90,16 @@ def evaluate(
     loader: BatchLoader,
     precision: Precision | None = None,
     details: EvalDetails | None = None,
+    tta: str = "none",
 ) -> dict[str, float]:
-    """Mean cross-entropy and accuracy over the loader's batches (of all processes); fills
-    `details` (confusion matrix, worst mistakes) for the pictures when given."""
+    """Mean cross-entropy and accuracy over the loader's batches (of all processes), under
+    test-time augmentation `tta` (see tta.py); fills `details` (confusion matrix, worst
+    mistakes) for the pictures when given."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=loader.device)  # loss, correct, seen
     for images, labels in loader:
         with precision.autocast() if precision else contextlib.nullcontext():
-            logits = model(images)
+            logits = tta_logits(model, images, tta)
         totals[0] += F.cross_entropy(logits.float(), labels, reduction="sum")
         totals[1] += (logits.argmax(1) == labels).sum()
         totals[2] += len(labels)

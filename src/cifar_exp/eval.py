@@ -29,6 +29,7 @@ from cifar_exp.files import write_json
 from cifar_exp.models import MODELS
 from cifar_exp.resume import saved_config
 from cifar_exp.rundir import setup_hydra
+from cifar_exp.tta import TTA_MODES
 
 log = logging.getLogger("cifar_exp")
 
@@ -39,6 +40,11 @@ def required(cfg: DictConfig, key: str, example: str) -> Any:
     if OmegaConf.is_missing(cfg, key):
         raise UserError(f"{key} is required: {example}")
     return cfg[key]
+
+
+def check_tta(mode: str) -> None:
+    if mode not in TTA_MODES:
+        raise UserError(f"tta must be one of {', '.join(TTA_MODES)}, got {mode!r}")
 
 
 def load_trained(spec: str, device: torch.device) -> tuple[nn.Module, DictConfig, dict[str, Any]]:
@@ -94,6 +100,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     spec = required(cfg, "ckpt", "python -m cifar_exp.eval ckpt=<checkpoint or run dir>")
     if cfg.batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    check_tta(cfg.tta)
     device = resolve_device(cfg.device)
     model, run_cfg, state = load_trained(spec, device)
     dataset = OmegaConf.to_container(run_cfg.dataset, resolve=True)
@@ -109,7 +116,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     loader = BatchLoader(data.test, cfg.batch_size, device, transform=transform)
     # keep=0: eval reports the confusion matrix, not the worst mistakes' pictures.
     details = EvalDetails(keep=0)
-    scores = evaluate(model, loader, details=details)
+    scores = evaluate(model, loader, details=details, tta=cfg.tta)
     matrix = details.confusion
     total = int(matrix.sum())
     per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()
@@ -117,6 +124,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "checkpoint": str(find_checkpoint(spec)),
         "epoch": state["progress"]["epoch"],
         "split": "test",
+        "tta": cfg.tta,
         "images": total,
         "loss": scores["loss"],
         "acc": scores["acc"],
@@ -132,7 +140,10 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         f"{run_cfg.model.name}, epoch {results['epoch']}: test acc {results['acc']:.4f}",
     )
     # The report is this command's output, so it goes to stdout as plain text.
-    print(f"test loss {results['loss']:.4f}  accuracy {results['acc']:.4f}  ({total} images)")
+    print(
+        f"test loss {results['loss']:.4f}  accuracy {results['acc']:.4f}  ({total} images, "
+        f"test-time augmentation: {cfg.tta})"
+    )
     print("per-class accuracy:")
     for name, acc in results["per_class_acc"].items():
         print(f"  {name:<{max(len(c) for c in classes)}}  {acc:.4f}")

@@ -23,9 +23,10 @@ from cifar_exp.augment import eval_transform
 from cifar_exp.data import resize_images, to_model_input
 from cifar_exp.device import resolve_device
 from cifar_exp.errors import UserError
-from cifar_exp.eval import load_trained, required
+from cifar_exp.eval import check_tta, load_trained, required
 from cifar_exp.files import write_json
 from cifar_exp.rundir import setup_hydra
+from cifar_exp.tta import tta_logits
 
 log = logging.getLogger("cifar_exp")
 
@@ -67,6 +68,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     files = image_files(required(cfg, "images", "images=<image file or folder>"))
     if cfg.top_k < 1 or cfg.batch_size < 1:
         raise UserError(f"top_k and batch_size must be >= 1, got {cfg.top_k}, {cfg.batch_size}")
+    check_tta(cfg.tta)
     device = resolve_device(cfg.device)
     model, run_cfg, state = load_trained(spec, device)
     transform = eval_transform(OmegaConf.to_container(run_cfg.augment, resolve=True))
@@ -80,7 +82,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
         inputs = to_model_input(images, device)
         if transform is not None:
             inputs = transform(inputs, torch.Generator())
-        probs = model(inputs).softmax(1).cpu()
+        probs = tta_logits(model, inputs, cfg.tta).softmax(1).cpu()
         top = probs.topk(k, dim=1)
         for path, values, indices in zip(chunk, top.values, top.indices, strict=True):
             ranked = [
