@@ -81,3 +81,27 @@ def test_airbench_whitening_runs_once_on_a_fresh_start_not_on_resume(compose, tm
     # which gives the same result every time.
     assert not torch.equal(fresh.net.whiten.weight, resumed.net.whiten.weight)
     assert torch.equal(untouched.net.whiten.weight, fresh.net.whiten.weight)
+
+
+def test_trainer_tta_scores_every_evaluation_with_the_flipped_images_too(compose, tmp_path):
+    trainer = trainer_for(compose, tmp_path, "trainer.tta=flip")
+    final = trainer.fit()
+    model, correct = trainer.model.eval(), 0
+    with torch.no_grad():
+        for images, labels in trainer.loaders.test:
+            logits = (model(images) + model(images.flip(3))) / 2
+            correct += (logits.argmax(1) == labels).sum().item()
+    assert final["test_acc"] == correct / len(trainer.loaders.test.split)
+
+
+def test_precision_auto_is_resolved_and_recorded_with_its_reason(compose, tmp_path):
+    from cifar_exp.manifest import RunManifest
+    from cifar_exp.performance import choose_precision, read_cpu_flags
+
+    manifest = RunManifest(tmp_path)
+    manifest.start()
+    cfg = compose([*TINY, "trainer.log_images=false", "trainer.precision=auto"])
+    trainer = build_trainer(cfg, tmp_path, manifest)[0]
+    expected = choose_precision("cpu", read_cpu_flags(), False)
+    assert (trainer.precision.name, trainer.precision.reason) == expected
+    assert (manifest.data["precision"], manifest.data["precision_reason"]) == expected

@@ -284,7 +284,7 @@ class Trainer:
         draws its confusion matrix for the Images tab at `epoch` (None: the end)."""
         model = self.model if self.average is None else self.average.model_to_evaluate()
         details = self.pictures.details() if self.pictures else None
-        scores = evaluate(model, loader, self.precision, details)
+        scores = evaluate(model, loader, self.precision, details, self.settings.tta)
         if self.pictures is not None and epoch is not None:
             self.pictures.evaluated(split, epoch, details)
         self.details = details

@@ -127,6 +127,9 @@ def build_trainer(
     if here.distributed and device.type == "cuda":
         device = distributed.local_gpu(here)
     precision = Precision(t.precision, device)
+    log.info("precision %s: %s", precision.name, precision.reason)
+    if manifest is not None:
+        manifest.update(precision=precision.name, precision_reason=precision.reason)
     torch.manual_seed(t.seed)
     data, cfg, (train_transform, eval_transform) = prepare_data(cfg, device)
     net = MODELS.build(cfg.model).to(device)
@@ -177,7 +180,7 @@ def prepare_data(
     if cfg.dataset.on_device:
         data = data.to(device)
     augment = OmegaConf.to_container(cfg.augment)
-    transforms = build_transforms(augment, data.train)
+    transforms = build_transforms(augment, data.train, seed=cfg.trainer.seed)
     completed = {
         # model.num_classes follows dataset.num_classes, which follows the data when null.
         "dataset": {"num_classes": cfg.dataset.num_classes or len(data.classes)},
@@ -326,11 +329,10 @@ def log_setup(
         len(data.classes),
     )
     log.info(
-        "batch %d (global) = %d process(es) x %d; precision %s, channels_last %s, compile %s",
+        "batch %d (global) = %d process(es) x %d; channels_last %s, compile %s",
         t.batch_size,
         here.world_size,
         t.batch_size // here.world_size,
-        t.precision,
         t.channels_last,
         t.compile_mode if t.compile else "off",
     )
