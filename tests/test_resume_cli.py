@@ -199,6 +199,10 @@ def test_resume_config_allows_harmless_changes_only(compose):
         resume_config(plain, compose(["trainer.epochs=1"]), ["trainer.epochs=1"], 3)
     more = compose(["trainer.epochs=30"])
     assert resume_config(plain, more, ["trainer.epochs=30"], 3).trainer.epochs == 30
+    ramped = ["trainer.ema_decay=0.5", "trainer.ema_ramp_pow=3"]
+    saved = saved_config(OmegaConf.to_yaml(compose(ramped), resolve=True), "x")
+    with pytest.raises(UserError, match="cannot change with trainer.ema_ramp_pow=3"):
+        resume_config(saved, compose([*ramped, "trainer.epochs=30"]), ["trainer.epochs=30"], 3)
 
 
 def test_a_finished_run_directory_is_never_overwritten(finished, tmp_path):

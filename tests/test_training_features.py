@@ -33,37 +33,62 @@ def test_label_smoothing_mixes_the_cross_entropy_with_the_uniform_target(compose
 
 
 def test_ema_weights_differ_from_the_trained_ones_and_resume_bitwise(compose, tmp_path):
-    ema = ["trainer.ema_decay=0.9", "trainer.ema_every=2"]
+    # 8 steps per epoch; the average starts after half an epoch, then decays as it ramps up.
+    ema = ["trainer.ema_decay=0.9", "trainer.ema_every=2", "trainer.ema_start_epochs=0.5"]
+    ema.append("trainer.ema_ramp_pow=1")
     whole = trainer_for(compose, tmp_path / "whole", *ema, "trainer.epochs=2")
     whole.fit()
-    average = whole.average.state_dict()
+    average = whole.average.state_dict()["average"]
     trained = whole.net.state_dict()
     name = next(iter(trained))  # the first layer's weight
-    assert not torch.equal(average[f"module.{name}"], trained[name])
-    assert average["n_averaged"].item() == 8  # 16 steps, one update every 2
+    assert not torch.equal(average[name], trained[name])
+    evaluated = whole.average.model_to_evaluate(whole.model)
+    assert evaluated is not whole.model and torch.equal(evaluated.state_dict()[name], average[name])
 
-    first = trainer_for(compose, tmp_path / "split", *ema, "trainer.epochs=1")
-    first.fit()
+    first = trainer_for(compose, tmp_path / "split", *ema, "trainer.epochs=2")
+    first.run_epoch(1, time_first_step=False)  # then stopped: last.pt holds epoch 1
     second = trainer_for(compose, tmp_path / "split", *ema, "trainer.epochs=2")
     continue_from(second, load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt"))
     second.fit()
-    assert_same_state(average, second.average.state_dict())
+    assert_same_state(whole.average.state_dict(), second.average.state_dict())
     assert_same_state(trained, second.net.state_dict())
+
+
+def test_the_average_follows_the_formula_from_its_start(compose, tmp_path):
+    trainer = trainer_for(
+        compose, tmp_path, "trainer.ema_decay=0.5", "trainer.ema_start_epochs=0.25"
+    )  # 8 steps per epoch: the average starts at step 3, from the weights then
+    images, labels = next(iter(trainer.loaders.train))
+    snapshots = []
+    for step in range(1, 5):
+        trainer.step(images, labels)
+        snapshots.append(copy.deepcopy(trainer.net.state_dict()))
+        assert (trainer.average.average is None) == (step <= 2)
+    name = next(iter(snapshots[0]))
+    expected = 0.5 * snapshots[2][name] + 0.5 * snapshots[3][name]
+    assert torch.allclose(trainer.average.average[name], expected, atol=1e-7)
 
 
 def test_lookahead_sets_the_trained_weights_to_the_average(compose, tmp_path):
     trainer = trainer_for(compose, tmp_path, "trainer.ema_decay=0.5", "trainer.ema_lookahead=true")
     images, labels = next(iter(trainer.loaders.train))
-    for _ in range(2):
+    for _ in range(3):
         trainer.step(images, labels)
-    averaged = trainer.average.averaged.module.state_dict()
-    assert_same_state(averaged, trainer.net.state_dict())
-    assert trainer.average.model_to_evaluate() is trainer.net
+    average = trainer.average.average
+    weights = trainer.net.state_dict()
+    assert_same_state(average, {k: weights[k] for k in average})
+    assert trainer.average.model_to_evaluate(trainer.model) is trainer.model
 
 
 @pytest.mark.parametrize(
     "override",
-    ["trainer.label_smoothing=1.0", "trainer.ema_decay=-0.1", "trainer.ema_every=0"],
+    [
+        "trainer.label_smoothing=1.0",
+        "trainer.ema_decay=-0.1",
+        "trainer.ema_every=0",
+        "trainer.ema_start_epochs=-1",
+        "trainer.ema_ramp_pow=-2",
+    ],
 )
 def test_bad_training_options_name_the_key(compose, tmp_path, override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):

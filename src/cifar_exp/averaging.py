@@ -1,54 +1,94 @@
 """Averaged weights: an exponential moving average (EMA) of the model's weights, which
-evaluation uses, or Lookahead, which pulls the trained weights to that average as it goes.
+evaluation uses, or Lookahead, which pulls the trained weights to that average as it goes
+(airbench's recipe).
 
-`trainer.ema_decay` turns it on; the average is updated every `trainer.ema_every` optimizer
-steps, and checkpoints carry it, so a resumed run continues the same average bitwise.
+`trainer.ema_decay` turns it on. The average starts after `trainer.ema_start_epochs` and is
+updated every `trainer.ema_every` optimizer steps; with `trainer.ema_ramp_pow` p > 0 the
+decay grows over training as decay * (step / total steps)^p: little averaging while the
+weights move fast, strong averaging at the end. Checkpoints carry the average, so a resumed
+run continues it bitwise.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 class WeightAverage:
-    """EMA of `net`'s parameters and buffers (BatchNorm statistics too): each update moves the
-    average a fraction 1 - decay of the way to the current weights. With `lookahead` the
-    trained weights are then set to the average (airbench's Lookahead), and evaluation uses
-    them; without, evaluation uses the average and training goes on undisturbed."""
+    """The average of `net`'s floating-point parameters and buffers (BatchNorm statistics
+    too). With `lookahead` the trained weights are set to the average at each update and at
+    the end of each epoch, and evaluation uses them; without, evaluation uses the average."""
 
-    def __init__(self, net: nn.Module, decay: float, every: int, lookahead: bool) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        decay: float,
+        every: int,
+        lookahead: bool,
+        start_step: int = 0,
+        total_steps: int = 1,
+        ramp_pow: float = 0.0,
+    ) -> None:
         self.net = net
-        self.every = every
-        self.lookahead = lookahead
-        self.averaged = AveragedModel(
-            net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
-        )
+        self.decay, self.every, self.lookahead = decay, every, lookahead
+        self.start_step, self.total_steps, self.ramp_pow = start_step, total_steps, ramp_pow
+        self.average: dict[str, torch.Tensor] | None = None  # None until start_step
+        self._evaluated: nn.Module | None = None  # a copy of net holding the average
 
+    def _weights(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
     def update(self, step: int) -> None:
         """Called after every optimizer step; `step` counts them from 1."""
-        if step % self.every:
+        if step % self.every or step <= self.start_step:
             return
-        self.averaged.update_parameters(self.net)
+        weights = self._weights(self.net)
+        if self.average is None:  # the first update starts the average at the weights
+            self.average = {k: v.detach().clone() for k, v in weights.items()}
+            return
+        decay = self.decay
+        if self.ramp_pow:
+            decay *= min(step / self.total_steps, 1.0) ** self.ramp_pow
+        for name, value in weights.items():
+            self.average[name].lerp_(value, 1 - decay)
         if self.lookahead:
-            with torch.no_grad():
-                for trained, averaged in zip(
-                    self._tensors(self.net), self._tensors(self.averaged.module), strict=True
-                ):
-                    trained.copy_(averaged)
+            self._copy_average_into(self.net)
 
-    def model_to_evaluate(self) -> nn.Module:
-        return self.net if self.lookahead else self.averaged.module
+    def epoch_done(self) -> None:
+        if self.lookahead and self.average is not None:
+            self._copy_average_into(self.net)
 
-    @staticmethod
-    def _tensors(module: nn.Module) -> list[torch.Tensor]:
-        return [*module.parameters(), *module.buffers()]
+    @torch.no_grad()
+    def _copy_average_into(self, module: nn.Module) -> None:
+        for name, value in self._weights(module).items():
+            value.copy_(self.average[name])
+
+    def model_to_evaluate(self, trained: nn.Module) -> nn.Module:
+        """The model evaluation scores: `trained` (the model as it trains, possibly wrapped or
+        compiled) unless there is an average apart from it."""
+        if self.lookahead or self.average is None:
+            return trained
+        if self._evaluated is None:
+            self._evaluated = copy.deepcopy(self.net)
+        self._copy_average_into(self._evaluated)
+        return self._evaluated
 
     def state_dict(self) -> dict[str, Any]:
-        return self.averaged.state_dict()
+        return {"average": self.average}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.averaged.load_state_dict(state)
+        average = state["average"]
+        if average is not None:
+            expected = self._weights(self.net).keys()
+            if average.keys() != expected:
+                raise KeyError(f"averaged weights {sorted(average)} != {sorted(expected)}")
+            average = {k: v.to(self.net_device()) for k, v in average.items()}
+        self.average = average
+
+    def net_device(self) -> torch.device:
+        return next(self.net.parameters()).device

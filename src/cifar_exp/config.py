@@ -91,6 +91,8 @@ class TrainerConfig:
     ema_decay: float = 0.0
     ema_every: int = 1  # optimizer steps between updates of the average
     ema_lookahead: bool = False  # set the trained weights to the average at each update
+    ema_start_epochs: float = 0.0  # epochs trained before the average starts
+    ema_ramp_pow: float = 0.0  # > 0: the decay grows as decay * (progress of training)^pow
     tta: str = "none"  # test-time augmentation of evaluation: none, flip, flip_translate
 
     def check(self) -> None:
@@ -111,6 +113,8 @@ class TrainerConfig:
         require(0 <= smoothing < 1, "label_smoothing", "in [0, 1)", smoothing)
         require(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0 = off)", self.ema_decay)
         require(self.ema_every >= 1, "ema_every", ">= 1", self.ema_every)
+        require(self.ema_start_epochs >= 0, "ema_start_epochs", ">= 0", self.ema_start_epochs)
+        require(self.ema_ramp_pow >= 0, "ema_ramp_pow", ">= 0 (0 = constant)", self.ema_ramp_pow)
         require_one_of(self.precision, "precision", PRECISIONS)
         require_one_of(self.compile_mode, "compile_mode", COMPILE_MODES)
         require_one_of(self.tta, "tta", TTA_MODES)

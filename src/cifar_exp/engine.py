@@ -282,7 +282,7 @@ class Trainer:
     def score(self, split: str, loader: BatchLoader, epoch: int | None) -> dict[str, float]:
         """Score `split` with the weights evaluation uses (the average's when there is one);
         draws its confusion matrix for the Images tab at `epoch` (None: the end)."""
-        model = self.model if self.average is None else self.average.model_to_evaluate()
+        model = self.model if self.average is None else self.average.model_to_evaluate(self.model)
         details = self.pictures.details() if self.pictures else None
         scores = evaluate(model, loader, self.precision, details, self.settings.tta)
         if self.pictures is not None and epoch is not None:
@@ -298,6 +298,8 @@ class Trainer:
             p.best_acc = values[f"{split}_acc"]
         p.epoch = epoch
         p.new_epoch()
+        if self.average is not None:
+            self.average.epoch_done()
         self.last_train = values
         self.tracker.log_epoch(epoch, values)
         if self.pictures is not None:

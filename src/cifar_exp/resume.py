@@ -96,6 +96,13 @@ def resume_config(
             f"schedule is laid out over the planned {saved.trainer.epochs} epochs. Start a new "
             "run for a longer schedule."
         )
+    ramp = saved.trainer.get("ema_decay") and saved.trainer.get("ema_ramp_pow")
+    if epochs != saved.trainer.epochs and ramp:
+        raise UserError(
+            f"resume: trainer.epochs cannot change with trainer.ema_ramp_pow={ramp}: the "
+            f"averaging's ramp is laid out over the planned {saved.trainer.epochs} epochs. "
+            "Start a new run for a longer schedule."
+        )
     if epochs < completed_epochs:
         raise UserError(
             f"resume: trainer.epochs={epochs} but the run has already completed "

@@ -166,7 +166,16 @@ def build_trainer(
     )
     trainer.init_s = init_s
     if t.ema_decay:
-        trainer.average = WeightAverage(net, t.ema_decay, t.ema_every, t.ema_lookahead)
+        steps = len(loaders.train)
+        trainer.average = WeightAverage(
+            net,
+            t.ema_decay,
+            t.ema_every,
+            t.ema_lookahead,
+            start_step=round(t.ema_start_epochs * steps),
+            total_steps=max(t.epochs * steps, 1),
+            ramp_pow=t.ema_ramp_pow,
+        )
     trainer.checkpointer = build_checkpointer(cfg, trainer, run_dir / CHECKPOINT_DIR, data)
     return trainer, cfg
 
