@@ -136,25 +136,33 @@ def eval_transform(options: dict[str, Any]) -> BatchAugment | None:
     return BatchAugment(mean=options["mean"], std=options["std"])
 
 
+def normalization(
+    options: dict[str, Any], train: Split
+) -> tuple[list[float], list[float]] | tuple[None, None]:
+    """The per-channel mean and std the augment config normalizes with: its own, or the
+    training split's where they are null; (None, None) when it does not normalize."""
+    if not options["normalize"]:
+        return None, None
+    mean, std = options.get("mean"), options.get("std")
+    if mean is None or std is None:
+        computed = channel_stats(train)
+        mean = computed[0] if mean is None else mean
+        std = computed[1] if std is None else std
+        log.info(
+            "normalizing with the training split's mean %s and std %s",
+            [round(v, 4) for v in mean],
+            [round(v, 4) for v in std],
+        )
+    return list(mean), list(std)
+
+
 def build_transforms(
     options: dict[str, Any], train: Split, seed: int = 0
 ) -> tuple[BatchAugment, BatchAugment | None]:
-    """(train transform, eval transform) for the augment config; fills in mean/std if null.
-    `seed` (the run's) draws which half of the images alternating flips mirror first."""
-    mean, std = options.get("mean"), options.get("std")
-    if options["normalize"]:
-        if mean is None or std is None:
-            computed = channel_stats(train)
-            mean = computed[0] if mean is None else mean
-            std = computed[1] if std is None else std
-            log.info(
-                "normalizing with the training split's mean %s and std %s",
-                [round(v, 4) for v in mean],
-                [round(v, 4) for v in std],
-            )
-        options["mean"], options["std"] = mean, std
-    else:
-        mean = std = None
+    """(train transform, eval transform) for the augment config (see `normalization` for
+    null statistics). `seed` (the run's) draws which half of the images alternating flips
+    mirror first."""
+    mean, std = normalization(options, train)
     translate = options.get("translate", 0)
     if translate >= min(train.images.shape[-2:]):
         raise ConfigError(
@@ -167,4 +175,4 @@ def build_transforms(
     train_transform = BatchAugment(
         options["crop_padding"], options["flip"], mean, std, translate, flip_bits
     )
-    return train_transform, eval_transform(options)
+    return train_transform, eval_transform({**options, "mean": mean, "std": std})

@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp import distributed
-from cifar_exp.augment import build_transforms
+from cifar_exp.augment import build_transforms, normalization
 from cifar_exp.averaging import WeightAverage
 from cifar_exp.checkpoint import (
     CHECKPOINT_DIR,
@@ -121,15 +121,7 @@ def build_trainer(
         )
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    device = resolve_device(cfg.device.type)
-    if manifest is not None:
-        manifest.update(device=describe_device(device))
-    if here.distributed and device.type == "cuda":
-        device = distributed.local_gpu(here)
-    precision = Precision(t.precision, device)
-    log.info("precision %s: %s", precision.name, precision.reason)
-    if manifest is not None:
-        manifest.update(precision=precision.name, precision_reason=precision.reason)
+    device, precision = device_and_precision(cfg, here, manifest)
     torch.manual_seed(t.seed)
     data, cfg, (train_transform, eval_transform) = prepare_data(cfg, device)
     net = MODELS.build(cfg.model).to(device)
@@ -166,18 +158,40 @@ def build_trainer(
     )
     trainer.init_s = init_s
     if t.ema_decay:
-        steps = len(loaders.train)
-        trainer.average = WeightAverage(
-            net,
-            t.ema_decay,
-            t.ema_every,
-            t.ema_lookahead,
-            start_step=round(t.ema_start_epochs * steps),
-            total_steps=max(t.epochs * steps, 1),
-            ramp_pow=t.ema_ramp_pow,
-        )
+        trainer.average = weight_average(t, net, len(loaders.train))
     trainer.checkpointer = build_checkpointer(cfg, trainer, run_dir / CHECKPOINT_DIR, data)
     return trainer, cfg
+
+
+def device_and_precision(
+    cfg: DictConfig, here: distributed.Place, manifest: RunManifest | None
+) -> tuple[torch.device, Precision]:
+    """This process's device and the precision there; both recorded in the manifest, the
+    precision with why it was chosen (trainer.precision=auto decides by the hardware)."""
+    device = resolve_device(cfg.device.type)
+    if here.distributed and device.type == "cuda":
+        device = distributed.local_gpu(here)
+    precision = Precision(cfg.trainer.precision, device)
+    log.info("precision %s: %s", precision.name, precision.reason)
+    if manifest is not None:
+        manifest.update(
+            device=describe_device(device),
+            precision=precision.name,
+            precision_reason=precision.reason,
+        )
+    return device, precision
+
+
+def weight_average(t: DictConfig, net: torch.nn.Module, steps_per_epoch: int) -> WeightAverage:
+    return WeightAverage(
+        net,
+        t.ema_decay,
+        t.ema_every,
+        t.ema_lookahead,
+        start_step=round(t.ema_start_epochs * steps_per_epoch),
+        total_steps=max(t.epochs * steps_per_epoch, 1),
+        ramp_pow=t.ema_ramp_pow,
+    )
 
 
 def prepare_data(
@@ -188,14 +202,16 @@ def prepare_data(
     data = load_dataset(cfg.dataset)
     if cfg.dataset.on_device:
         data = data.to(device)
-    augment = OmegaConf.to_container(cfg.augment)
-    transforms = build_transforms(augment, data.train, seed=cfg.trainer.seed)
-    completed = {
-        # model.num_classes follows dataset.num_classes, which follows the data when null.
-        "dataset": {"num_classes": cfg.dataset.num_classes or len(data.classes)},
-        "augment": {"mean": augment["mean"], "std": augment["std"]},
+    # model.num_classes follows dataset.num_classes, which follows the data when null.
+    decided: dict[str, Any] = {
+        "dataset": {"num_classes": cfg.dataset.num_classes or len(data.classes)}
     }
-    return data, OmegaConf.merge(cfg, completed), transforms
+    if cfg.augment.normalize:
+        mean, std = normalization(OmegaConf.to_container(cfg.augment), data.train)
+        decided["augment"] = {"mean": mean, "std": std}
+    completed = OmegaConf.merge(cfg, decided)
+    augment = OmegaConf.to_container(completed.augment)
+    return data, completed, build_transforms(augment, data.train, seed=cfg.trainer.seed)
 
 
 INIT_IMAGES = 5000  # training images a data-dependent initialization sees (airbench's count)
