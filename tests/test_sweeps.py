@@ -16,7 +16,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from cifar_exp.sweep import MAX_DIRNAME, available_cpus, job_dirname, threads_per_job
 
 # TINY without its thread count, for launchers that choose threads per job themselves.
-TINY_ANY_THREADS = [o for o in TINY if not o.startswith("trainer.num_threads")]
+TINY_ANY_THREADS = [*TINY, "trainer.num_threads=0"]
 
 
 def sweep(tmp_path: Path, *overrides: str, timeout: int = 300) -> tuple[Path, str]:
