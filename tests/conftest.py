@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -14,7 +15,9 @@ CIFAR10_JPEG = Path(
     os.environ.get("CIFAR10_JPEG", REPO.parent / "shared" / "datasets" / "cifar10-jpeg")
 )
 
-# A run small enough for a test: synthetic data, a few batches, no progress bar.
+# A run small enough for a test (conf/debug/tiny.yaml): synthetic data, a few batches.
+TINY = ["debug=tiny"]
+# The same trainer settings, for a test on another data set.
 TINY_TRAINER = [
     "device=cpu",
     "trainer.epochs=1",
@@ -22,7 +25,6 @@ TINY_TRAINER = [
     "trainer.log_every_n_steps=2",
     "trainer.num_threads=1",
 ]
-TINY = ["dataset=synthetic", "dataset.train_size=256", "dataset.test_size=128", *TINY_TRAINER]
 
 
 def run_cli(
@@ -41,6 +43,38 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def run_in_process(*overrides: str, cwd: Path) -> int:
+    """Run `python -m cifar_exp.run *overrides` from `cwd` inside this process: the same
+    entrypoint, Hydra's composition, run folder, .hydra/ and run.log included, without a new
+    interpreter's seconds of imports. Returns the exit code; any other error propagates with
+    its traceback. Signals, messages on a terminal, torchrun and launchers need run_cli."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cifar_exp.run import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [sys.argv[0], *overrides])
+        patch.chdir(cwd)
+        # Hydra would turn an unexpected error into "exit 1"; a test wants its traceback.
+        patch.setenv("HYDRA_FULL_ERROR", "1")
+        GlobalHydra.instance().clear()
+        try:
+            main()
+        except SystemExit as stop:
+            return stop.code or 0
+        finally:
+            GlobalHydra.instance().clear()
+            # Hydra configured logging for the run (its run.log among the handlers): undo it.
+            for handler in root.handlers:
+                if handler not in handlers:
+                    handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+    return 0
 
 
 def group_options(group: str) -> list[str]:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, run_in_process
 from runs import assert_same_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -122,17 +122,9 @@ def test_on_device_split_is_indexed_where_it_lives():
 
 def test_run_with_val_split_and_standard_augmentation_logs_val_scalars(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(
-        *TINY,
-        "trainer.epochs=2",
-        "dataset.val_size=64",
-        "augment=standard",
-        "augment.normalize=true",
-        "dataset.on_device=true",
-        f"hydra.run.dir={run_dir}",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    overrides = ["trainer.epochs=2", "dataset.val_size=64", "augment=standard"]
+    overrides += ["augment.normalize=true", "dataset.on_device=true", f"hydra.run.dir={run_dir}"]
+    assert run_in_process(*TINY, *overrides, cwd=tmp_path) == 0
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     assert {"val/loss", "val/acc", "test/loss", "test/acc"} <= set(acc.Tags()["scalars"])

@@ -37,6 +37,22 @@ def test_every_pair_of_options_composes(compose):
             validate(cfg)
 
 
+def test_debug_tiny_shrinks_any_choice_and_what_is_typed_after_it_wins(compose):
+    tiny = compose(["debug=tiny", "experiment=resnet18_cifar", "model=resnet20"])
+    validate(tiny)
+    assert (tiny.dataset.name, tiny.dataset.train_size, tiny.dataset.test_size) == (
+        "synthetic",
+        256,
+        128,
+    )
+    assert (tiny.device.type, tiny.model.name) == ("cpu", "resnet20")
+    t = tiny.trainer
+    assert (t.epochs, t.batch_size, t.num_threads) == (1, 32, 1)  # over the preset's 200, 128
+    assert (t.log_images, t.progress_bar) == (False, False)
+    assert tiny.optimizer.name == "sgd"  # what it does not shrink stays the preset's
+    assert compose(["debug=tiny", "trainer.epochs=3"]).trainer.epochs == 3
+
+
 def test_data_root_defaults_to_the_environment_then_data(compose, monkeypatch):
     monkeypatch.delenv("CIFAR_EXP_DATA", raising=False)
     assert compose(["dataset=imagefolder"]).dataset.root == "data"

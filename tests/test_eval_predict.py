@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import CONF_DIR, TINY, run_cli
+from conftest import CONF_DIR, TINY, run_cli, run_in_process
 from PIL import Image
 
 from cifar_exp.data import load_dataset, to_model_input
@@ -15,8 +15,8 @@ from cifar_exp.tta import tta_logits
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
-    proc = run_cli(*TINY, "trainer.epochs=2", f"hydra.run.dir={folder / 'run'}", cwd=folder)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = folder / "run"
+    assert run_in_process(*TINY, "trainer.epochs=2", f"hydra.run.dir={run_dir}", cwd=folder) == 0
     return folder / "run"
 
 

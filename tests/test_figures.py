@@ -8,7 +8,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import TINY, run_cli
+from conftest import TINY, run_in_process
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -25,7 +25,7 @@ from cifar_exp.figures import (
 )
 
 # A validation split, so the per-epoch confusion matrices are val's and the end is test's.
-RUN = [*TINY, "trainer.epochs=2", "dataset.val_size=64"]
+RUN = [*TINY, "trainer.log_images=true", "trainer.epochs=2", "dataset.val_size=64"]
 
 
 def events(run_dir):
@@ -42,8 +42,7 @@ def image_steps(acc):
 def pictured_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("pictures")
     overrides = ["trainer.histogram_every=2", "trainer.log_graph=true"]
-    proc = run_cli(*RUN, *overrides, f"hydra.run.dir={cwd / 'run'}", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run_in_process(*RUN, *overrides, f"hydra.run.dir={cwd / 'run'}", cwd=cwd) == 0
     return events(cwd / "run")
 
 
@@ -75,8 +74,7 @@ def test_histograms_every_n_epochs_and_the_graph_when_asked(pictured_run):
 
 
 def test_the_switch_turns_pictures_off_and_histograms_and_graph_are_off_by_default(tmp_path):
-    proc = run_cli(*RUN, "trainer.log_images=false", "hydra.run.dir=run", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run_in_process(*RUN, "trainer.log_images=false", "hydra.run.dir=run", cwd=tmp_path) == 0
     acc = events(tmp_path / "run")
     tags = acc.Tags()
     assert tags["images"] == [] and tags["histograms"] == [] and tags["graph"] is False
@@ -159,10 +157,8 @@ def test_eval_details_are_summed_and_pooled_over_processes():
 
 
 def test_a_resumed_run_keeps_one_batch_grid_and_continues_the_matrices(tmp_path):
-    proc = run_cli(*TINY, "hydra.run.dir=run", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_cli("resume=run", "trainer.epochs=2", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run_in_process(*TINY, "trainer.log_images=true", "hydra.run.dir=run", cwd=tmp_path) == 0
+    assert run_in_process("resume=run", "trainer.epochs=2", cwd=tmp_path) == 0
     assert image_steps(events(tmp_path / "run")) == {
         BATCH_TAG: [0],
         confusion_tag("test"): [1, 2],

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, run_in_process
 
 
 def sweep(folder: Path, *overrides: str) -> Path:
-    proc = run_cli("-m", *TINY, *overrides, f"hydra.sweep.dir={folder}", cwd=folder.parent)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    """A sweep to report on, with Hydra's basic launcher, which runs its jobs in-process."""
+    args = ["-m", *TINY, *overrides, f"hydra.sweep.dir={folder}"]
+    assert run_in_process(*args, cwd=folder.parent) == 0
     return folder
 
 

@@ -1,4 +1,5 @@
-"""Resume, interruption and failures as users meet them: real processes, real signals."""
+"""Resume, interruption and failures as users meet them: real processes for signals and exit
+messages, the same entrypoint in-process for runs that are only looked at."""
 
 import json
 import resource
@@ -9,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, run_in_process
 from omegaconf import OmegaConf
 from runs import assert_same_run, assert_same_tensorboard, hparams_session, tensorboard_points
 
@@ -51,8 +52,7 @@ def output(proc):
 def reference(tmp_path_factory):
     """The uninterrupted run the interrupted ones must match."""
     folder = tmp_path_factory.mktemp("reference")
-    proc = run_cli(*LONG, f"hydra.run.dir={folder / 'run'}", cwd=folder)
-    assert proc.returncode == 0, output(proc)[-3000:]
+    assert run_in_process(*LONG, f"hydra.run.dir={folder / 'run'}", cwd=folder) == 0
     return folder / "run"
 
 
@@ -60,8 +60,8 @@ def reference(tmp_path_factory):
 def finished(tmp_path_factory):
     """A finished two-epoch run; tests work on copies of it."""
     folder = tmp_path_factory.mktemp("finished")
-    proc = run_cli(*TINY, "trainer.epochs=2", f"hydra.run.dir={folder / 'run'}", cwd=folder)
-    assert proc.returncode == 0, output(proc)[-3000:]
+    run_dir = folder / "run"
+    assert run_in_process(*TINY, "trainer.epochs=2", f"hydra.run.dir={run_dir}", cwd=folder) == 0
     return folder / "run"
 
 
@@ -128,8 +128,7 @@ def test_sigterm_stops_a_sweep_job_with_a_checkpoint_it_resumes_from(reference, 
 
 def test_resume_with_more_epochs_extends_metrics_and_tensorboard(finished, tmp_path):
     run_dir = copy_of(finished, tmp_path)
-    proc = run_cli(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path)
-    assert proc.returncode == 0, output(proc)[-3000:]
+    assert run_in_process(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
     assert metrics["final"]["epochs"] == 3
@@ -151,8 +150,7 @@ def test_resume_moves_event_files_out_of_the_tensorboard_folder_earlier_versions
     (run_dir / "tensorboard").mkdir()
     for path in run_dir.glob("events.out.tfevents.*"):
         path.rename(run_dir / "tensorboard" / path.name)
-    proc = run_cli(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path)
-    assert proc.returncode == 0, output(proc)[-3000:]
+    assert run_in_process(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path) == 0
     assert not (run_dir / "tensorboard").exists()
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert [step for step, _ in tensorboard_points(run_dir)["test/acc"]] == [1, 2, 3]

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from conftest import TINY, run_cli
 
-# Two swept keys. lr=1e4 diverges to a non-finite loss while training; lr=-1 is refused
-# before training starts: both kinds of failure must be listed.
-SWEPT = ["optimizer.lr=0.01,1e4,-1", "trainer.batch_size=32,64"]
+# Two swept keys, named and numbered in this order. lr=1e4 diverges to a non-finite loss
+# while training; lr=-1 is refused before training starts: both kinds of failure are listed.
+SWEPT = ["trainer.batch_size=32,64", "optimizer.lr=0.01,1e4,-1"]
 OK = ["0_trainer.batch_size=32,optimizer.lr=0.01", "3_trainer.batch_size=64,optimizer.lr=0.01"]
 DIVERGED = [
     "1_trainer.batch_size=32,optimizer.lr=10000.0",
