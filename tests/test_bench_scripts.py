@@ -132,7 +132,7 @@ def test_time_to_accuracy_table_skips_an_unknown_experiment(tmp_path):
     assert result["baseline_s"] == {"0.01": fastest_post, "0.99": None}
     project = rows["cifar-exp seed_lenet5"]
     assert project["speedup"]["0.01"] == pytest.approx(fastest_post / project["epoch_s"][0])
-    assert project["clock"].startswith("train/epoch_s")
+    assert project["clock"].startswith("train/train_s")
     assert result["cpu"]["model"] and result["failed"] == []
     assert "| contender | 1% | 99% | final acc | epochs |" in proc.stdout
     assert "| cifar-exp seed_lenet5 | " in proc.stdout and "x) | — |" in proc.stdout

@@ -54,6 +54,12 @@ def test_resnet18_cifar_is_the_classic_recipe(compose):
         "momentum": 0.9,
         "nesterov": True,
         "weight_decay": 5e-4,
+        "decoupled_weight_decay": False,
+        # one parameter group: no multipliers
+        **dict.fromkeys(
+            ("norm_lr_mult", "norm_weight_decay_mult", "bias_lr_mult", "bias_weight_decay_mult"),
+            1.0,
+        ),
     }
     assert cfg.scheduler.name == "cosine"
     assert (cfg.augment.crop_padding, cfg.augment.flip) == (4, True)
@@ -84,3 +90,21 @@ def test_optuna_search_composes_with_its_search_space(compose):
     assert after_preset.dataset.val_size == 5000
     chosen = hydra_compose("config", overrides=["hparams_search=optuna", "dataset.val_size=1000"])
     assert chosen.dataset.val_size == 1000
+
+
+def test_speedrun94_is_airbench94s_recipe_in_this_tools_terms(compose):
+    cfg = compose(["experiment=speedrun94"])
+    assert (cfg.model.name, list(cfg.model.widths)) == ("airbench", [64, 256, 256])
+    # airbench: lr 11.5 per 1024 examples of a summed loss, divided by 1024 * (1 + 1/(1 - 0.85))
+    # for its momentum, is lr 1.5 for a mean loss; its decay per step, 0.0153 per 1024 examples
+    # over the same scale, is 0.002 = lr * weight_decay.
+    kilostep_scale = 1024 * (1 + 1 / (1 - 0.85))
+    assert cfg.optimizer.lr == pytest.approx(11.5 / kilostep_scale * 1024, rel=1e-3)
+    decay = cfg.optimizer.lr * cfg.optimizer.weight_decay
+    assert decay == pytest.approx(0.0153 * 1024 / kilostep_scale, rel=1e-3)
+    assert (cfg.optimizer.norm_lr_mult, cfg.optimizer.norm_weight_decay_mult) == (64, 1 / 64)
+    assert (cfg.optimizer.momentum, cfg.optimizer.nesterov) == (0.85, True)
+    assert cfg.trainer.batch_size == 1024 and cfg.trainer.label_smoothing == 0.2
+    assert cfg.trainer.ema_decay == pytest.approx(0.95**5, rel=1e-3)
+    assert (cfg.augment.translate, cfg.augment.flip_mode) == (2, "alternate")
+    assert cfg.trainer.tta == "flip_translate" and cfg.trainer.precision == "auto"

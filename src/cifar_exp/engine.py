@@ -187,6 +187,8 @@ class Trainer:
         start = time.perf_counter()
         with self.out_of_memory_hint("training", self.loaders.train):
             values = self.train_epoch(epoch, time_first_step)
+        if self.average is not None:
+            self.average.epoch_done()
         values["train_s"] = time.perf_counter() - start
         if epoch == 1 and self.init_s is not None:
             values["init_s"] = self.init_s
@@ -298,8 +300,6 @@ class Trainer:
             p.best_acc = values[f"{split}_acc"]
         p.epoch = epoch
         p.new_epoch()
-        if self.average is not None:
-            self.average.epoch_done()
         self.last_train = values
         self.tracker.log_epoch(epoch, values)
         if self.pictures is not None:
