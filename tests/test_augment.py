@@ -33,11 +33,8 @@ def test_flip_only_mirrors_about_half_of_the_images():
     assert 16 < sum(mirrored) < 48
 
 
-def test_crop_is_a_shifted_window_of_the_zero_padded_image():
-    images = numbered_images(32)
-    out = BatchAugment(crop_padding=2)(images, torch.Generator().manual_seed(1))
-    assert out.shape == images.shape
-    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+def window_shifts(out, padded):
+    """The (dy, dx) of the one 6x6 window of each padded image that each output image is."""
     shifts = set()
     for o, p in zip(out, padded, strict=True):
         matches = [
@@ -48,6 +45,15 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image():
         ]
         assert len(matches) == 1
         shifts.add(matches[0])
+    return shifts
+
+
+def test_crop_is_a_shifted_window_of_the_zero_padded_image():
+    images = numbered_images(32)
+    out = BatchAugment(crop_padding=2)(images, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    shifts = window_shifts(out, padded)
     assert len(shifts) > 5  # the offsets vary across the batch
 
 
@@ -178,16 +184,7 @@ def test_translate_is_a_window_of_the_reflect_padded_image_within_bounds():
     out = BatchAugment(translate=2)(images, torch.Generator().manual_seed(1))
     assert out.shape == images.shape
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
-    shifts = set()
-    for o, p in zip(out, padded, strict=True):
-        matches = [
-            (dy, dx)
-            for dy in range(5)
-            for dx in range(5)
-            if torch.equal(o, p[:, dy : dy + 6, dx : dx + 6])
-        ]
-        assert len(matches) == 1  # one window, within 2 pixels of the original
-        shifts.add(matches[0])
+    shifts = window_shifts(out, padded)  # one window each, within 2 pixels
     assert len(shifts) > 5
     assert (out > 0).all()  # reflected pixels, never zero padding
 
