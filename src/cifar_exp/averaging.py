@@ -38,6 +38,9 @@ class WeightAverage:
         self.start_step, self.total_steps, self.ramp_pow = start_step, total_steps, ramp_pow
         self.average: dict[str, torch.Tensor] | None = None  # None until start_step
         self._evaluated: nn.Module | None = None  # a copy of net holding the average
+        # The net's tensors, looked up once: state_dict() shares their storage, and building
+        # it at every update would be work in the training loop.
+        self._net_weights = self._weights(net)
 
     def _weights(self, module: nn.Module) -> dict[str, torch.Tensor]:
         return {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
@@ -47,7 +50,7 @@ class WeightAverage:
         """Called after every optimizer step; `step` counts them from 1."""
         if step % self.every or step <= self.start_step:
             return
-        weights = self._weights(self.net)
+        weights = self._net_weights
         if self.average is None:  # the first update starts the average at the weights
             self.average = {k: v.detach().clone() for k, v in weights.items()}
             return
@@ -57,15 +60,15 @@ class WeightAverage:
         for name, value in weights.items():
             self.average[name].lerp_(value, 1 - decay)
         if self.lookahead:
-            self._copy_average_into(self.net)
+            self._copy_average_into(weights)
 
     def epoch_done(self) -> None:
         if self.lookahead and self.average is not None:
-            self._copy_average_into(self.net)
+            self._copy_average_into(self._net_weights)
 
     @torch.no_grad()
-    def _copy_average_into(self, module: nn.Module) -> None:
-        for name, value in self._weights(module).items():
+    def _copy_average_into(self, weights: dict[str, torch.Tensor]) -> None:
+        for name, value in weights.items():
             value.copy_(self.average[name])
 
     def model_to_evaluate(self, trained: nn.Module) -> nn.Module:
@@ -75,7 +78,7 @@ class WeightAverage:
             return trained
         if self._evaluated is None:
             self._evaluated = copy.deepcopy(self.net)
-        self._copy_average_into(self._evaluated)
+        self._copy_average_into(self._weights(self._evaluated))
         return self._evaluated
 
     def state_dict(self) -> dict[str, Any]:
@@ -84,7 +87,7 @@ class WeightAverage:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         average = state["average"]
         if average is not None:
-            expected = self._weights(self.net).keys()
+            expected = self._net_weights.keys()
             if average.keys() != expected:
                 raise KeyError(f"averaged weights {sorted(average)} != {sorted(expected)}")
             average = {k: v.to(self.net_device()) for k, v in average.items()}

@@ -47,7 +47,7 @@ from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.figures import Pictures
 from cifar_exp.manifest import RunManifest, git_commit
-from cifar_exp.models import MODELS, InitializedFromData, initialize_from_data
+from cifar_exp.models import MODELS, InitializedFromData
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.performance import Precision, compile_model, use_channels_last
 from cifar_exp.resume import override_keys, resume_config, saved_config
@@ -231,7 +231,7 @@ def initialize_from_training_data(
     images = to_model_input(data.train.images[:INIT_IMAGES], device)
     if eval_transform is not None:
         images = eval_transform(images, torch.Generator())
-    initialize_from_data(net, images)
+    net.init_from_data(images)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
