@@ -30,7 +30,7 @@ from benchlib import (
 )
 
 from cifar_exp.errors import ConfigError
-from cifar_exp.performance import read_cpu_flags
+from cifar_exp.precision import read_cpu_flags
 
 VARIANTS = [
     Variant("fp32"),

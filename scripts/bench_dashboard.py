@@ -30,10 +30,11 @@ from pathlib import Path
 import torch
 
 from cifar_exp.augment import build_transforms
-from cifar_exp.data import BatchLoader, load_dataset
+from cifar_exp.batches import BatchLoader
+from cifar_exp.datasets import load_dataset
 from cifar_exp.engine import evaluate
-from cifar_exp.figures import EvalDetails, Pictures
 from cifar_exp.models import MODELS
+from cifar_exp.pictures import EvalDetails, Pictures
 from cifar_exp.tracking import RunTracker
 
 REPO = Path(__file__).resolve().parents[1]

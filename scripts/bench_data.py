@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from cifar_exp.data import BatchLoader, DataBundle, load_dataset
+from cifar_exp.batches import BatchLoader
+from cifar_exp.datasets import DataBundle, load_dataset
 from cifar_exp.models import MODELS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -33,7 +33,8 @@ from benchlib import (
     warm_up,
 )
 
-from cifar_exp.data import BatchLoader, load_dataset
+from cifar_exp.batches import BatchLoader
+from cifar_exp.datasets import load_dataset
 
 VARIANTS = [
     Variant("fp32"),

@@ -44,8 +44,8 @@ from benchlib import cpu_flags, cpu_model
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import cifar_exp
+from cifar_exp.atomic import write_json
 from cifar_exp.errors import UserError
-from cifar_exp.files import write_json
 from cifar_exp.models import MODELS
 from cifar_exp.tracking import EPOCH_TAGS
 

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from cifar_exp.device import compile_model, use_channels_last
 from cifar_exp.models import MODELS, ModelOptions
-from cifar_exp.performance import Precision, compile_model, use_channels_last
+from cifar_exp.precision import Precision
 
 log = logging.getLogger("bench")
 

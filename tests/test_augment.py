@@ -13,8 +13,9 @@ from runs import assert_same_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.augment import BatchAugment, build_transforms, channel_stats, normalization
+from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import load_checkpoint
-from cifar_exp.data import BatchLoader, Split, load_dataset
+from cifar_exp.datasets import Split, load_dataset
 from cifar_exp.errors import ConfigError
 
 

@@ -31,9 +31,10 @@ from cifar_exp.checkpoint import (
     load_states,
 )
 from cifar_exp.errors import UserError
+from cifar_exp.guards import NonFiniteLoss, OutOfMemory
 from cifar_exp.models import MODELS, ModelOptions
 from cifar_exp.models.lenet import LeNet5
-from cifar_exp.stopping import Interrupted, NonFiniteLoss, OutOfMemory
+from cifar_exp.signals import Interrupted
 
 
 class Faulty(LeNet5):

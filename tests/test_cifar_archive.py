@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_exp.data import load_dataset
-from cifar_exp.datasets import cifar
+from cifar_exp.datasets import cifar, load_dataset
 from cifar_exp.datasets.cache import CACHE_VERSION
 from cifar_exp.errors import UserError
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, TINY, run_cli
 from PIL import Image
 
-from cifar_exp.figures import BATCH_TAG, MISCLASSIFIED_TAG, PER_CLASS_TAG, confusion_tag
+from cifar_exp.pictures import BATCH_TAG, MISCLASSIFIED_TAG, PER_CLASS_TAG, confusion_tag
 
 spec = importlib.util.spec_from_file_location(
     "dashboard_screenshots", REPO / "scripts" / "dashboard_screenshots.py"

@@ -11,8 +11,9 @@ from conftest import TINY, run_in_process
 from runs import tensorboard_points
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import load_checkpoint
-from cifar_exp.data import BatchLoader, Split
+from cifar_exp.datasets import Split
 from cifar_exp.distributed import exit_code
 from cifar_exp.errors import ConfigError
 from cifar_exp.tracking import STEP_LOSS_TAG

@@ -7,7 +7,8 @@ import torch
 from conftest import CONF_DIR, TINY, run_cli, run_in_process
 from PIL import Image
 
-from cifar_exp.data import load_dataset, to_model_input
+from cifar_exp.batches import to_model_input
+from cifar_exp.datasets import load_dataset
 from cifar_exp.errors import UserError
 from cifar_exp.tta import tta_logits
 

@@ -1,4 +1,4 @@
-"""The Images tab (figures.py): what a run writes, read back from its TensorBoard events."""
+"""The Images tab (pictures.py): what a run writes, read back from its TensorBoard events."""
 
 import io
 import math
@@ -13,7 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.augment import BatchAugment
-from cifar_exp.figures import (
+from cifar_exp.pictures import (
     BATCH_TAG,
     MISCLASSIFIED,
     MISCLASSIFIED_TAG,
@@ -180,7 +180,7 @@ def test_image_grid_lays_out_like_torchvisions_make_grid(n):
 def test_many_classes_get_an_unannotated_matrix_and_taller_bars():
     from torch.utils.tensorboard._utils import figure_to_image
 
-    from cifar_exp.figures import confusion_figure, per_class_figure
+    from cifar_exp.pictures import confusion_figure, per_class_figure
 
     classes = [f"c{i}" for i in range(100)]  # CIFAR-100: counts would not fit in the cells
     confusion = torch.randint(0, 5, (100, 100))

@@ -9,7 +9,7 @@ import torch
 from conftest import CIFAR10_JPEG, TINY_TRAINER, run_cli
 from PIL import Image
 
-from cifar_exp.data import load_dataset
+from cifar_exp.datasets import load_dataset
 from cifar_exp.datasets.imagefolder import decode_chunks
 from cifar_exp.errors import UserError
 

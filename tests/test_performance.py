@@ -10,13 +10,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from cifar_exp.config import validate
+from cifar_exp.device import use_channels_last
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.performance import (
+from cifar_exp.precision import (
     AUTOCAST_DTYPES,
     Precision,
     choose_precision,
     read_cpu_flags,
-    use_channels_last,
 )
 
 CPU = torch.device("cpu")

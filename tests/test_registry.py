@@ -5,7 +5,7 @@ from conftest import group_options
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from cifar_exp.data import DATASETS
+from cifar_exp.datasets import DATASETS
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_exp.data import BatchLoader, Split
+from cifar_exp.batches import BatchLoader
+from cifar_exp.datasets import Split
 from cifar_exp.engine import evaluate
 from cifar_exp.tta import tta_logits
 

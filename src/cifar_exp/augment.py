@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cifar_exp.data import Split
+from cifar_exp.datasets.base import Split
 from cifar_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)

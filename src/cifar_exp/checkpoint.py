@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from cifar_exp.atomic import TMP_PREFIX, write_bytes_atomically
 from cifar_exp.errors import UserError
-from cifar_exp.files import TMP_PREFIX, write_bytes_atomically
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from cifar_exp.augment import FLIP_MODES
-from cifar_exp.data import DATASETS
+from cifar_exp.datasets import DATASETS
 from cifar_exp.models import MODELS
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.registry import require, typed_options
@@ -76,14 +76,14 @@ class TrainerConfig:
     eval_every: int = 1
     limit_train_batches: int | None = None
     limit_eval_batches: int | None = None
-    precision: str = "fp32"  # auto: bf16 where the hardware has it natively (performance.py)
+    precision: str = "fp32"  # auto: bf16 where the hardware has it natively (precision.py)
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"
     progress_bar: bool = True
     checkpoint_every: int = 1
     stop_on_nonfinite: bool = True
-    log_images: bool = True  # training batch, confusion matrices, mistakes (figures.py)
+    log_images: bool = True  # training batch, confusion matrices, mistakes (pictures.py)
     histogram_every: int = 0  # epochs between weight/gradient histograms; 0: none
     log_graph: bool = False  # the model graph (a jit trace at the start)
     label_smoothing: float = 0.0  # of the training loss's targets (evaluation's loss: none)

@@ -1,8 +1,12 @@
-"""Which torch device a run uses, and how the run's manifest names it."""
+"""Which torch device a run uses, how the run's manifest names it, and what suits the model to
+it: the memory format, compilation, and the peak memory a run took."""
 
 from __future__ import annotations
 
+import resource
+
 import torch
+from torch import nn
 
 from cifar_exp.errors import UserError
 
@@ -25,3 +29,27 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def _inputs_channels_last(_: nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+
+
+def use_channels_last(model: nn.Module) -> nn.Module:
+    """Keep weights and incoming batches in NHWC, the layout fast convolution kernels prefer."""
+    model.to(memory_format=torch.channels_last)
+    model.register_forward_pre_hook(_inputs_channels_last)
+    return model
+
+
+def compile_model(model: nn.Module, mode: str) -> nn.Module:
+    """torch.compile; the compilation itself happens in the first steps (timed by the engine)."""
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: CUDA's max allocated on a GPU, the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -3,7 +3,7 @@
 is the whole training step. evaluate() scores a split.
 
 fit() can start from a saved Progress, writes checkpoints, and stops cleanly on a signal,
-a non-finite loss or running out of memory (see stopping.py)."""
+a non-finite loss or running out of memory (signals.py, guards.py)."""
 
 from __future__ import annotations
 
@@ -23,17 +23,14 @@ from torch import nn
 from tqdm import tqdm
 
 from cifar_exp.averaging import WeightAverage
+from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import Checkpointer
-from cifar_exp.data import BatchLoader
+from cifar_exp.device import peak_memory_mb
 from cifar_exp.distributed import all_reduce
-from cifar_exp.figures import EvalDetails, Pictures
-from cifar_exp.performance import Precision, peak_memory_mb
-from cifar_exp.stopping import (
-    Interrupted,
-    NonFiniteWatch,
-    StopOnSignal,
-    out_of_memory,
-)
+from cifar_exp.guards import NonFiniteWatch, out_of_memory
+from cifar_exp.pictures import EvalDetails, Pictures
+from cifar_exp.precision import Precision
+from cifar_exp.signals import Interrupted, StopOnSignal
 from cifar_exp.tracking import RunTracker
 from cifar_exp.tta import tta_logits
 

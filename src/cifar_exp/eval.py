@@ -18,15 +18,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from cifar_exp.atomic import write_json
 from cifar_exp.augment import eval_transform
+from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import find_checkpoint, load_checkpoint, load_states
-from cifar_exp.data import BatchLoader, load_dataset
+from cifar_exp.datasets import load_dataset
 from cifar_exp.device import resolve_device
 from cifar_exp.engine import evaluate
 from cifar_exp.errors import UserError
-from cifar_exp.figures import EvalDetails
-from cifar_exp.files import write_json
 from cifar_exp.models import MODELS
+from cifar_exp.pictures import EvalDetails
 from cifar_exp.resume import saved_config
 from cifar_exp.rundir import setup_hydra
 from cifar_exp.tta import TTA_MODES

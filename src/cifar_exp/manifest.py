@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cifar_exp.atomic import write_json
 from cifar_exp.errors import UserError
-from cifar_exp.files import write_json
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp.atomic import write_json
 from cifar_exp.augment import eval_transform
-from cifar_exp.data import resize_images, to_model_input
+from cifar_exp.batches import resize_images, to_model_input
 from cifar_exp.device import resolve_device
 from cifar_exp.errors import UserError
 from cifar_exp.eval import check_tta, load_trained, required
-from cifar_exp.files import write_json
 from cifar_exp.rundir import setup_hydra
 from cifar_exp.tta import tta_logits
 

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_exp import distributed
 from cifar_exp.augment import build_transforms, normalization
 from cifar_exp.averaging import WeightAverage
+from cifar_exp.batches import BatchLoader, BatchTransform, to_model_input
 from cifar_exp.checkpoint import (
     CHECKPOINT_DIR,
     Checkpointer,
@@ -34,29 +35,22 @@ from cifar_exp.checkpoint import (
     restore_rng,
 )
 from cifar_exp.config import validate
-from cifar_exp.data import (
-    BatchLoader,
-    BatchTransform,
-    DataBundle,
-    Split,
-    load_dataset,
-    to_model_input,
-)
-from cifar_exp.device import describe_device, resolve_device
+from cifar_exp.datasets import DataBundle, Split, load_dataset
+from cifar_exp.device import compile_model, describe_device, resolve_device, use_channels_last
 from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.figures import Pictures
 from cifar_exp.manifest import RunManifest, git_commit
 from cifar_exp.models import MODELS, InitializedFromData
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
-from cifar_exp.performance import Precision, compile_model, use_channels_last
+from cifar_exp.pictures import Pictures
+from cifar_exp.precision import Precision
 from cifar_exp.resume import override_keys, resume_config, saved_config
 from cifar_exp.rundir import (
     clear_attempt,
     plan_job,
     setup_hydra,
 )
-from cifar_exp.stopping import Interrupted, StopOnSignal
+from cifar_exp.signals import Interrupted, StopOnSignal
 from cifar_exp.summary import sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
 from cifar_exp.tracking import (

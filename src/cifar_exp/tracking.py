@@ -22,9 +22,9 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
+from cifar_exp.atomic import write_json
 from cifar_exp.config import is_plumbing
-from cifar_exp.files import write_json
-from cifar_exp.stopping import Interrupted
+from cifar_exp.signals import Interrupted
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch). TensorBoard
 # orders its groups by name: `test/` and `train/` come first, so the page opens on the curves.

@@ -24,13 +24,25 @@ import torch
 from torchvision.datasets.utils import calculate_md5
 from tqdm import tqdm
 
-from cifar_exp.data import DATASETS, Cifar10Options, Cifar100Options, DataBundle, Split
+from cifar_exp.datasets.base import DATA_ROOT, DATASETS, DataBundle, DatasetOptions, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
 
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "cifar-exp-cache.pt"
+
+
+@dataclass
+class Cifar10Options(DatasetOptions):
+    root: str = DATA_ROOT
+    download: bool = True
+    cache: bool = True
+
+
+@dataclass
+class Cifar100Options(Cifar10Options):
+    num_classes: int | None = 100
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
 
@@ -26,17 +27,42 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from cifar_exp.data import DATASETS, DataBundle, ImageFolderOptions, Split
+from cifar_exp.datasets.base import DATA_ROOT, DATASETS, DataBundle, DatasetOptions, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
+from cifar_exp.registry import require
 
 log = logging.getLogger(__name__)
+
 
 REQUIRED_SPLITS = ("train", "test")
 CHUNK = 512  # files per task sent to a decoding worker
 # Below this many files, starting worker processes costs more than it saves.
 MIN_FILES_FOR_WORKERS = 4 * CHUNK
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+@dataclass
+class ImageFolderOptions(DatasetOptions):
+    root: str = DATA_ROOT
+    num_classes: int | None = None  # null: as many as the folder has
+    image_size: int = 32
+    max_per_class: int | None = None  # keep the first N files (sorted) of each class folder
+    skip_bad_files: bool = False
+    num_workers: int = 2
+    cache_dir: str = "${oc.env:CIFAR_EXP_CACHE,'~/.cache/cifar-exp'}"
+
+    def check(self) -> None:
+        super().check()
+        require(self.image_size >= 1, "image_size", ">= 1", self.image_size)
+        ok = self.max_per_class is None or self.max_per_class >= 1
+        require(ok, "max_per_class", ">= 1 or null", self.max_per_class)
+        require(
+            self.num_workers >= 0,
+            "num_workers",
+            ">= 0 (0 = decode in this process)",
+            self.num_workers,
+        )
 
 
 @DATASETS.register("imagefolder", ImageFolderOptions)

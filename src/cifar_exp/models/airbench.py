@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_exp.models import MODELS, ModelOptions
+from cifar_exp.models.base import MODELS, ModelOptions
 from cifar_exp.registry import require
 
 PATCH = 2  # side of the whitening filters

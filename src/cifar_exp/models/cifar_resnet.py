@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_exp.models import MODELS, WidthOptions
+from cifar_exp.models.base import MODELS, WidthOptions
 
 
 class BasicBlock(nn.Module):

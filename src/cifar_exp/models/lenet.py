@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from cifar_exp.models import MODELS, ModelOptions
+from cifar_exp.models.base import MODELS, ModelOptions
 
 
 class LeNet5(nn.Module):

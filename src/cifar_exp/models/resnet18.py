@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_exp.models import MODELS, WidthOptions
+from cifar_exp.models.base import MODELS, WidthOptions
 from cifar_exp.models.cifar_resnet import ResNet
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_exp.models import MODELS, ModelOptions
+from cifar_exp.models.base import MODELS, ModelOptions
 
 
 class ResBlk(nn.Module):

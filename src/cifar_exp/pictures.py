@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_exp.data import BatchLoader, BatchTransform
+from cifar_exp.batches import BatchLoader, BatchTransform
 from cifar_exp.distributed import all_gather, all_reduce
 
 if TYPE_CHECKING:

@@ -1,15 +1,11 @@
-"""How fast a training step runs: numeric precision, memory format, torch.compile; and the
-peak memory a run took.
-"""
+"""`trainer.precision`: the numeric precision of the training step, and how `auto` picks it."""
 
 from __future__ import annotations
 
 import contextlib
-import resource
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from cifar_exp.errors import UserError
 
@@ -105,27 +101,3 @@ class Precision:
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
-
-
-def _inputs_channels_last(_: nn.Module, args: tuple) -> tuple:
-    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
-
-
-def use_channels_last(model: nn.Module) -> nn.Module:
-    """Keep weights and incoming batches in NHWC, the layout fast convolution kernels prefer."""
-    model.to(memory_format=torch.channels_last)
-    model.register_forward_pre_hook(_inputs_channels_last)
-    return model
-
-
-def compile_model(model: nn.Module, mode: str) -> nn.Module:
-    """torch.compile; the compilation itself happens in the first steps (timed by the engine)."""
-    return torch.compile(model, mode=None if mode == "default" else mode)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory so far: CUDA's max allocated on a GPU, the process's peak RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
