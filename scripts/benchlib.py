@@ -57,7 +57,10 @@ class Trainer:
         with self.precision.autocast():
             loss = F.cross_entropy(self.model(images), labels)
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_and_step(loss, self.optimizer)
+        scaler = self.precision.scaler
+        scaler.scale(loss).backward()
+        scaler.step(self.optimizer)
+        scaler.update()
 
 
 def cpuinfo_field(name: str) -> str:

@@ -87,7 +87,9 @@ def compose():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import cifar_exp.run  # noqa: F401  (registers the schemas and resolvers)
+    from cifar_exp.rundir import setup_hydra
+
+    setup_hydra()
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         yield lambda overrides=(): hydra_compose("config", overrides=list(overrides))

@@ -1,4 +1,4 @@
-"""Checkpoints, exact resume and failure handling, in-process through run.train().
+"""Checkpoints, exact resume and failure handling, in-process through build.ready_trainer() and Trainer.fit().
 
 Faults are injected by a registered LeNet5 subclass whose n-th training forward sends this
 process a real SIGINT, returns NaN logits, or raises torch's CUDA out-of-memory error; the
@@ -81,7 +81,8 @@ def faulty():
 @pytest.fixture
 def run(compose, faulty):
     """run(name, fault, at, *overrides, checkpoint=None): train in-process, 3 epochs of 8 steps."""
-    from cifar_exp.run import train
+    from cifar_exp.build import ready_trainer
+    from cifar_exp.signals import StopOnSignal
 
     def go(run_dir, fault="none", at=0, *overrides, checkpoint=None):
         cfg = compose(
@@ -94,7 +95,9 @@ def run(compose, faulty):
                 *overrides,
             ]
         )
-        return train(cfg, run_dir, checkpoint)
+        trainer = ready_trainer(cfg, run_dir, checkpoint=checkpoint)
+        with StopOnSignal() as stop:
+            return trainer.fit(stop)
 
     return go
 

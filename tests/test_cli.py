@@ -11,8 +11,8 @@ from runs import hparams_session, strip_timing
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.models import MODELS
+from cifar_exp.naming import MAX_DIRNAME
 from cifar_exp.rundir import run_name
-from cifar_exp.sweep import MAX_DIRNAME
 from cifar_exp.tracking import EPOCH_TAGS, LAYOUT_TAG, STEP_LOSS_TAG, STEP_LR_TAG
 
 

@@ -53,7 +53,7 @@ def test_eval_reports_what_training_measured(trained, tmp_path):
 
 
 def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path):
-    from cifar_exp.eval import load_trained
+    from cifar_exp.inference import load_trained
 
     data = load_dataset({"name": "synthetic", "train_size": 256, "test_size": 128})
     images = tmp_path / "images"
@@ -93,7 +93,7 @@ def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path
 
 
 def test_eval_and_predict_with_test_time_augmentation(trained, tmp_path):
-    from cifar_exp.eval import load_trained
+    from cifar_exp.inference import load_trained
 
     out = tmp_path / "eval"
     proc = run_cli(
@@ -143,7 +143,7 @@ def test_eval_and_predict_with_test_time_augmentation(trained, tmp_path):
         ("predict", ["ckpt={run}", "images=nowhere"], "images=nowhere: no such file or folder"),
         ("predict", ["ckpt={run}", "images={empty}"], "no image files in"),
         ("predict", ["ckpt={run}", "images={bad}"], "is not an image that can be read"),
-        ("predict", ["ckpt={run}", "images={bad}", "top_k=0"], "top_k and batch_size must be"),
+        ("predict", ["ckpt={run}", "images={bad}", "top_k=0"], "top_k must be >= 1, got 0"),
         ("eval", ["ckpt={run}", "tta=mirror"], "tta must be one of none, flip, flip_translate"),
         ("predict", ["ckpt={run}", "images={bad}", "tta=x"], "tta must be one of none, flip, "),
     ],

@@ -36,8 +36,11 @@ def test_build_passes_typed_options_and_lists_names():
     assert reg.options({"name": "b"}) == WidgetOptions(name="b", size=1)
 
 
-def test_registering_stores_the_schema_with_its_name():
-    widgets()
+def test_storing_the_schemas_names_each_after_its_option():
+    reg = Registry("gadget")
+    reg.register("b", WidgetOptions)(lambda o: None)
+    assert "gadget_b_schema.yaml" not in ConfigStore.instance().list("")  # registering alone
+    widgets().store_schemas()
     stored = ConfigStore.instance().load("widget_b_schema.yaml").node
     assert OmegaConf.to_object(stored) == WidgetOptions(name="b", size=1)
 

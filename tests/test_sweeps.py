@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from cifar_exp.sweep import MAX_DIRNAME, available_cpus, job_dirname, threads_per_job
+from cifar_exp.naming import MAX_DIRNAME, job_dirname
+from cifar_exp.sweep import available_cpus, threads_per_job
 
 # TINY without its thread count, for launchers that choose threads per job themselves.
 TINY_ANY_THREADS = [*TINY, "trainer.num_threads=0"]

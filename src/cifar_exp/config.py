@@ -8,7 +8,8 @@ before anything runs. Ranges that a type cannot express are checked by each sche
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import Field, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -18,7 +19,15 @@ from cifar_exp.augment import FLIP_MODES
 from cifar_exp.datasets import DATASETS
 from cifar_exp.models import MODELS
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
-from cifar_exp.registry import require, typed_options
+from cifar_exp.registry import (
+    COMPARED,
+    PLUMBING,
+    RESUMABLE,
+    STARTUP,
+    option,
+    require,
+    typed_options,
+)
 from cifar_exp.tta import TTA_MODES
 
 DEVICE_TYPES = ("auto", "cpu", "cuda")
@@ -32,7 +41,7 @@ def require_one_of(value: str, key: str, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class AugmentConfig:
-    name: str = "none"
+    name: str = option("none", compared=True)
     crop_padding: int = 0  # random crop of the image padded by this many zero pixels per side
     # Random crop of the image padded by this many reflected pixels per side (airbench's
     # translate); an alternative to crop_padding.
@@ -59,7 +68,7 @@ class AugmentConfig:
 
 @dataclass
 class DeviceConfig:
-    type: str = "auto"
+    type: str = option("auto", plumbing=True, resumable=True)
 
     def check(self) -> None:
         require_one_of(self.type, "type", DEVICE_TYPES)
@@ -67,25 +76,29 @@ class DeviceConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    eval_batch_size: int = 500
-    seed: int = 0
-    num_threads: int = 0
-    log_every_n_steps: int = 50
+    epochs: int = option(10, resumable=True, compared=True)
+    batch_size: int = option(32, compared=True)  # the global batch
+    eval_batch_size: int = option(500, plumbing=True, resumable=True)
+    seed: int = option(0, compared=True)
+    num_threads: int = option(0, plumbing=True, resumable=True)  # 0: torch's default
+    log_every_n_steps: int = option(50, plumbing=True, resumable=True)
     eval_every: int = 1
     limit_train_batches: int | None = None
     limit_eval_batches: int | None = None
-    precision: str = "fp32"  # auto: bf16 where the hardware has it natively (precision.py)
+    # auto: bf16 where the hardware has it natively (precision.py).
+    precision: str = option("fp32", compared=True)
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"
-    progress_bar: bool = True
-    checkpoint_every: int = 1
-    stop_on_nonfinite: bool = True
-    log_images: bool = True  # training batch, confusion matrices, mistakes (pictures.py)
-    histogram_every: int = 0  # epochs between weight/gradient histograms; 0: none
-    log_graph: bool = False  # the model graph (a jit trace at the start)
+    progress_bar: bool = option(True, plumbing=True, resumable=True)
+    checkpoint_every: int = option(1, plumbing=True, resumable=True)
+    stop_on_nonfinite: bool = option(True, plumbing=True, resumable=True)
+    # The training batch, confusion matrices, mistakes (pictures.py).
+    log_images: bool = option(True, plumbing=True, resumable=True)
+    # training batch, confusion matrices, mistakes (pictures.py)
+    # Epochs between weight/gradient histograms; 0: none.
+    histogram_every: int = option(0, plumbing=True, resumable=True)
+    log_graph: bool = option(False, plumbing=True, resumable=True)  # a jit trace of the model
     label_smoothing: float = 0.0  # of the training loss's targets (evaluation's loss: none)
     # Averaged weights (averaging.py): an EMA with this decay per update; 0 = off.
     ema_decay: float = 0.0
@@ -129,41 +142,13 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    # A run directory or checkpoint to continue (see run.py); relative to the launch folder.
-    resume: str | None = None
+    # A run directory or checkpoint to continue (see resume.py); relative to the launch folder.
+    resume: str | None = option(None, plumbing=True, startup=True)
     # The run's name in its folder (outputs/<date>/<time>_<name>_<pid>) and so in TensorBoard;
     # null: the overrides typed. Jobs of a sweep are named by what the sweep varies instead.
-    name: str | None = None
+    name: str | None = option(None, plumbing=True)
     # Continuing a sweep (-m into its folder) reruns its failed jobs too, from scratch.
-    rerun_failed: bool = False
-
-
-# Keys that say where files go, where or how visibly a run runs, not what it trains: left
-# out of a run's default name and of TensorBoard's HParams. A key or a whole group.
-PLUMBING = (
-    "name",
-    "resume",
-    "rerun_failed",
-    "device",
-    "trainer.progress_bar",
-    "trainer.num_threads",
-    "trainer.log_every_n_steps",
-    "trainer.checkpoint_every",
-    "trainer.eval_batch_size",
-    "trainer.stop_on_nonfinite",
-    "trainer.log_images",
-    "trainer.histogram_every",
-    "trainer.log_graph",
-    "dataset.root",
-    "dataset.cache_dir",
-    "dataset.cache",
-    "dataset.download",
-    "dataset.num_workers",
-)
-
-
-def is_plumbing(key: str) -> bool:
-    return any(key == p or key.startswith(f"{p}.") for p in PLUMBING)
+    rerun_failed: bool = option(False, plumbing=True, startup=True)
 
 
 @dataclass
@@ -177,6 +162,11 @@ class EvalConfig:
     dataset_root: str | None = None
     tta: str = "none"  # test-time augmentation: none, flip, flip_translate (tta.py)
 
+    def check(self) -> None:
+        require_one_of(self.device, "device", DEVICE_TYPES)
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        require_one_of(self.tta, "tta", TTA_MODES)
+
 
 @dataclass
 class PredictConfig:
@@ -189,17 +179,33 @@ class PredictConfig:
     batch_size: int = 256
     tta: str = "none"  # test-time augmentation: none, flip, flip_translate (tta.py)
 
+    def check(self) -> None:
+        require_one_of(self.device, "device", DEVICE_TYPES)
+        require(self.top_k >= 1, "top_k", ">= 1", self.top_k)
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        require_one_of(self.tta, "tta", TTA_MODES)
+
+
+def check_entrypoint(schema: type[EvalConfig] | type[PredictConfig], cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first value of eval's or predict's config that cannot
+    work (their keys are typed at the top level: `tta=flip`)."""
+    schema(**{f.name: cfg[f.name] for f in fields(schema)}).check()
+
 
 def register_schemas() -> None:
-    """Store the top-level schemas; components store theirs as they register (on import)."""
+    """Store every schema in Hydra's ConfigStore: the top-level ones, the sections' and each
+    registered component's."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="predict_schema", node=PredictConfig)
     for group, node in SECTIONS.items():
         cs.store(name=f"{group}_{group}_schema", node=node)
+    for registry in REGISTRIES:
+        registry.store_schemas()
 
 
+REGISTRIES = (MODELS, OPTIMIZERS, SCHEDULERS, DATASETS)
 # The groups with one schema each (the others are a registry's component options).
 SECTIONS = {"augment": AugmentConfig, "device": DeviceConfig, "trainer": TrainerConfig}
 
@@ -208,5 +214,62 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first value that cannot work."""
     for group, schema in SECTIONS.items():
         typed_options(group, schema, cfg[group])
-    for registry in (MODELS, OPTIMIZERS, SCHEDULERS, DATASETS):
+    for registry in REGISTRIES:
         registry.options(cfg[registry.group])
+
+
+# The groups in the order HParams shows their compared keys.
+GROUP_ORDER = ("model", "optimizer", "scheduler", "trainer", "augment", "dataset", "device")
+
+
+def schema_fields() -> Iterator[tuple[str, list[Field]]]:
+    """(key, its declarations) for every key a config can hold: the top-level keys, the
+    sections' and every registered component's. A key declared by several schemas (a base and
+    the subclasses that change its default) has a declaration from each."""
+    registries = {r.group: r for r in REGISTRIES}
+    for f in fields(Config):
+        if f.name not in SECTIONS and f.name not in registries:
+            yield f.name, [f]
+    for group in GROUP_ORDER:
+        schemas = [SECTIONS[group]] if group in SECTIONS else registries[group].schemas()
+        found: dict[str, list[Field]] = {}
+        for schema in schemas:
+            for f in fields(schema):
+                found.setdefault(f.name, [])
+            for cls in schema.__mro__:
+                if is_dataclass(cls):
+                    for name, f in cls.__dataclass_fields__.items():
+                        found[name].append(f)
+        for name, declared in found.items():
+            yield f"{group}.{name}", declared
+
+
+def keys_with(fact: str) -> tuple[str, ...]:
+    """The keys for which `fact` (registry.PLUMBING, RESUMABLE, STARTUP, COMPARED) holds."""
+    return tuple(
+        key for key, declared in schema_fields() if any(f.metadata.get(fact) for f in declared)
+    )
+
+
+def is_plumbing(key: str) -> bool:
+    """Whether `key` (or the group an override picks) says only where or how a run runs."""
+    plumbing = keys_with(PLUMBING)
+    if key in plumbing:
+        return True
+    group = [k for k, _ in schema_fields() if k.startswith(f"{key}.")]
+    return bool(group) and all(k in plumbing for k in group)
+
+
+def resumable_keys() -> tuple[str, ...]:
+    return keys_with(RESUMABLE)
+
+
+def startup_keys() -> tuple[str, ...]:
+    return keys_with(STARTUP)
+
+
+def compared_keys() -> tuple[str, ...]:
+    """HParams' columns in every run, the model's parameter count after its options."""
+    keys = keys_with(COMPARED)
+    last_model = max(i for i, k in enumerate(keys) if k.startswith("model."))
+    return (*keys[: last_model + 1], "model.params", *keys[last_model + 1 :])

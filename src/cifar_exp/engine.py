@@ -1,5 +1,5 @@
 """The training loop. A Trainer holds what a run trains with, built once from the config
-(run.build_trainer); Trainer.fit() trains and evaluates epoch by epoch, and Trainer.step()
+(build.build_trainer); Trainer.fit() trains and evaluates epoch by epoch, and Trainer.step()
 is the whole training step. evaluate() scores a split.
 
 fit() can start from a saved Progress, writes checkpoints, and stops cleanly on a signal,
@@ -60,6 +60,34 @@ class Progress:
         self.seen = 0
         self.window_loss = torch.zeros((), device=self.device)
         self.window_steps = 0
+
+    def count(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a step's batch to the epoch's sums (on the device: no synchronization)."""
+        self.batch += 1
+        self.seen += len(labels)
+        self.loss_sum += loss * len(labels)
+        self.correct += (logits.argmax(1) == labels).sum()
+        self.window_loss += loss
+        self.window_steps += 1
+
+    def epoch_sums(self, seconds: float, timed: int) -> dict[str, float]:
+        """The epoch's training loss, accuracy and images/s over all processes (`timed`
+        images in `seconds` here)."""
+        sums = [self.loss_sum.double(), self.correct.double()]
+        extra = sums[0].new_tensor([self.seen, timed])
+        loss_sum, correct, seen, images = all_reduce(torch.stack([*sums, *extra])).tolist()
+        return {
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "images_per_s": images / seconds if seconds > 0 else 0.0,
+        }
+
+    def end_epoch(self, epoch: int, best_acc: float | None) -> None:
+        """`epoch` is complete (with a new best per-epoch accuracy, if given)."""
+        if best_acc is not None:
+            self.best_acc = best_acc
+        self.epoch = epoch
+        self.new_epoch()
 
     def where(self) -> str:
         if self.batch:
@@ -124,10 +152,11 @@ class Loaders:
 
 @dataclass
 class Trainer:
-    """What a run trains with, built once from the config (run.build_trainer); fit() runs it.
+    """What a run trains with, every part built before it (build.build_trainer); fit() runs it.
 
     `net` is the model itself (checkpoints hold its weights); `model` what trains it: `net`
     wrapped for several processes and compiled as asked. `settings` is the trainer config.
+    `checkpointer` saves the parts a resume needs (this trainer's progress among them).
     """
 
     net: nn.Module
@@ -158,7 +187,10 @@ class Trainer:
             logits = self.model(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.settings.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_and_step(loss, self.optimizer)
+        scaler = self.precision.scaler  # scales the loss under fp16; a no-op otherwise
+        scaler.scale(loss).backward()
+        scaler.step(self.optimizer)  # under fp16: skipped when the gradients overflowed
+        scaler.update()
         self.scheduler.step()
         self.progress.step += 1
         if self.average is not None:
@@ -166,81 +198,87 @@ class Trainer:
         return loss.detach(), logits.detach()
 
     def fit(self, stop: StopOnSignal | None = None) -> dict[str, float]:
-        """Train from `progress` to settings.epochs; return the final metrics.
+        """Train from `progress` to settings.epochs, record the final metrics, return them.
 
         Writes checkpoints through `checkpointer`: last.pt every settings.checkpoint_every
         epochs and at the end, best.pt whenever the per-epoch accuracy improves, and last.pt
-        mid-epoch when `stop` reports a signal (then raises Interrupted)."""
+        mid-epoch when `stop` reports a signal (then raises Interrupted). However training
+        ends, the tracker's HParams session records how."""
         self.stop = stop
-        first = self.progress.epoch + 1
-        if self.pictures is not None and first <= self.settings.epochs:
-            self.loaders.train.set_epoch(first, start_batch=self.progress.batch)
-            self.pictures.started(self.loaders.train, first_time=self.progress.step == 0)
-        for epoch in range(first, self.settings.epochs + 1):
-            self.run_epoch(epoch, time_first_step=self.settings.compile and epoch == first)
-        return self.final_metrics()
-
-    def run_epoch(self, epoch: int, time_first_step: bool) -> None:
         start = time.perf_counter()
-        with self.out_of_memory_hint("training", self.loaders.train):
-            values = self.train_epoch(epoch, time_first_step)
+        first = self.progress.epoch + 1
+        with self.tracker.session():
+            if self.pictures is not None and first <= self.settings.epochs:
+                self.loaders.train.set_epoch(first, start_batch=self.progress.batch)
+                self.pictures.started(self.loaders.train, first_time=self.progress.step == 0)
+            for epoch in range(first, self.settings.epochs + 1):
+                self.epoch(epoch, time_first_step=self.settings.compile and epoch == first)
+            final = self.final_metrics()
+        final.update(epochs=self.settings.epochs, wall_s=time.perf_counter() - start)
+        self.tracker.finish(final)
+        return final
+
+    def epoch(self, epoch: int, time_first_step: bool = False) -> None:
+        """One epoch, from progress.batch on: train on the batches, evaluate, log, checkpoint.
+        Runs on this process's share of the data; what it logs covers all processes."""
+        p, loader, t = self.progress, self.loaders.train, self.settings
+        loader.set_epoch(epoch, start_batch=p.batch)
+        self.model.train()
+        values: dict[str, float] = {}
+        epoch_start = start = time.perf_counter()
+        timed = 0  # images since the throughput clock started
+        with self.out_of_memory_hint("training", loader):
+            bar = self._progress_bar(epoch)
+            for images, labels in bar:
+                loss, logits = self.step(images, labels)
+                p.count(loss, logits, labels)
+                if self.watch is not None:
+                    self.watch.observe(loss, p.step)
+                timed += len(labels)
+                if time_first_step and "compile_s" not in values:
+                    _synchronize(loader.device)
+                    values["compile_s"] = time.perf_counter() - start
+                    start, timed = time.perf_counter(), 0
+                if p.step % t.log_every_n_steps == 0:
+                    rate = timed / (time.perf_counter() - start)
+                    bar.set_postfix(loss=f"{self.log_steps():.3f}", img_s=f"{rate:.0f}")
+                if self.stop is not None and self.stop.requested and p.batch < len(loader):
+                    break
+            if self.watch is not None:
+                self.watch.check(len(loader), self.kept())
+            if p.batch < len(loader):
+                self.stop_now()  # mid-epoch: last.pt continues from this batch
+            _synchronize(loader.device)
+            values.update(p.epoch_sums(time.perf_counter() - start, timed))
         if self.average is not None:
             self.average.epoch_done()
-        values["train_s"] = time.perf_counter() - start
+        values["train_s"] = time.perf_counter() - epoch_start
         if epoch == 1 and self.init_s is not None:
             values["init_s"] = self.init_s
         values["lr"] = self.optimizer.param_groups[0]["lr"]
-        if epoch % self.settings.eval_every == 0 or epoch == self.settings.epochs:
-            split, loader = self.loaders.per_epoch
-            with self.out_of_memory_hint("evaluation", loader):
-                self.last_eval = self.score(split, loader, epoch)
-            values[f"{split}_loss"], values[f"{split}_acc"] = (
-                self.last_eval["loss"],
-                self.last_eval["acc"],
-            )
-        values["epoch_s"] = time.perf_counter() - start
-        peak = torch.tensor(peak_memory_mb(self.loaders.train.device), dtype=torch.float64)
+        split, eval_loader = self.loaders.per_epoch
+        if epoch % t.eval_every == 0 or epoch == t.epochs:
+            with self.out_of_memory_hint("evaluation", eval_loader):
+                self.last_eval = self.score(split, eval_loader, epoch)
+            values[f"{split}_loss"] = self.last_eval["loss"]
+            values[f"{split}_acc"] = self.last_eval["acc"]
+        values["epoch_s"] = time.perf_counter() - epoch_start
+        peak = torch.tensor(peak_memory_mb(loader.device), dtype=torch.float64)
         values["peak_mem_mb"] = all_reduce(peak, op="max").item()
-        self.end_epoch(epoch, values)
 
-    def train_epoch(self, epoch: int, time_first_step: bool) -> dict[str, float]:
-        """Train from progress.batch to the end of the epoch; stops (Interrupted) on a signal.
-
-        Runs on this process's share of the data; the metrics it returns cover all processes."""
-        p, loader = self.progress, self.loaders.train
-        loader.set_epoch(epoch, start_batch=p.batch)
-        self.model.train()
-        stats: dict[str, float] = {}
-        start, timed = time.perf_counter(), 0  # timed: images since the clock started
-        bar = self._progress_bar(epoch)
-        for images, labels in bar:
-            loss, logits = self.step(images, labels)
-            self._count(loss, logits, labels)
-            timed += len(labels)
-            if time_first_step and "compile_s" not in stats:
-                _synchronize(loader.device)
-                stats["compile_s"] = time.perf_counter() - start
-                start, timed = time.perf_counter(), 0
-            if p.step % self.settings.log_every_n_steps == 0:
-                mean_loss = self._log_window()
-                rate = timed / (time.perf_counter() - start)
-                bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{rate:.0f}")
-            if self.stop is not None and self.stop.requested and p.batch < len(loader):
-                break
-        if self.watch is not None:
-            self.watch.check(len(loader), self.kept())
-        if p.batch < len(loader):
+        improved = values.get(f"{split}_acc", -math.inf) > p.best_acc
+        p.end_epoch(epoch, values.get(f"{split}_acc") if improved else None)
+        self.last_train = values
+        self.tracker.log_epoch(epoch, values)
+        if self.pictures is not None:
+            self.pictures.epoch_done(epoch)
+        log.info("epoch %d/%d  %s", epoch, t.epochs, _epoch_line(values, split))
+        stopping = self.stop is not None and self.stop.requested
+        if self.checkpointer is not None:
+            last = epoch % t.checkpoint_every == 0 or epoch == t.epochs or stopping
+            self.checkpointer.save(p.where(), last=last, best=improved)
+        if stopping and epoch < t.epochs:
             self.stop_now()
-        _synchronize(loader.device)
-        elapsed = time.perf_counter() - start
-        sums = [p.loss_sum.double(), p.correct.double()]
-        totals = all_reduce(torch.stack([*sums, *sums[0].new_tensor([p.seen, timed])])).tolist()
-        stats.update(
-            train_loss=totals[0] / totals[2],
-            train_acc=totals[1] / totals[2],
-            images_per_s=totals[3] / elapsed if elapsed > 0 else 0.0,
-        )
-        return stats
 
     def _progress_bar(self, epoch: int) -> tqdm:
         loader = self.loaders.train
@@ -254,20 +292,9 @@ class Trainer:
             leave=False,
         )
 
-    def _count(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add a step's batch to the epoch's sums (on the device: no synchronization)."""
-        p, batch = self.progress, len(labels)
-        p.batch += 1
-        if self.watch is not None:
-            self.watch.observe(loss, p.step)
-        p.seen += batch
-        p.loss_sum += loss * batch
-        p.correct += (logits.argmax(1) == labels).sum()
-        p.window_loss += loss
-        p.window_steps += 1
-
-    def _log_window(self) -> float:
-        """Log the mean loss of the steps since the last log line; return it."""
+    def log_steps(self) -> float:
+        """Log the mean loss of the steps since the last such line and return it (this is
+        where the loop waits for the device)."""
         p, loader = self.progress, self.loaders.train
         if self.watch is not None:
             self.watch.check(len(loader), self.kept())
@@ -288,27 +315,6 @@ class Trainer:
             self.pictures.evaluated(split, epoch, details)
         self.details = details
         return scores
-
-    def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
-        """Record the finished epoch, checkpoint it, and stop here if a signal asked to."""
-        p, split = self.progress, self.loaders.per_epoch[0]
-        improved = f"{split}_acc" in values and values[f"{split}_acc"] > p.best_acc
-        if improved:
-            p.best_acc = values[f"{split}_acc"]
-        p.epoch = epoch
-        p.new_epoch()
-        self.last_train = values
-        self.tracker.log_epoch(epoch, values)
-        if self.pictures is not None:
-            self.pictures.epoch_done(epoch)
-        log.info("epoch %d/%d  %s", epoch, self.settings.epochs, _epoch_line(values, split))
-        stopping = self.stop is not None and self.stop.requested
-        if self.checkpointer is not None:
-            periodic = epoch % self.settings.checkpoint_every == 0
-            last = periodic or epoch == self.settings.epochs or stopping
-            self.checkpointer.save(p.where(), last=last, best=improved)
-        if stopping and epoch < self.settings.epochs:
-            self.stop_now()
 
     def final_metrics(self) -> dict[str, float]:
         split, loader = self.loaders.per_epoch

@@ -16,47 +16,21 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from cifar_exp.atomic import write_json
 from cifar_exp.augment import eval_transform
 from cifar_exp.batches import BatchLoader
-from cifar_exp.checkpoint import find_checkpoint, load_checkpoint, load_states
+from cifar_exp.checkpoint import find_checkpoint
+from cifar_exp.config import EvalConfig, check_entrypoint
 from cifar_exp.datasets import load_dataset
 from cifar_exp.device import resolve_device
 from cifar_exp.engine import evaluate
 from cifar_exp.errors import UserError
-from cifar_exp.models import MODELS
+from cifar_exp.inference import load_trained, required
 from cifar_exp.pictures import EvalDetails
-from cifar_exp.resume import saved_config
 from cifar_exp.rundir import setup_hydra
-from cifar_exp.tta import TTA_MODES
 
 log = logging.getLogger("cifar_exp")
-
-setup_hydra()
-
-
-def required(cfg: DictConfig, key: str, example: str) -> Any:
-    if OmegaConf.is_missing(cfg, key):
-        raise UserError(f"{key} is required: {example}")
-    return cfg[key]
-
-
-def check_tta(mode: str) -> None:
-    if mode not in TTA_MODES:
-        raise UserError(f"tta must be one of {', '.join(TTA_MODES)}, got {mode!r}")
-
-
-def load_trained(spec: str, device: torch.device) -> tuple[nn.Module, DictConfig, dict[str, Any]]:
-    """The model of a checkpoint (in eval mode on `device`), its run config and the state."""
-    path = find_checkpoint(spec)
-    state = load_checkpoint(path)
-    run_cfg = saved_config(state["config"], str(path))
-    model = MODELS.build(run_cfg.model)
-    load_states(state, {"model": model}, path)
-    log.info("checkpoint %s: %s at epoch %s", path, run_cfg.model.name, state["progress"]["epoch"])
-    return model.to(device).eval(), run_cfg, state
 
 
 def format_table(matrix: torch.Tensor, classes: list[str]) -> str:
@@ -99,9 +73,7 @@ def plot_confusion(matrix: torch.Tensor, classes: list[str], path: Path, title: 
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     spec = required(cfg, "ckpt", "python -m cifar_exp.eval ckpt=<checkpoint or run dir>")
-    if cfg.batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    check_tta(cfg.tta)
+    check_entrypoint(EvalConfig, cfg)
     device = resolve_device(cfg.device)
     model, run_cfg, state = load_trained(spec, device)
     dataset = OmegaConf.to_container(run_cfg.dataset, resolve=True)
@@ -164,4 +136,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    setup_hydra()
     main()

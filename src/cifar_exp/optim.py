@@ -16,7 +16,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from cifar_exp.errors import ConfigError
-from cifar_exp.registry import Options, Registry, require
+from cifar_exp.registry import Options, Registry, option, require
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
@@ -33,8 +33,8 @@ NORM_LAYERS = (
 
 @dataclass
 class OptimizerOptions(Options):
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = option(1e-3, compared=True)
+    weight_decay: float = option(0.0, compared=True)
     # Multipliers of lr and weight_decay for the parameters of normalization layers and for
     # the other layers' biases (airbench gives BatchNorm biases lr x 64, weight decay / 64).
     norm_lr_mult: float = 1.0
@@ -74,7 +74,7 @@ class AdamWOptions(AdamOptions):
 @dataclass
 class SGDOptions(OptimizerOptions):
     lr: float = 0.1
-    momentum: float = 0.9
+    momentum: float = option(0.9, compared=True)
     nesterov: bool = False
     decoupled_weight_decay: bool = False  # see DecoupledSGD
 
@@ -90,7 +90,7 @@ class RMSpropOptions(OptimizerOptions):
     lr: float = 1e-2
     alpha: float = 0.99
     eps: float = 1e-8
-    momentum: float = 0.0
+    momentum: float = option(0.0, compared=True)
 
     def check(self) -> None:
         super().check()
@@ -208,7 +208,7 @@ class MuonOptions(OptimizerOptions):
     norm/bias multipliers. weight_decay is decoupled in both: p <- p * (1 - lr * wd)."""
 
     lr: float = 0.02
-    momentum: float = 0.95
+    momentum: float = option(0.95, compared=True)
     nesterov: bool = True
     ns_steps: int = 5
     adjust_lr_fn: str = "original"

@@ -84,20 +84,12 @@ class Precision:
         self.name = name
         self.device_type = device.type
         self.dtype = AUTOCAST_DTYPES[name]
-        self.scaler = torch.amp.GradScaler("cuda") if name == "fp16" else None
+        # Loss scaling keeps fp16's small gradients from flushing to zero; disabled, every
+        # call on it passes through, so the training step reads the same in every precision.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=name == "fp16")
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Run the forward pass (and the loss) in this precision."""
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
-
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backpropagate and step; with fp16 the loss is scaled and overflowing steps skipped."""
-        if self.scaler is None:
-            loss.backward()
-            optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()

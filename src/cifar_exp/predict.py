@@ -22,15 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_exp.atomic import write_json
 from cifar_exp.augment import eval_transform
 from cifar_exp.batches import resize_images, to_model_input
+from cifar_exp.config import PredictConfig, check_entrypoint
 from cifar_exp.device import resolve_device
 from cifar_exp.errors import UserError
-from cifar_exp.eval import check_tta, load_trained, required
+from cifar_exp.inference import load_trained, required
 from cifar_exp.rundir import setup_hydra
 from cifar_exp.tta import tta_logits
 
 log = logging.getLogger("cifar_exp")
-
-setup_hydra()
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
@@ -66,9 +65,7 @@ def read_image(path: Path) -> torch.Tensor:
 def predict(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     spec = required(cfg, "ckpt", "python -m cifar_exp.predict ckpt=<checkpoint> images=<path>")
     files = image_files(required(cfg, "images", "images=<image file or folder>"))
-    if cfg.top_k < 1 or cfg.batch_size < 1:
-        raise UserError(f"top_k and batch_size must be >= 1, got {cfg.top_k}, {cfg.batch_size}")
-    check_tta(cfg.tta)
+    check_entrypoint(PredictConfig, cfg)
     device = resolve_device(cfg.device)
     model, run_cfg, state = load_trained(spec, device)
     transform = eval_transform(OmegaConf.to_container(run_cfg.augment, resolve=True))
@@ -107,4 +104,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    setup_hydra()
     main()

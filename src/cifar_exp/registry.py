@@ -1,15 +1,16 @@
 """One registry per kind of component (model, optimizer, scheduler, dataset).
 
-Registering a builder under a name also stores its options dataclass in Hydra's ConfigStore
-(as `<group>_<name>_schema`, which the option's YAML file names in its defaults list), so
-the name is written once and the YAML file, the schema and the code cannot drift. Builders
+Registering a builder under a name records its options dataclass beside it; the entrypoints'
+registration step (rundir.setup_hydra) stores every schema in Hydra's ConfigStore (as
+`<group>_<name>_schema`, which the option's YAML file names in its defaults list), so the
+name is written once and the YAML file, the schema and the code cannot drift. Builders
 receive a typed options object whose `check` has already passed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
@@ -20,6 +21,27 @@ from cifar_exp.errors import ConfigError
 
 T = TypeVar("T", bound=Callable[..., Any])
 S = TypeVar("S")
+
+
+# Facts about a key beside its type, kept as its schema field's metadata (see `option`);
+# config.keys_with() lists the keys that have one.
+PLUMBING = "plumbing"  # where files go, where or how visibly it runs: not in run names or HParams
+RESUMABLE = "resumable"  # a resume may change it: the run still ends where it would have
+STARTUP = "startup"  # how this attempt starts: not stored in checkpoints, not compared on resume
+COMPARED = "compared"  # a column of TensorBoard's HParams in every run
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    plumbing: bool = False,
+    resumable: bool = False,
+    startup: bool = False,
+    compared: bool = False,
+) -> Any:
+    """A schema field with its default and the facts that hold for its key."""
+    facts = {PLUMBING: plumbing, RESUMABLE: resumable, STARTUP: startup, COMPARED: compared}
+    return field(default=default, metadata={fact: True for fact, holds in facts.items() if holds})
 
 
 def require(ok: bool, key: str, expectation: str, value: Any) -> None:
@@ -33,7 +55,7 @@ def require(ok: bool, key: str, expectation: str, value: Any) -> None:
 class Options:
     """Base of every component's options; the registry fills in `name`."""
 
-    name: str = MISSING
+    name: str = option(compared=True)
 
     def check(self) -> None:
         """Raise ConfigError (through `require`) for a value no type can rule out."""
@@ -66,16 +88,24 @@ class Registry:
             if name in self._entries:
                 raise ValueError(f"{self.group} '{name}' is already registered")
             self._entries[name] = (builder, options)
-            node = OmegaConf.structured(options)
-            node.name = name
-            # Outside any group, so `--help` lists only the options users pick from.
-            ConfigStore.instance().store(name=f"{self.group}_{name}_schema", node=node)
             return builder
 
         return add
 
+    def store_schemas(self) -> None:
+        """Put each option's schema in Hydra's ConfigStore as `<group>_<name>_schema`, which
+        its YAML file names in its defaults list (the entrypoints' registration step)."""
+        for name, (_, options) in self._entries.items():
+            node = OmegaConf.structured(options)
+            node.name = name
+            # Outside any group, so `--help` lists only the options users pick from.
+            ConfigStore.instance().store(name=f"{self.group}_{name}_schema", node=node)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def schemas(self) -> list[type[Options]]:
+        return [schema for _, schema in self._entries.values()]
 
     def _entry(self, name: str) -> tuple[Callable[..., Any], type[Options]]:
         if name not in self._entries:

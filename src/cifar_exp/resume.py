@@ -8,33 +8,19 @@ is refused, so a resumed run always ends where an uninterrupted one would.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from cifar_exp.config import Config
+from cifar_exp.checkpoint import find_checkpoint, load_checkpoint
+from cifar_exp.config import Config, resumable_keys, startup_keys
 from cifar_exp.errors import UserError
 
-# Keys a resume may change. trainer.epochs only with schedules that do not depend on it.
-HARMLESS = (
-    "trainer.epochs",
-    "trainer.progress_bar",
-    "trainer.log_every_n_steps",
-    "trainer.num_threads",
-    "trainer.checkpoint_every",
-    "trainer.stop_on_nonfinite",
-    "trainer.eval_batch_size",
-    "trainer.log_images",
-    "trainer.histogram_every",
-    "trainer.log_graph",
-    "device.type",
-    "dataset.root",
-    "dataset.download",
-)
+# trainer.epochs may change (config.resumable_keys) only with schedules that do not depend on it.
 EPOCH_FREE_SCHEDULERS = ("none", "step")
-_NOT_COMPARED = ("resume", "rerun_failed")
 
 
 def saved_config(yaml_text: str, source: str) -> DictConfig:
@@ -75,14 +61,15 @@ def resume_config(
 ) -> DictConfig:
     """The saved config with the requested harmless changes; UserError for any other change."""
     cfg = saved.copy()
-    allowed = ", ".join(HARMLESS)
+    harmless = resumable_keys()
+    allowed = ", ".join(harmless)
     for key in override_keys(overrides):
-        if key in _NOT_COMPARED:
+        if key in startup_keys():
             continue
         new = _plain(OmegaConf.select(requested, key, default=None))
         old = _plain(OmegaConf.select(saved, key, default=None))
         for leaf, was, wanted in _differences(key, old, new):
-            if leaf not in HARMLESS:
+            if leaf not in harmless:
                 raise UserError(
                     f"resume: {leaf} would change the experiment (the run has {leaf}={was}, "
                     f"the override gives {wanted}); a resumed run keeps its config. Allowed "
@@ -109,3 +96,21 @@ def resume_config(
             f"{completed_epochs} epochs"
         )
     return cfg
+
+
+def prepare_resume(
+    cfg: DictConfig, overrides: list[str]
+) -> tuple[DictConfig, dict[str, Any], Path]:
+    """The config, checkpoint state and checkpoint path to continue the run `cfg.resume` names."""
+    path = find_checkpoint(cfg.resume)
+    state = load_checkpoint(path)
+    progress = state.get("progress", {})
+    resumed = resume_config(
+        saved_config(state["config"], str(path)), cfg, overrides, progress.get("epoch", 0)
+    )
+    if progress.get("epoch") == resumed.trainer.epochs and not progress.get("batch"):
+        raise UserError(
+            f"the run in {path.parent.parent} already finished its {resumed.trainer.epochs} "
+            "epochs; to train longer add trainer.epochs=<more>"
+        )
+    return resumed, state, path

@@ -24,8 +24,7 @@ from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint
 from cifar_exp.config import is_plumbing, register_schemas
 from cifar_exp.errors import UserError
 from cifar_exp.manifest import MANIFEST_FILE, read_manifest
-from cifar_exp.summary import NOT_SWEPT
-from cifar_exp.sweep import MAX_DIRNAME, override_key
+from cifar_exp.naming import MAX_DIRNAME, NOT_SWEPT, job_dirname, override_key
 
 log = logging.getLogger("cifar_exp")
 
@@ -66,8 +65,9 @@ def run_name(name: str | None, overrides: ListConfig | list[str]) -> str:
 
 
 def setup_hydra() -> None:
-    """The one registration step every entrypoint takes at import (launchers' workers import
-    the entrypoint too): the config schemas in Hydra's ConfigStore and our resolvers."""
+    """The one registration step every entrypoint takes before Hydra composes its config
+    (and a launcher's worker before it runs a job, see run.py): the config schemas in
+    Hydra's ConfigStore and our resolvers."""
     register_schemas()
     register_resolvers()
 
@@ -84,6 +84,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
     OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
+    OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 
 
 def hydra_subdir(resume: str | None, mode: Any, output_dir: str) -> str | None:

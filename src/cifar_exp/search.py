@@ -5,7 +5,7 @@ adds folders beside the ones it keeps. The study lives in a database (SQLite in 
 folder unless `storage` names another), so a search stopped by a kill, a time limit or a
 preemption continues to `n_trials` when the same command runs again into the same folder:
 finished trials are kept, and the trials it left running are run again (their jobs resume
-from their last checkpoint, see run.continue_sweep_job). Several machines that reach one
+from their last checkpoint, see lifecycle.continue_sweep_job). Several machines that reach one
 database (PostgreSQL, MySQL) share a study: each asks for trials until the study has
 `n_trials`.
 

@@ -17,10 +17,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cifar_exp.manifest import read_manifest
+from cifar_exp.naming import NOT_SWEPT
 
 SEED_KEY = "trainer.seed"
-# Overrides that say how to continue a sweep (see rundir.plan_job), not what a job is.
-NOT_SWEPT = ("rerun_failed",)
 
 # (column, metrics.json `final` key, heading). Accuracy columns no job has are left out,
 # e.g. val_* for runs without a validation split.

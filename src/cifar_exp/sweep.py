@@ -15,23 +15,13 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.errors import UserError
+from cifar_exp.naming import SWEPT_KEYS_ENV
 from cifar_exp.summary import write_summary
 
 log = logging.getLogger(__name__)
-
-# The keys a sweep varies, handed from the process that starts the sweep to every job
-# process (which inherits the environment) so job folders can be named by them alone.
-SWEPT_KEYS_ENV = "CIFAR_EXP_SWEPT_KEYS"
-# Folder names stay well under the 255-byte limit of common file systems.
-MAX_DIRNAME = 120
-
-
-def override_key(override: str) -> str:
-    """'+optimizer.lr=0.1' -> 'optimizer.lr'."""
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def swept_keys(hydra_cfg: DictConfig) -> list[str]:
@@ -40,22 +30,6 @@ def swept_keys(hydra_cfg: DictConfig) -> list[str]:
     keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
     params = OmegaConf.select(hydra_cfg, "sweeper.params", default=None) or {}
     return keys + [key for key in params if key not in keys]
-
-
-def job_dirname(num: int, overrides: ListConfig | list[str]) -> str:
-    """'3_model=resnet,optimizer.lr=0.003': the job number and the overrides that vary.
-
-    Used as hydra.sweep.subdir, so TensorBoard names each run by what sets it apart.
-    Without the sweep's keys (a sweep not started by cifar-exp's callback), all overrides.
-    """
-    wanted = os.environ.get(SWEPT_KEYS_ENV)
-    keys = set(wanted.split(",")) if wanted else None
-    shown = [o for o in overrides if keys is None or override_key(o) in keys]
-    name = ",".join([str(num), *shown]).replace(",", "_", 1).replace("/", "-")
-    return name[:MAX_DIRNAME]
-
-
-OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 
 
 def failure_reason(err: BaseException) -> str:

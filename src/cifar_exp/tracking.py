@@ -23,7 +23,6 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
 from cifar_exp.atomic import write_json
-from cifar_exp.config import is_plumbing
 from cifar_exp.signals import Interrupted
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch). TensorBoard
@@ -71,25 +70,6 @@ LAYOUT = {
 # trimmed. "final/" and "model/params" are what earlier versions wrote once at the end.
 _PER_ATTEMPT = ("_hparams_/", "run/", LAYOUT_TAG, "final/", "model/params")
 
-# The hyperparameters HParams compares besides the keys the user typed or a sweep varies:
-# what changes a result, not where files go or how progress is shown.
-COMPARED = (
-    "model.name",
-    "model.width",
-    "model.params",
-    "optimizer.name",
-    "optimizer.lr",
-    "optimizer.weight_decay",
-    "optimizer.momentum",
-    "scheduler.name",
-    "trainer.batch_size",
-    "trainer.epochs",
-    "augment.name",
-    "trainer.precision",
-    "trainer.seed",
-    "dataset.name",
-    "dataset.val_size",
-)
 HParamValue = bool | int | float | str
 
 
@@ -105,12 +85,11 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def select_hparams(config: dict[str, Any], typed_keys: list[str]) -> dict[str, HParamValue]:
-    """The run's HParams entries: the typed (or swept) keys, then COMPARED; typed values,
-    unset (None) ones left out so that numeric columns hold only numbers."""
+def select_hparams(config: dict[str, Any], keys: list[str]) -> dict[str, HParamValue]:
+    """The run's HParams entries: `keys` in order, with typed values; unset (None) ones left
+    out so that numeric columns hold only numbers."""
     flat = flatten(config)
-    typed = [k for k in typed_keys if not is_plumbing(k)]
-    keys = dict.fromkeys(k for k in [*typed, *COMPARED] if flat.get(k) is not None)
+    keys = list(dict.fromkeys(k for k in keys if flat.get(k) is not None))
     return {k: flat[k] if isinstance(flat[k], HParamValue) else str(flat[k]) for k in keys}
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cifar_exp.registry import Options, Registry, require
+from cifar_exp.registry import Options, Registry, option, require
 
 DATASETS = Registry("dataset")
 
@@ -56,7 +56,8 @@ class DatasetOptions(Options):
     synthetic reads one (num_classes: it makes that many classes)."""
 
     num_classes: int | None = 10
-    val_size: int = 0  # images held out of train (seeded by split_seed) for per-epoch eval
+    # Images held out of train (chosen by split_seed) for the per-epoch evaluation.
+    val_size: int = option(0, compared=True)
     split_seed: int = 0
     on_device: bool = False  # keep the whole uint8 data set on the training device
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from cifar_exp.datasets.base import DATA_ROOT, DATASETS, DataBundle, DatasetOptions, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
+from cifar_exp.registry import option
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ CACHE_NAME = "cifar-exp-cache.pt"
 
 @dataclass
 class Cifar10Options(DatasetOptions):
-    root: str = DATA_ROOT
-    download: bool = True
-    cache: bool = True
+    root: str = option(DATA_ROOT, plumbing=True, resumable=True)
+    download: bool = option(True, plumbing=True, resumable=True)
+    cache: bool = option(True, plumbing=True)
 
 
 @dataclass

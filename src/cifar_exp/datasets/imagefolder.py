@@ -30,7 +30,7 @@ from tqdm import tqdm
 from cifar_exp.datasets.base import DATA_ROOT, DATASETS, DataBundle, DatasetOptions, Split
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
-from cifar_exp.registry import require
+from cifar_exp.registry import option, require
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,13 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 @dataclass
 class ImageFolderOptions(DatasetOptions):
-    root: str = DATA_ROOT
+    root: str = option(DATA_ROOT, plumbing=True, resumable=True)
     num_classes: int | None = None  # null: as many as the folder has
     image_size: int = 32
     max_per_class: int | None = None  # keep the first N files (sorted) of each class folder
     skip_bad_files: bool = False
-    num_workers: int = 2
-    cache_dir: str = "${oc.env:CIFAR_EXP_CACHE,'~/.cache/cifar-exp'}"
+    num_workers: int = option(2, plumbing=True)
+    cache_dir: str = option("${oc.env:CIFAR_EXP_CACHE,'~/.cache/cifar-exp'}", plumbing=True)
 
     def check(self) -> None:
         super().check()

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from cifar_exp.registry import Options, Registry, require
+from cifar_exp.registry import Options, Registry, option, require
 
 MODELS = Registry("model")
 
@@ -25,7 +25,7 @@ class ModelOptions(Options):
 
 @dataclass
 class WidthOptions(ModelOptions):
-    width: int = 16  # channels of the first stage
+    width: int = option(16, compared=True)  # channels of the first stage
 
     def check(self) -> None:
         super().check()

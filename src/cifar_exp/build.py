@@ -1,0 +1,341 @@
+"""A config in, a Trainer out, in one phase: every part is built before the Trainer that
+holds them, and nothing is assigned to it afterwards.
+
+`build_trainer` builds; `ready_trainer` also loads the checkpoint a resume continues and
+opens the run's record (HParams, Text tab), so that what it returns only has to fit().
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from cifar_exp import distributed
+from cifar_exp.augment import build_transforms, normalization
+from cifar_exp.averaging import WeightAverage
+from cifar_exp.batches import BatchLoader, BatchTransform, to_model_input
+from cifar_exp.checkpoint import CHECKPOINT_DIR, Checkpointer, load_states, restore_rng
+from cifar_exp.config import compared_keys, is_plumbing, startup_keys, validate
+from cifar_exp.datasets import DataBundle, Split, load_dataset
+from cifar_exp.device import compile_model, describe_device, resolve_device, use_channels_last
+from cifar_exp.engine import Loaders, Progress, Trainer
+from cifar_exp.errors import ConfigError
+from cifar_exp.manifest import RunManifest, git_commit
+from cifar_exp.models import MODELS, InitializedFromData, initialize_from_data
+from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
+from cifar_exp.pictures import Pictures
+from cifar_exp.precision import Precision
+from cifar_exp.resume import override_keys
+from cifar_exp.tracking import RunTracker, select_hparams
+
+log = logging.getLogger("cifar_exp")
+
+INIT_IMAGES = 5000  # training images a data-dependent initialization sees (airbench's count)
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, manifest: RunManifest | None = None, fresh: bool = True
+) -> tuple[Trainer, DictConfig]:
+    """The Trainer the config describes, and the config completed with what the data
+    decided (the number of classes, the normalization statistics), as checkpoints store it.
+    `fresh`: a new run, not one a checkpoint continues (which holds data-dependent inits)."""
+    validate(cfg)
+    t = cfg.trainer
+    here = distributed.place()
+    if t.batch_size % here.world_size:
+        raise ConfigError(
+            f"trainer.batch_size={t.batch_size} is the global batch and must be divisible by "
+            f"the {here.world_size} processes; use a multiple of {here.world_size}"
+        )
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    device, precision = device_and_precision(cfg, here, manifest)
+    torch.manual_seed(t.seed)
+    data, cfg, (train_transform, eval_transform) = prepare_data(cfg, device)
+    net = MODELS.build(cfg.model).to(device)
+    init_s = initialize_from_training_data(net, data, eval_transform, device) if fresh else None
+    if t.channels_last:
+        use_channels_last(net)
+    model = distributed.wrap(net, device, here)
+    if t.compile:
+        model = compile_model(model, t.compile_mode)
+    log_setup(cfg, net, device, data, here)
+    loaders = build_loaders(data, t, device, here, train_transform, eval_transform)
+    optimizer = OPTIMIZERS.build(cfg.optimizer, net)
+    scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(loaders.train))
+    average = weight_average(t, net, len(loaders.train)) if t.ema_decay else None
+    tracker = RunTracker(run_dir, run_info(cfg, net, device, here), write=here.is_main)
+    progress = Progress(device)
+    parts = {
+        "model": net,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "progress": progress,
+        "tracker": tracker,
+        "scaler": precision.scaler if precision.scaler.is_enabled() else None,
+        "average": average,
+    }
+    checkpointer = build_checkpointer(cfg, parts, run_dir / CHECKPOINT_DIR, data, tracker.write)
+    pictures = Pictures(
+        tracker,
+        list(data.classes),
+        train_transform,
+        eval_transform,
+        net,
+        images=t.log_images,
+        histogram_every=t.histogram_every,
+        graph=t.log_graph,
+    )
+    trainer = Trainer(
+        net=net,
+        model=model,
+        loaders=loaders,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        precision=precision,
+        settings=t,
+        tracker=tracker,
+        progress=progress,
+        checkpointer=checkpointer,
+        pictures=pictures,
+        average=average,
+        init_s=init_s,
+    )
+    return trainer, cfg
+
+
+def ready_trainer(
+    cfg: DictConfig,
+    run_dir: Path,
+    manifest: RunManifest | None = None,
+    checkpoint: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> Trainer:
+    """build_trainer, then the checkpoint's states loaded (when continuing) and the run's
+    record opened: TensorBoard's HParams lists the keys typed (`overrides`) first."""
+    trainer, cfg = build_trainer(cfg, run_dir, manifest, fresh=checkpoint is None)
+    if checkpoint is not None:
+        continue_from(trainer, checkpoint)
+    params = sum(p.numel() for p in trainer.net.parameters())
+    config_yaml = trainer.checkpointer.meta["config"]
+    trainer.tracker.start(
+        run_hparams(cfg, overrides or [], params), describe_run(config_yaml, overrides or [])
+    )
+    return trainer
+
+
+def device_and_precision(
+    cfg: DictConfig, here: distributed.Place, manifest: RunManifest | None
+) -> tuple[torch.device, Precision]:
+    """This process's device and the precision there; both recorded in the manifest, the
+    precision with why it was chosen (trainer.precision=auto decides by the hardware)."""
+    device = resolve_device(cfg.device.type)
+    if here.distributed and device.type == "cuda":
+        device = distributed.local_gpu(here)
+    precision = Precision(cfg.trainer.precision, device)
+    log.info("precision %s: %s", precision.name, precision.reason)
+    if manifest is not None:
+        manifest.update(
+            device=describe_device(device),
+            precision=precision.name,
+            precision_reason=precision.reason,
+        )
+    return device, precision
+
+
+def weight_average(t: DictConfig, net: torch.nn.Module, steps_per_epoch: int) -> WeightAverage:
+    return WeightAverage(
+        net,
+        t.ema_decay,
+        t.ema_every,
+        t.ema_lookahead,
+        start_step=round(t.ema_start_epochs * steps_per_epoch),
+        total_steps=max(t.epochs * steps_per_epoch, 1),
+        ramp_pow=t.ema_ramp_pow,
+    )
+
+
+def prepare_data(
+    cfg: DictConfig, device: torch.device
+) -> tuple[DataBundle, DictConfig, tuple[BatchTransform, BatchTransform | None]]:
+    """The data set (on the device if asked), the config completed with what the data
+    decided, and the (train, eval) transforms."""
+    data = load_dataset(cfg.dataset)
+    if cfg.dataset.on_device:
+        data = data.to(device)
+    # model.num_classes follows dataset.num_classes, which follows the data when null.
+    decided: dict[str, Any] = {
+        "dataset": {"num_classes": cfg.dataset.num_classes or len(data.classes)}
+    }
+    if cfg.augment.normalize:
+        mean, std = normalization(OmegaConf.to_container(cfg.augment), data.train)
+        decided["augment"] = {"mean": mean, "std": std}
+    completed = OmegaConf.merge(cfg, decided)
+    augment = OmegaConf.to_container(completed.augment)
+    return data, completed, build_transforms(augment, data.train, seed=cfg.trainer.seed)
+
+
+def initialize_from_training_data(
+    net: torch.nn.Module,
+    data: DataBundle,
+    eval_transform: BatchTransform | None,
+    device: torch.device,
+) -> float | None:
+    """Run the model's data-dependent initialization (airbench's whitening), if it has one,
+    on the first INIT_IMAGES training images as evaluation sees them; its time in seconds."""
+    if not isinstance(net, InitializedFromData):
+        return None
+    start = time.perf_counter()
+    images = to_model_input(data.train.images[:INIT_IMAGES], device)
+    if eval_transform is not None:
+        images = eval_transform(images, torch.Generator())
+    initialize_from_data(net, images)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    log.info(
+        "initialized %s from %d training images in %.2fs", type(net).__name__, len(images), seconds
+    )
+    return seconds
+
+
+def run_info(
+    cfg: DictConfig, net: torch.nn.Module, device: torch.device, here: distributed.Place
+) -> dict[str, Any]:
+    return {
+        "model": cfg.model.name,
+        "params": sum(p.numel() for p in net.parameters()),
+        "device": str(device),
+        "world_size": here.world_size,
+        "batch_size_per_process": cfg.trainer.batch_size // here.world_size,
+    }
+
+
+def build_checkpointer(
+    cfg: DictConfig, parts: dict[str, Any], folder: Path, data: DataBundle, write: bool
+) -> Checkpointer:
+    """Checkpoints of every part whose state continuing needs (None: not in this run), with
+    the completed config (without how this attempt started), the class names and the input
+    shape."""
+    stored = OmegaConf.to_container(cfg, resolve=True)
+    for key in startup_keys():
+        stored.pop(key, None)
+    checkpointer = Checkpointer(
+        folder,
+        {name: part for name, part in parts.items() if part is not None},
+        {
+            "config": OmegaConf.to_yaml(OmegaConf.create(stored)),
+            "classes": list(data.classes),
+            "input_shape": list(data.train.images.shape[1:]),
+        },
+        write=write,
+    )
+    # Model, gradients and optimizer moments: a generous estimate of a checkpoint's size.
+    params = sum(p.numel() for p in parts["model"].parameters())
+    checkpointer.check_space(4 * params * 4 + 2**20)
+    return checkpointer
+
+
+def continue_from(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """Load the checkpoint's states into the trainer's parts."""
+    checkpointer = trainer.checkpointer
+    load_states(checkpoint, checkpointer.parts, checkpointer.last)
+    # Last, after everything that draws while being built: training continues with the
+    # random numbers (dropout, ...) the interrupted run would have drawn next.
+    restore_rng(checkpoint["rng"])
+    checkpointer.saved["last.pt"] = trainer.progress.where()
+    trainer.tracker.continue_from(trainer.progress.epoch, trainer.progress.step)
+    log.info("resumed from %s at %s", checkpointer.last, trainer.progress.where())
+
+
+def build_loaders(
+    data: DataBundle,
+    t: DictConfig,
+    device: torch.device,
+    here: distributed.Place,
+    train_transform: BatchTransform | None,
+    eval_transform: BatchTransform | None,
+) -> Loaders:
+    """This process's share of the train, test and (if held out) val splits, in batches."""
+    shard = {"rank": here.rank, "world_size": here.world_size}
+
+    def evaluation(split: Split) -> BatchLoader:
+        return BatchLoader(
+            split,
+            t.eval_batch_size,
+            device,
+            limit_batches=t.limit_eval_batches,
+            transform=eval_transform,
+            **shard,
+        )
+
+    train_loader = BatchLoader(
+        data.train,
+        t.batch_size,
+        device,
+        shuffle=True,
+        seed=t.seed,
+        limit_batches=t.limit_train_batches,
+        transform=train_transform,
+        **shard,
+    )
+    val = None if data.val is None else evaluation(data.val)
+    return Loaders(train_loader, evaluation(data.test), val)
+
+
+def log_setup(
+    cfg: DictConfig,
+    net: torch.nn.Module,
+    device: torch.device,
+    data: DataBundle,
+    here: distributed.Place,
+) -> None:
+    t = cfg.trainer
+    log.info(
+        "model %s (%s parameters) on %s; %d train / %d val / %d test images, %d classes",
+        cfg.model.name,
+        f"{sum(p.numel() for p in net.parameters()):,}",
+        device,
+        len(data.train),
+        0 if data.val is None else len(data.val),
+        len(data.test),
+        len(data.classes),
+    )
+    log.info(
+        "batch %d (global) = %d process(es) x %d; channels_last %s, compile %s",
+        t.batch_size,
+        here.world_size,
+        t.batch_size // here.world_size,
+        t.channels_last,
+        t.compile_mode if t.compile else "off",
+    )
+
+
+def run_hparams(cfg: DictConfig, overrides: list[str], params: int | None = None) -> dict[str, Any]:
+    """The run's entries in TensorBoard's HParams: the keys typed (in a sweep, those it
+    varies) that change what is trained, then the keys every run compares."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["model"]["params"] = params
+    typed = [k for k in override_keys(overrides) if not is_plumbing(k)]
+    return select_hparams(config, [*typed, *compared_keys()])
+
+
+def describe_run(config_yaml: str, overrides: list[str]) -> dict[str, str]:
+    """What produced the run, for TensorBoard's Text tab: the composed config, the overrides
+    typed, the command line and the commit of the code when it is a git checkout."""
+    texts = {
+        "config": config_yaml,
+        "overrides": "\n".join(overrides) or "(none: the defaults)",
+        "command": shlex.join(sys.orig_argv),
+    }
+    commit = git_commit()
+    if commit:
+        texts["git_commit"] = commit
+    return texts
