@@ -1,4 +1,4 @@
-"""Checkpoints, exact resume and failure handling, in-process through build.ready_trainer() and Trainer.fit().
+"""Checkpoints, exact resume and failure handling, in-process (build.ready_trainer, fit).
 
 Faults are injected by a registered LeNet5 subclass whose n-th training forward sends this
 process a real SIGINT, returns NaN logits, or raises torch's CUDA out-of-memory error; the
