@@ -62,6 +62,9 @@ class Registry:
         self._entries: dict[str, tuple[Callable[..., Any], type[Options]]] = {}
 
     def register(self, name: str, options: type[Options]) -> Callable[[T], T]:
+        """A decorator that registers `builder(options, *args)` under `name`, and stores
+        `options` in Hydra's ConfigStore as `<group>_<name>_schema`."""
+
         def add(builder: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.group} '{name}' is already registered")
@@ -75,6 +78,7 @@ class Registry:
         return add
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._entries)
 
     def _entry(self, name: str) -> tuple[Callable[..., Any], type[Options]]:

@@ -14,6 +14,8 @@ MODELS = Registry("model")
 
 @dataclass
 class ModelOptions(Options):
+    """Base of every model's options: the number of classes it predicts."""
+
     num_classes: int | None = 10  # null only while composing: the data set fills it in
 
     def check(self) -> None:
@@ -23,6 +25,8 @@ class ModelOptions(Options):
 
 @dataclass
 class WidthOptions(ModelOptions):
+    """The options of a model whose size is set by the channels of its first stage."""
+
     width: int = 16  # channels of the first stage
 
     def check(self) -> None:
