@@ -329,7 +329,14 @@ KINDS = {
         "trainer.log_images=false`), `train/train_s` plus `train/init_s` (an initialization "
         "from the data, such as airbench's whitening, which airbench counts too) less "
         "`train/compile_s` (the compile warm-up, which airbench leaves out), read back from the "
-        "run's TensorBoard events.",
+        "run's TensorBoard events.\n\n"
+        "```bash\n"
+        "python scripts/bench_time_to_accuracy.py --root <CIFAR-10 image folder> --json tta.json\n"
+        "# a quick subset: one preset, shorter budgets, fewer images\n"
+        "python scripts/bench_time_to_accuracy.py --root <folder> --experiments seed_lenet5 \\\n"
+        "    --override trainer.epochs=3 --post-epochs 3 --post-resnet-epochs 1 \\\n"
+        "    --limit-train 5000 --limit-test 1000\n"
+        "```",
         time_to_accuracy,
     ),
     "presets": Kind(
@@ -414,7 +421,10 @@ def render(folder: Path = RESULTS) -> str:
     parts = [INTRO]
     for kind, results in load(folder).items():
         spec = KINDS[kind]
-        parts.append(f"## {spec.heading}\n\n{textwrap.fill(spec.about, 96)}")
+        prose, fence, code = spec.about.partition("\n\n```")
+        parts.append(
+            f"## {spec.heading}\n\n{textwrap.fill(prose, 96)}" + (f"\n\n```{code}" if fence else "")
+        )
         if not results:
             parts.append(spec.missing)
         for result in results:
