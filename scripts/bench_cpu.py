@@ -23,6 +23,7 @@ from benchlib import (
     build,
     cpu_model,
     model_options,
+    provenance,
     random_batch,
     summary,
     table,
@@ -102,9 +103,12 @@ def main() -> None:
     )
     print(table(rows))
     if args.json:
-        args.json.write_text(
-            json.dumps({"args": vars(args) | {"json": str(args.json)}, "rows": rows}, indent=2)
-        )
+        result = provenance(torch.get_num_threads()) | {
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "args": vars(args) | {"json": str(args.json)},
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

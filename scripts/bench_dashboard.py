@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from benchlib import provenance
 
 from cifar_exp.augment import build_transforms
 from cifar_exp.batches import BatchLoader
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="of each part, in process")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (<= cores)")
     parser.add_argument("--dry-run", action="store_true", help="tiny synthetic data, 1 round")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as cache:
@@ -142,24 +144,44 @@ def main() -> None:
                 f"without {runs[False][-1]['wall_s']:.2f}",
                 flush=True,
             )
-    report(parts, runs)
+    result = measured(parts, runs)
+    report(result)
+    if args.json:
+        extra = {"rounds": args.rounds, "repeats": args.repeats, "dry_run": args.dry_run}
+        args.json.write_text(json.dumps(provenance(args.threads) | extra | result, indent=2))
 
 
-def report(parts: dict[str, float], runs: dict[bool, list[dict[str, float]]]) -> None:
+def measured(parts: dict[str, float], runs: dict[bool, list[dict[str, float]]]) -> dict:
+    """The medians the report shows (seconds): the epoch without pictures, each part, and
+    the one-epoch runs' wall time with and without pictures."""
+
     def median(log_images: bool, key: str) -> float:
         return statistics.median(r[key] for r in runs[log_images])
 
-    epoch = median(False, "epoch_s")
-    gathering = parts["evaluate_gathering"] - parts["evaluate"]
-    per_eval = gathering + parts["confusion_figure"]
-    importing = parts["first_figure"] - parts["confusion_figure"]
-    once = parts["batch_grid"] + parts["end_figures"] + importing
+    return {
+        "epoch_s": median(False, "epoch_s"),
+        "parts_s": {
+            "gathering": parts["evaluate_gathering"] - parts["evaluate"],
+            "confusion_figure": parts["confusion_figure"],
+            "batch_grid": parts["batch_grid"],
+            "end_figures": parts["end_figures"],
+            "matplotlib_import": parts["first_figure"] - parts["confusion_figure"],
+        },
+        "wall_s": {"with_pictures": median(True, "wall_s"), "without": median(False, "wall_s")},
+        "runs_each": len(runs[True]),
+    }
+
+
+def report(result: dict) -> None:
+    epoch, parts = result["epoch_s"], result["parts_s"]
+    per_eval = parts["gathering"] + parts["confusion_figure"]
+    once = parts["batch_grid"] + parts["end_figures"] + parts["matplotlib_import"]
     rows = [
-        ("gathering confusion + mistakes in one evaluation", gathering),
+        ("gathering confusion + mistakes in one evaluation", parts["gathering"]),
         ("confusion-matrix figure (each evaluation)", parts["confusion_figure"]),
         ("training-batch grid (once per run)", parts["batch_grid"]),
         ("mistakes + per-class figures (once, at the end)", parts["end_figures"]),
-        ("first figure's extra time: importing matplotlib (once)", importing),
+        ("first figure's extra time: importing matplotlib (once)", parts["matplotlib_import"]),
         ("per epoch (gathering + confusion figure)", per_eval),
         ("once per run (grid + end figures + import)", once),
     ]
@@ -167,10 +189,10 @@ def report(parts: dict[str, float], runs: dict[bool, list[dict[str, float]]]) ->
     print("| part | median ms | share of an epoch |\n|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {seconds * 1000:.1f} | {seconds / epoch:.2%} |")
-    with_, without = median(True, "wall_s"), median(False, "wall_s")
+    with_, without = result["wall_s"]["with_pictures"], result["wall_s"]["without"]
     print(
-        f"\nend to end, one epoch (median wall_s of {len(runs[True])} runs each): with pictures "
-        f"{with_:.2f} s, without {without:.2f} s, ratio {with_ / without:.3f}"
+        f"\nend to end, one epoch (median wall_s of {result['runs_each']} runs each): with "
+        f"pictures {with_:.2f} s, without {without:.2f} s, ratio {with_ / without:.3f}"
     )
 
 

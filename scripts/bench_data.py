@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from benchlib import provenance
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for both (<= cores)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     root = args.root.expanduser().absolute()
     if not (root / "train").is_dir():
@@ -178,10 +180,11 @@ def main() -> None:
         print(f"one-time decode of {n} images: {decode_s:.1f}s ({n / decode_s:.0f} images/s)")
         print(f"cached load: {cached_s:.2f}s")
 
-        seed_runs, project_runs, ceilings = [], [], []
+        seed_runs, project_runs, ceilings, batches_only = [], [], [], []
         for round_ in range(args.rounds):
             ceilings.append(model_steps_only(300))
             seed_only, project_only = loading_only(root, bundle, batches=300)
+            batches_only.append((seed_only, project_only))
             print(
                 f"round {round_ + 1}: batches alone (no model): seed-style {seed_only:.0f} "
                 f"images/s | cifar-exp {project_only:.0f} images/s "
@@ -220,6 +223,30 @@ def main() -> None:
     print(
         f"median cifar-exp process start-up (cached data): {median(project_runs, 'startup_s'):.1f}s"
     )
+    if args.json:
+        result = provenance(args.threads) | {
+            "rounds": args.rounds,
+            "decode": {"images": n, "seconds": decode_s, "images_per_s": n / decode_s},
+            "cached_load_s": cached_s,
+            "epoch_images_per_s": {"seed_style": seed_speed, "cifar_exp": project_speed},
+            "test_acc": {
+                "seed_style": median(seed_runs, "test_acc"),
+                "cifar_exp": median(project_runs, "test_acc"),
+                "range": spread([r["test_acc"] for r in seed_runs + project_runs]),
+            },
+            "batches_only_images_per_s": {
+                "seed_style": spread([seed for seed, _ in batches_only]),
+                "cifar_exp": spread([project for _, project in batches_only]),
+                "ratio": spread([project / seed for seed, project in batches_only]),
+            },
+            "model_steps_only_images_per_s": ceiling,
+            "startup_s": median(project_runs, "startup_s"),
+        }
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "max": max(values)}
 
 
 if __name__ == "__main__":

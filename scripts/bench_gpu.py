@@ -26,6 +26,7 @@ from benchlib import (
     Variant,
     alternate,
     build,
+    provenance,
     random_batch,
     summary,
     synchronize,
@@ -178,7 +179,12 @@ def main() -> None:
     total = time.perf_counter() - started
     print(f"total {total:.0f}s")
     if args.json:
-        result = {"device": name, "torch": torch.__version__, "rows": rows, "epochs": epoch_rows}
+        result = provenance(torch.get_num_threads()) | {
+            "device": name,
+            "args": vars(args) | {"json": str(args.json)},
+            "rows": rows,
+            "epochs": epoch_rows,
+        }
         args.json.write_text(json.dumps(result | {"skipped": skipped, "total_s": total}, indent=2))
 
 

@@ -8,9 +8,13 @@ reversed order every other round) and the medians and ratios are reported.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +83,18 @@ def cpu_flags() -> set[str]:
 
 def cpu_model() -> str:
     return cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def provenance(threads: int) -> dict:
+    """Where and when a benchmark ran, for its JSON (docs/benchmarks.md shows it with each
+    table): the command as typed, the date, the CPU model, cores and flags, threads, torch."""
+    return {
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": {"model": cpu_model(), "cores": os.cpu_count(), "flags": sorted(cpu_flags())},
+        "threads": threads,
+        "torch": torch.__version__,
+    }
 
 
 def synchronize(device: torch.device) -> None:

@@ -1,4 +1,4 @@
-"""The README's dashboard screenshots, regenerated in one command.
+"""The dashboard screenshots of docs/outputs.md (and the README), regenerated in one command.
 
     python scripts/dashboard_screenshots.py --root <CIFAR-10 image folder>   # real images
     python scripts/dashboard_screenshots.py                                  # synthetic data

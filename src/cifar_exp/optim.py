@@ -33,6 +33,9 @@ NORM_LAYERS = (
 
 @dataclass
 class OptimizerOptions(Options):
+    """Base of every optimizer's options: lr, weight decay and their multipliers for the
+    parameters of normalization layers and for biases, with their range checks."""
+
     lr: float = option(1e-3, compared=True)
     weight_decay: float = option(0.0, compared=True)
     # Multipliers of lr and weight_decay for the parameters of normalization layers and for
@@ -317,6 +320,8 @@ def muon(o: MuonOptions, model: nn.Module) -> MuonAndRest:
 
 @dataclass
 class WarmupOptions(Options):
+    """A schedule's linear warmup, in epochs (fractions allowed)."""
+
     warmup_epochs: float = 0.0
 
     def check(self) -> None:
@@ -325,6 +330,8 @@ class WarmupOptions(Options):
 
 @dataclass
 class DecayOptions(WarmupOptions):
+    """A warmup, then a decay to `lr * min_lr_ratio` at the last step (cosine, linear)."""
+
     min_lr_ratio: float = 0.0
 
     def check(self) -> None:

@@ -84,6 +84,9 @@ class Registry:
         self._entries: dict[str, tuple[Callable[..., Any], type[Options]]] = {}
 
     def register(self, name: str, options: type[Options]) -> Callable[[T], T]:
+        """A decorator that registers `builder(options, *args)` under `name`, and stores
+        `options` in Hydra's ConfigStore as `<group>_<name>_schema`."""
+
         def add(builder: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.group} '{name}' is already registered")
@@ -102,6 +105,7 @@ class Registry:
             ConfigStore.instance().store(name=f"{self.group}_{name}_schema", node=node)
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._entries)
 
     def schemas(self) -> list[type[Options]]:

@@ -16,6 +16,8 @@ MODELS = Registry("model")
 
 @dataclass
 class ModelOptions(Options):
+    """Base of every model's options: the number of classes it predicts."""
+
     num_classes: int | None = 10  # null only while composing: the data set fills it in
 
     def check(self) -> None:
@@ -25,6 +27,8 @@ class ModelOptions(Options):
 
 @dataclass
 class WidthOptions(ModelOptions):
+    """The options of a model whose size is set by the channels of its first stage."""
+
     width: int = option(16, compared=True)  # channels of the first stage
 
     def check(self) -> None:
