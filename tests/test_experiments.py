@@ -1,9 +1,9 @@
 """Experiment presets and search configs compose with the real config and hold their recipes."""
 
 import pytest
-from conftest import group_options
 
 from cifar_exp.config import validate
+from helpers.paths import CONF_DIR, group_options
 
 
 def test_presets_exist():
@@ -14,8 +14,6 @@ def test_presets_exist():
 
 @pytest.mark.parametrize("preset", group_options("experiment"))
 def test_every_preset_composes_validates_and_states_its_expected_accuracy(compose, preset):
-    from conftest import CONF_DIR
-
     validate(compose([f"experiment={preset}"]))
     text = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
     assert text.startswith("# @package _global_")
@@ -24,8 +22,6 @@ def test_every_preset_composes_validates_and_states_its_expected_accuracy(compos
 
 @pytest.mark.parametrize("preset", group_options("experiment"))
 def test_every_preset_states_its_validation_split_as_it_composes(compose, preset):
-    from conftest import CONF_DIR
-
     text = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
     (stated,) = [line for line in text.splitlines() if line.startswith("# Validation split: ")]
     val_size = compose([f"experiment={preset}"]).dataset.val_size
