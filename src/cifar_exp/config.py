@@ -121,6 +121,22 @@ class TrainerConfig:
 
 
 @dataclass
+class Expected:
+    """What an experiment preset reaches, and how that figure was obtained: documentation
+    (the docs render it, the tests hold it to the preset's settings); no run reads it."""
+
+    metric: str = "test_acc"  # the metrics.json `final` key it is: test_acc or best_test_acc
+    value: float = MISSING  # as metrics.json writes it: 0.6293 for 62.93%
+    epochs: int = MISSING  # trained for it
+    val_size: int = 0  # the validation split held out of training for it
+    seed: int | None = 0  # null: a figure quoted from elsewhere
+    data: str | None = None  # the images it was measured on; null: the original CIFAR-10
+    measured_by: str = MISSING  # the command that measured it, or the source that reports it
+    machine: str | None = None  # where it was measured; null: quoted, not measured here
+    date: str | None = None  # when it was measured (YYYY-MM-DD)
+
+
+@dataclass
 class Config:
     model: Any = MISSING
     optimizer: Any = MISSING
@@ -136,12 +152,15 @@ class Config:
     name: str | None = None
     # Continuing a sweep (-m into its folder) reruns its failed jobs too, from scratch.
     rerun_failed: bool = False
+    # What an experiment preset reaches (experiment/*.yaml); null for other configs.
+    expected: Expected | None = None
 
 
 # Keys that say where files go, where or how visibly a run runs, not what it trains: left
 # out of a run's default name and of TensorBoard's HParams. A key or a whole group.
 PLUMBING = (
     "name",
+    "expected",
     "resume",
     "rerun_failed",
     "device",

@@ -17,7 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 from cifar_exp.config import Config
 from cifar_exp.errors import UserError
 
-# Keys a resume may change. trainer.epochs only with schedules that do not depend on it.
+# Keys a resume may change, or whole groups ("expected": what a preset reaches, its
+# documentation). trainer.epochs only with schedules that do not depend on it.
 HARMLESS = (
     "trainer.epochs",
     "trainer.progress_bar",
@@ -32,6 +33,7 @@ HARMLESS = (
     "device.type",
     "dataset.root",
     "dataset.download",
+    "expected",
 )
 EPOCH_FREE_SCHEDULERS = ("none", "step")
 _NOT_COMPARED = ("resume", "rerun_failed")
@@ -82,7 +84,7 @@ def resume_config(
         new = _plain(OmegaConf.select(requested, key, default=None))
         old = _plain(OmegaConf.select(saved, key, default=None))
         for leaf, was, wanted in _differences(key, old, new):
-            if leaf not in HARMLESS:
+            if not any(leaf == k or leaf.startswith(f"{k}.") for k in HARMLESS):
                 raise UserError(
                     f"resume: {leaf} would change the experiment (the run has {leaf}={was}, "
                     f"the override gives {wanted}); a resumed run keeps its config. Allowed "
