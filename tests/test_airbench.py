@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CIFAR10_JPEG, TINY, run_cli
 
 from cifar_exp.datasets.imagefolder import decode_image
 from cifar_exp.models import MODELS, initialize_from_data
 from cifar_exp.models.airbench import WHITEN_EPS, patch_second_moment
+from helpers.cli import run_cli
+from helpers.overrides import TINY
+from helpers.paths import CIFAR10_JPEG
 
 
 def airbench_params(widths: list[int], num_classes: int = 10) -> int:

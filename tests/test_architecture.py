@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY, run_in_process
+
+from helpers.cli import run_in_process
+from helpers.overrides import TINY
+from helpers.paths import REPO
 
 PACKAGE = REPO / "src" / "cifar_exp"
 ENTRYPOINTS = {"cifar_exp.run", "cifar_exp.eval", "cifar_exp.predict", "cifar_exp.report"}

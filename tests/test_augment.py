@@ -8,15 +8,16 @@ import time
 
 import pytest
 import torch
-from conftest import TINY, run_cli, run_in_process
-from runs import assert_same_run
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.augment import BatchAugment, build_transforms, channel_stats, normalization
 from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.datasets import Split, load_dataset
 from cifar_exp.errors import ConfigError
+from helpers.cli import run_cli, run_in_process
+from helpers.compare import assert_same_run
+from helpers.events import load_events
+from helpers.overrides import TINY
 
 
 def numbered_images(n=4, size=6):
@@ -132,8 +133,7 @@ def test_run_with_val_split_and_standard_augmentation_logs_val_scalars(tmp_path)
     overrides = ["trainer.epochs=2", "dataset.val_size=64", "augment=standard"]
     overrides += ["augment.normalize=true", "dataset.on_device=true", f"hydra.run.dir={run_dir}"]
     assert run_in_process(*TINY, *overrides, cwd=tmp_path) == 0
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
+    acc = load_events(run_dir)
     assert {"val/loss", "val/acc", "test/loss", "test/acc"} <= set(acc.Tags()["scalars"])
     assert [e.step for e in acc.Scalars("test/acc")] == [2]  # scored once, at the end
     assert [e.step for e in acc.Scalars("val/acc")] == [1, 2]

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CIFAR10_JPEG, REPO
+
+from helpers.paths import CIFAR10_JPEG, REPO
 
 
 def run_script(name, *args, cwd):

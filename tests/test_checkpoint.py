@@ -14,15 +14,7 @@ from importlib import metadata
 
 import pytest
 import torch
-from conftest import TINY
 from hydra.core.config_store import ConfigStore
-from runs import (
-    assert_same_run,
-    assert_same_state,
-    assert_same_tensorboard,
-    hparams_session,
-    tensorboard_points,
-)
 
 from cifar_exp.checkpoint import (
     Checkpointer,
@@ -35,6 +27,9 @@ from cifar_exp.guards import NonFiniteLoss, OutOfMemory
 from cifar_exp.models import MODELS, ModelOptions
 from cifar_exp.models.lenet import LeNet5
 from cifar_exp.signals import Interrupted
+from helpers.compare import assert_same_run, assert_same_state, assert_same_tensorboard
+from helpers.events import hparams_session, tensorboard_points
+from helpers.overrides import TINY
 
 
 class Faulty(LeNet5):

@@ -6,20 +6,16 @@ import math
 import re
 
 import pytest
-from conftest import CONF_DIR, TINY, TINY_TRAINER, group_options, run_cli, run_in_process
-from runs import hparams_session, strip_timing
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.models import MODELS
 from cifar_exp.naming import MAX_DIRNAME
 from cifar_exp.rundir import run_name
 from cifar_exp.tracking import EPOCH_TAGS, LAYOUT_TAG, STEP_LOSS_TAG, STEP_LR_TAG
-
-
-def scalars(run_dir):
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
-    acc.Reload()
-    return acc
+from helpers.cli import run_cli, run_in_process
+from helpers.compare import strip_timing
+from helpers.events import hparams_session, load_events
+from helpers.overrides import TINY, TINY_TRAINER
+from helpers.paths import CONF_DIR, group_options
 
 
 @pytest.mark.parametrize("model", MODELS.names())
@@ -30,7 +26,7 @@ def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
         overrides += ["trainer.limit_train_batches=2", "trainer.limit_eval_batches=1"]
     assert run_in_process(*overrides, cwd=tmp_path) == 0
 
-    acc = scalars(run_dir)
+    acc = load_events(run_dir)
     tags = set(acc.Tags()["scalars"])
     # compile_s only when compiled; init_s only for a model initialized from the data.
     optional = ("compile_s",) if model == "airbench" else ("compile_s", "init_s")
@@ -73,7 +69,7 @@ def test_hparams_text_and_layout_are_recorded_for_tensorboard(tmp_path):
     for key in ("trainer.limit_train_batches", "trainer.num_threads", "resume", "device.type"):
         assert key not in hparams
 
-    acc = scalars(run_dir)
+    acc = load_events(run_dir)
     texts = {
         tag.split("/")[1]: acc.Tensors(tag)[0].tensor_proto.string_val[0].decode()
         for tag in acc.Tags()["tensors"]

@@ -1,12 +1,12 @@
 import itertools
 
 import pytest
-from conftest import group_options
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError
+from helpers.paths import group_options
 
 GROUPS = ["model", "optimizer", "scheduler", "dataset", "augment", "device", "trainer"]
 

@@ -5,10 +5,12 @@ import shutil
 import urllib.parse
 
 import pytest
-from conftest import REPO, TINY, run_cli
 from PIL import Image
 
 from cifar_exp.pictures import BATCH_TAG, MISCLASSIFIED_TAG, PER_CLASS_TAG, confusion_tag
+from helpers.cli import run_cli
+from helpers.overrides import TINY
+from helpers.paths import REPO
 
 spec = importlib.util.spec_from_file_location(
     "dashboard_screenshots", REPO / "scripts" / "dashboard_screenshots.py"

@@ -7,9 +7,6 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY, run_in_process
-from runs import tensorboard_points
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import load_checkpoint
@@ -17,6 +14,9 @@ from cifar_exp.datasets import Split
 from cifar_exp.distributed import exit_code
 from cifar_exp.errors import ConfigError
 from cifar_exp.tracking import STEP_LOSS_TAG
+from helpers.cli import run_in_process
+from helpers.events import load_events, tensorboard_points
+from helpers.overrides import TINY
 
 # 250 training images in global batches of 32 (7 full + 26: shares of 16, then 13);
 # 125 test images, so the two processes score 63 and 62 of them.
@@ -56,9 +56,7 @@ def torchrun(*overrides: str, cwd, nproc: int = 2) -> subprocess.CompletedProces
 
 
 def step_losses(run_dir):
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(STEP_LOSS_TAG)]
+    return [(e.step, e.value) for e in load_events(run_dir).Scalars(STEP_LOSS_TAG)]
 
 
 def test_two_processes_share_one_run_dir_and_match_one_process(tmp_path):

@@ -4,13 +4,15 @@ import json
 
 import pytest
 import torch
-from conftest import CONF_DIR, TINY, run_cli, run_in_process
 from PIL import Image
 
 from cifar_exp.batches import to_model_input
 from cifar_exp.datasets import load_dataset
 from cifar_exp.errors import UserError
 from cifar_exp.tta import tta_logits
+from helpers.cli import run_cli, run_in_process
+from helpers.overrides import TINY
+from helpers.paths import CONF_DIR
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,17 @@
 """Experiment presets and search configs compose with the real config and hold their recipes."""
 
+import datetime
+import re
+
 import pytest
-from conftest import group_options
+from omegaconf import OmegaConf
 
 from cifar_exp.config import validate
+from cifar_exp.errors import UserError
+from cifar_exp.resume import override_keys, resume_config, saved_config
+from cifar_exp.rundir import run_name
+from cifar_exp.tracking import select_hparams
+from helpers.paths import group_options
 
 
 def test_presets_exist():
@@ -14,24 +22,43 @@ def test_presets_exist():
 
 @pytest.mark.parametrize("preset", group_options("experiment"))
 def test_every_preset_composes_validates_and_states_its_expected_accuracy(compose, preset):
-    from conftest import CONF_DIR
-
-    validate(compose([f"experiment={preset}"]))
-    text = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
-    assert text.startswith("# @package _global_")
-    assert "Expected test accuracy:" in text
+    cfg = compose([f"experiment={preset}"])
+    validate(cfg)
+    assert "experiment" not in cfg  # `# @package _global_`: its keys land at the top
+    expected = cfg.expected
+    assert expected is not None, f"experiment/{preset}.yaml has no expected: block"
+    assert 0 < expected.value <= 1  # a fraction, as metrics.json writes its accuracies
+    assert expected.measured_by
+    if expected.machine is None:  # quoted from its source, not measured here
+        assert expected.date is None
+    else:  # measured with this tool: the command names the preset, with the seed it runs
+        assert re.search(rf"(experiment=|--experiments ){preset}\b", expected.measured_by)
+        assert expected.seed == cfg.trainer.seed
+        assert datetime.date.fromisoformat(expected.date)
 
 
 @pytest.mark.parametrize("preset", group_options("experiment"))
 def test_every_preset_states_its_validation_split_as_it_composes(compose, preset):
-    from conftest import CONF_DIR
+    cfg = compose([f"experiment={preset}"])
+    # The figure is for the recipe as it composes: its validation split and its epochs.
+    assert cfg.expected.val_size == cfg.dataset.val_size
+    assert cfg.expected.epochs == cfg.trainer.epochs
+    # The figure says which split it comes from: the test split, its final or best epoch.
+    assert cfg.expected.metric in ("test_acc", "best_test_acc")
 
-    text = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text()
-    (stated,) = [line for line in text.splitlines() if line.startswith("# Validation split: ")]
-    val_size = compose([f"experiment={preset}"]).dataset.val_size
-    expected = "none (dataset.val_size=0)" if val_size == 0 else f"{val_size} "
-    assert stated.removeprefix("# Validation split: ").startswith(expected)
-    assert "on the test split" in text  # the quoted figure says which split it comes from
+
+def test_a_presets_expected_figure_is_no_part_of_the_experiment(compose):
+    """What a preset reaches documents it: it names no run, is no HParams column, and a
+    resumed run may restate it."""
+    typed = ["experiment=seed_lenet5", "expected.value=0.5"]
+    assert run_name(None, typed) == "experiment-seed_lenet5"
+    cfg = compose(typed)
+    hparams = select_hparams(OmegaConf.to_container(cfg, resolve=True), override_keys(typed))
+    assert hparams and not [key for key in hparams if key.startswith("expected")]
+    saved = saved_config(OmegaConf.to_yaml(compose(["experiment=seed_lenet5"]), resolve=True), "x")
+    assert resume_config(saved, cfg, ["expected.value=0.5"], 1).expected.value == 0.5
+    with pytest.raises(UserError, match="resume: trainer.seed would change the experiment"):
+        resume_config(saved, compose(["trainer.seed=1"]), ["trainer.seed=1"], 1)
 
 
 @pytest.mark.parametrize("model", ["lenet5", "resnet"])

@@ -8,9 +8,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import TINY, run_in_process
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_exp.augment import BatchAugment
 from cifar_exp.pictures import (
@@ -23,15 +21,12 @@ from cifar_exp.pictures import (
     displayable,
     image_grid,
 )
+from helpers.cli import run_in_process
+from helpers.events import load_events
+from helpers.overrides import TINY
 
 # A validation split, so the per-epoch confusion matrices are val's and the end is test's.
 RUN = [*TINY, "trainer.log_images=true", "trainer.epochs=2", "dataset.val_size=64"]
-
-
-def events(run_dir):
-    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
-    acc.Reload()
-    return acc
 
 
 def image_steps(acc):
@@ -43,7 +38,7 @@ def pictured_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("pictures")
     overrides = ["trainer.histogram_every=2", "trainer.log_graph=true"]
     assert run_in_process(*RUN, *overrides, f"hydra.run.dir={cwd / 'run'}", cwd=cwd) == 0
-    return events(cwd / "run")
+    return load_events(cwd / "run")
 
 
 def test_a_run_writes_batch_confusion_mistakes_and_per_class_accuracy(pictured_run):
@@ -75,7 +70,7 @@ def test_histograms_every_n_epochs_and_the_graph_when_asked(pictured_run):
 
 def test_the_switch_turns_pictures_off_and_histograms_and_graph_are_off_by_default(tmp_path):
     assert run_in_process(*RUN, "trainer.log_images=false", "hydra.run.dir=run", cwd=tmp_path) == 0
-    acc = events(tmp_path / "run")
+    acc = load_events(tmp_path / "run")
     tags = acc.Tags()
     assert tags["images"] == [] and tags["histograms"] == [] and tags["graph"] is False
     assert [e.step for e in acc.Scalars("val/acc")] == [1, 2]  # the curves are all there
@@ -159,7 +154,7 @@ def test_eval_details_are_summed_and_pooled_over_processes():
 def test_a_resumed_run_keeps_one_batch_grid_and_continues_the_matrices(tmp_path):
     assert run_in_process(*TINY, "trainer.log_images=true", "hydra.run.dir=run", cwd=tmp_path) == 0
     assert run_in_process("resume=run", "trainer.epochs=2", cwd=tmp_path) == 0
-    assert image_steps(events(tmp_path / "run")) == {
+    assert image_steps(load_events(tmp_path / "run")) == {
         BATCH_TAG: [0],
         confusion_tag("test"): [1, 2],
         # The end of each attempt: the first finished at epoch 1, the resumed one at 2.

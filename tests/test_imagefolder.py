@@ -6,12 +6,14 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import CIFAR10_JPEG, TINY_TRAINER, run_cli
 from PIL import Image
 
 from cifar_exp.datasets import load_dataset
 from cifar_exp.datasets.imagefolder import decode_chunks
 from cifar_exp.errors import UserError
+from helpers.cli import run_cli
+from helpers.overrides import TINY_TRAINER
+from helpers.paths import CIFAR10_JPEG
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 

@@ -3,9 +3,7 @@ import io
 
 import pytest
 import torch
-from conftest import TINY, run_cli
 from omegaconf import OmegaConf
-from runs import assert_same_state
 from torch import nn
 
 from cifar_exp.checkpoint import load_checkpoint
@@ -13,6 +11,9 @@ from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS, parameter_kinds
+from helpers.cli import run_cli
+from helpers.compare import assert_same_state
+from helpers.overrides import TINY
 
 
 def lrs(scheduler_options, epochs=4, steps_per_epoch=10, lr=1.0):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import zipfile
 
-from conftest import REPO, group_options
+from helpers.paths import REPO, group_options
 
 
 def test_wheel_ships_configs_and_runs_from_elsewhere(tmp_path):

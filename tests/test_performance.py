@@ -5,8 +5,6 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, run_cli, run_in_process
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from cifar_exp.config import validate
@@ -18,14 +16,11 @@ from cifar_exp.precision import (
     choose_precision,
     read_cpu_flags,
 )
+from helpers.cli import run_cli, run_in_process
+from helpers.events import load_events
+from helpers.overrides import TINY
 
 CPU = torch.device("cpu")
-
-
-def scalars(run_dir):
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return acc
 
 
 def test_bf16_autocasts_the_forward_pass_on_cpu():
@@ -87,7 +82,7 @@ def run_and_read(tmp_path, *overrides, fresh_process=False):
         assert proc.returncode == 0, proc.stderr[-3000:]
     else:
         assert run_in_process(*overrides, cwd=tmp_path) == 0
-    return scalars(run_dir), json.loads((run_dir / "metrics.json").read_text())
+    return load_events(run_dir), json.loads((run_dir / "metrics.json").read_text())
 
 
 def test_bf16_channels_last_trains_the_seed_resnet_and_logs_throughput_and_memory(tmp_path):

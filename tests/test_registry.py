@@ -1,7 +1,6 @@
 from dataclasses import dataclass
 
 import pytest
-from conftest import group_options
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
@@ -10,6 +9,7 @@ from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.registry import Options, Registry, require
+from helpers.paths import group_options
 
 REGISTRIES = [MODELS, OPTIMIZERS, SCHEDULERS, DATASETS]
 

@@ -3,14 +3,15 @@ that differ, with mean ± std over seeds; its ranking metric; a clean terminal."
 
 from __future__ import annotations
 
-import csv
-import json
 import statistics
 from pathlib import Path
 
 import matplotlib.image
 import pytest
-from conftest import TINY, run_cli, run_in_process
+
+from helpers.cli import run_cli, run_in_process
+from helpers.outputs import final_metrics, read_csv
+from helpers.overrides import TINY
 
 
 def sweep(folder: Path, *overrides: str) -> Path:
@@ -18,15 +19,6 @@ def sweep(folder: Path, *overrides: str) -> Path:
     args = ["-m", *TINY, *overrides, f"hydra.sweep.dir={folder}"]
     assert run_in_process(*args, cwd=folder.parent) == 0
     return folder
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def final_test_acc(job_dir: Path) -> float:
-    return json.loads((job_dir / "metrics.json").read_text())["final"]["test_acc"]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +57,8 @@ def test_a_report_over_two_sweeps_groups_their_jobs_by_setting(two_sweeps, tmp_p
         groups["optimizer.lr=0.001"]["n"] == "2" and groups["optimizer.lr=0.001"]["seeds"] == "0 1"
     )
     accs = [
-        final_test_acc(d) for d in [*two_sweeps.glob("first/0_*"), *two_sweeps.glob("second/0_*")]
+        final_metrics(d)["test_acc"]
+        for d in [*two_sweeps.glob("first/0_*"), *two_sweeps.glob("second/0_*")]
     ]
     assert float(groups["optimizer.lr=0.001"]["test_acc_mean"]) == pytest.approx(
         statistics.fmean(accs)

@@ -10,13 +10,16 @@ import sys
 import time
 
 import pytest
-from conftest import TINY, run_cli, run_in_process
 from omegaconf import OmegaConf
-from runs import assert_same_run, assert_same_tensorboard, hparams_session, tensorboard_points
 
 from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.errors import UserError
 from cifar_exp.resume import resume_config, saved_config
+from helpers.cli import run_cli, run_in_process
+from helpers.compare import assert_same_run, assert_same_tensorboard
+from helpers.events import hparams_session, tensorboard_points
+from helpers.outputs import manifest
+from helpers.overrides import TINY
 
 # 32 steps per epoch: long enough to be interrupted in the middle of one.
 LONG = [*TINY, "dataset.train_size=1024", "trainer.epochs=4"]
@@ -38,10 +41,6 @@ def wait_for(condition, proc, timeout=180):
         assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stdout.read()}"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.005)
-
-
-def manifest(run_dir):
-    return json.loads((run_dir / "manifest.json").read_text())
 
 
 def output(proc):

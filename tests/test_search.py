@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, needs_plugin, run_cli
 from omegaconf import OmegaConf
-from runs import snapshot
+
+from helpers.cli import run_cli
+from helpers.compare import snapshot
+from helpers.overrides import TINY
+from helpers.plugins import needs_plugin
 
 needs_optuna = needs_plugin("optuna")
 

@@ -6,8 +6,6 @@ command (under the basic, joblib and submitit launchers), must end as the uninte
 
 from __future__ import annotations
 
-import csv
-import json
 import shutil
 import signal
 import subprocess
@@ -16,8 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, needs_plugin, run_cli
-from runs import TIMING, assert_same_run, assert_same_tensorboard, snapshot
+
+from helpers.cli import run_cli
+from helpers.compare import TIMING_KEYS, assert_same_run, assert_same_tensorboard, snapshot
+from helpers.outputs import job_dirs, manifest, read_csv
+from helpers.overrides import TINY
+from helpers.plugins import needs_plugin
 
 # Three jobs of 32 steps an epoch: long enough to be killed while the second one trains.
 SWEEP = [*TINY, "dataset.train_size=1024", "trainer.epochs=2", "optimizer.lr=1e-3,2e-3,3e-3"]
@@ -34,19 +36,10 @@ def run_sweep(sweep_dir: Path, *extra: str) -> str:
     return output
 
 
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
-
-
 def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
     """summary.csv without the measured columns."""
-    with (sweep_dir / "summary.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
-
-
-def manifest(job_dir: Path) -> dict:
-    return json.loads((job_dir / "manifest.json").read_text())
+    rows = read_csv(sweep_dir / "summary.csv")
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import statistics
 from pathlib import Path
 
 import pytest
-from conftest import TINY, needs_plugin, run_cli, run_in_process
 from omegaconf import OmegaConf
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
 
 from cifar_exp.naming import MAX_DIRNAME, job_dirname
 from cifar_exp.sweep import available_cpus, threads_per_job
+from helpers.cli import run_cli, run_in_process
+from helpers.events import hparams_session, load_events
+from helpers.outputs import final_metrics, job_dirs, read_csv
+from helpers.overrides import TINY
+from helpers.plugins import needs_plugin
 
 # TINY without its thread count, for launchers that choose threads per job themselves.
 TINY_ANY_THREADS = [*TINY, "trainer.num_threads=0"]
@@ -29,28 +29,6 @@ def sweep(tmp_path: Path, *overrides: str, timeout: int = 300) -> tuple[Path, st
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     return sweep_dir, output
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
-
-
-def final_metrics(job_dir: Path) -> dict:
-    return json.loads((job_dir / "metrics.json").read_text())["final"]
-
-
-def session_hparams(job_dir: Path) -> tuple[dict, float]:
-    """The job's HParams entries and its last test/acc, read back from its event files."""
-    acc = EventAccumulator(str(job_dir))
-    acc.Reload()
-    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-    session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-    return dict(session.hparams), acc.Scalars("test/acc")[-1].value
 
 
 def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
@@ -81,9 +59,10 @@ def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
         assert int(row["epochs"]) == 1 and float(row["wall_s"]) > 0
         assert float(row["images_per_s"]) > 0
 
-        hparams, final_test_acc = session_hparams(job_dir)
-        assert hparams["model.name"].string_value == row["model"]
-        assert hparams["optimizer.lr"].number_value == pytest.approx(float(row["optimizer.lr"]))
+        hparams, _ = hparams_session(job_dir)
+        assert hparams["model.name"] == row["model"]
+        assert hparams["optimizer.lr"] == pytest.approx(float(row["optimizer.lr"]))
+        final_test_acc = load_events(job_dir).Scalars("test/acc")[-1].value
         assert final_test_acc == pytest.approx(float(row["test_acc"]))
 
     md = (sweep_dir / "summary.md").read_text()

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TINY, run_cli
+
+from helpers.cli import run_cli
+from helpers.overrides import TINY
 
 # Two swept keys, named and numbered in this order. lr=1e4 diverges to a non-finite loss
 # while training; lr=-1 is refused before training starts: both kinds of failure are listed.

@@ -5,12 +5,13 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CIFAR10_JPEG, TINY
-from runs import assert_same_state
 
 from cifar_exp.build import build_trainer, continue_from
 from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.errors import ConfigError
+from helpers.compare import assert_same_state
+from helpers.overrides import TINY
+from helpers.paths import CIFAR10_JPEG
 
 ACCURACY_FLOOR = 0.30  # the short speedrun below reached 42.2% on the development machine
 

@@ -134,6 +134,22 @@ class TrainerConfig:
 
 
 @dataclass
+class Expected:
+    """What an experiment preset reaches, and how that figure was obtained: documentation
+    (the docs render it, the tests hold it to the preset's settings); no run reads it."""
+
+    metric: str = "test_acc"  # the metrics.json `final` key it is: test_acc or best_test_acc
+    value: float = MISSING  # as metrics.json writes it: 0.6293 for 62.93%
+    epochs: int = MISSING  # trained for it
+    val_size: int = 0  # the validation split held out of training for it
+    seed: int | None = 0  # null: a figure quoted from elsewhere
+    data: str | None = None  # the images it was measured on; null: the original CIFAR-10
+    measured_by: str = MISSING  # the command that measured it, or the source that reports it
+    machine: str | None = None  # where it was measured; null: quoted, not measured here
+    date: str | None = None  # when it was measured (YYYY-MM-DD)
+
+
+@dataclass
 class Config:
     model: Any = MISSING
     optimizer: Any = MISSING
@@ -149,6 +165,8 @@ class Config:
     name: str | None = option(None, plumbing=True)
     # Continuing a sweep (-m into its folder) reruns its failed jobs too, from scratch.
     rerun_failed: bool = option(False, plumbing=True, startup=True)
+    # What an experiment preset reaches (experiment/*.yaml); null for other configs.
+    expected: Expected | None = option(None, plumbing=True, resumable=True)
 
 
 @dataclass
@@ -254,7 +272,7 @@ def keys_with(fact: str) -> tuple[str, ...]:
 def is_plumbing(key: str) -> bool:
     """Whether `key` (or the group an override picks) says only where or how a run runs."""
     plumbing = keys_with(PLUMBING)
-    if key in plumbing:
+    if any(key == p or key.startswith(f"{p}.") for p in plumbing):
         return True
     group = [k for k, _ in schema_fields() if k.startswith(f"{key}.")]
     return bool(group) and all(k in plumbing for k in group)

@@ -69,7 +69,7 @@ def resume_config(
         new = _plain(OmegaConf.select(requested, key, default=None))
         old = _plain(OmegaConf.select(saved, key, default=None))
         for leaf, was, wanted in _differences(key, old, new):
-            if leaf not in harmless:
+            if not any(leaf == k or leaf.startswith(f"{k}.") for k in harmless):
                 raise UserError(
                     f"resume: {leaf} would change the experiment (the run has {leaf}={was}, "
                     f"the override gives {wanted}); a resumed run keeps its config. Allowed "

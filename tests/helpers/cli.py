@@ -1,0 +1,59 @@
+"""Running an entrypoint as a user does: in a fresh process, or inside the test's process."""
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(
+    *overrides: str,
+    cwd: Path,
+    module: str = "cifar_exp.run",
+    env: dict | None = None,
+    timeout: int = 300,
+) -> subprocess.CompletedProcess:
+    """Run an entrypoint the way a user does, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_in_process(*overrides: str, cwd: Path) -> int:
+    """Run `python -m cifar_exp.run *overrides` from `cwd` inside this process: the same
+    entrypoint, Hydra's composition, run folder, .hydra/ and run.log included, without a new
+    interpreter's seconds of imports. Returns the exit code; any other error propagates with
+    its traceback. Signals, messages on a terminal, torchrun and launchers need run_cli."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cifar_exp.run import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [sys.argv[0], *overrides])
+        patch.chdir(cwd)
+        # Hydra would turn an unexpected error into "exit 1"; a test wants its traceback.
+        patch.setenv("HYDRA_FULL_ERROR", "1")
+        GlobalHydra.instance().clear()
+        try:
+            main()
+        except SystemExit as stop:
+            return stop.code or 0
+        finally:
+            GlobalHydra.instance().clear()
+            # Hydra configured logging for the run (its run.log among the handlers): undo it.
+            for handler in root.handlers:
+                if handler not in handlers:
+                    handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+    return 0
