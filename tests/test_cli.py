@@ -216,3 +216,26 @@ def test_help_opens_with_the_tools_header_lists_every_group_and_cfg_shows_the_co
     assert "schema" not in help_text
     job = run_cli("--cfg", "job", "model=resnet20", "optimizer=sgd", cwd=tmp_path).stdout
     assert "name: resnet20" in job and "momentum: 0.9" in job
+
+
+def test_help_starts_with_the_ways_in_without_cifar10_or_a_network(tmp_path, compose):
+    help_text = run_cli("--help", cwd=tmp_path).stdout
+    start = help_text[help_text.index("Start with:") : help_text.index("Outputs: ")]
+    examples = [
+        line.split("#")[0].split()[3:]
+        for line in start.splitlines()
+        if line.strip().startswith("python -m cifar_exp.run")
+    ]
+    for ways_in in (
+        ["debug=tiny"],
+        ["dataset=synthetic"],
+        ["dataset=imagefolder", "dataset.root=<folder>"],
+        ["dataset.root=<folder>", "dataset.download=false"],  # offline, CIFAR-10 on disk
+    ):
+        assert ways_in in examples
+    assert "cifar-10-batches-py/ or cifar-10-python.tar.gz" in start
+    assert "data/, or $CIFAR_EXP_DATA" in start
+    # Each single-run example composes as written (with a folder for <folder>).
+    for overrides in examples:
+        if "-m" not in overrides:
+            compose([o.replace("<folder>", str(tmp_path)) for o in overrides])

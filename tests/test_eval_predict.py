@@ -9,9 +9,10 @@ from PIL import Image
 from cifar_exp.batches import to_model_input
 from cifar_exp.datasets import load_dataset
 from cifar_exp.errors import UserError
+from cifar_exp.eval import format_per_class, format_table, text_width
 from cifar_exp.tta import tta_logits
 from helpers.cli import run_cli, run_in_process
-from helpers.overrides import TINY
+from helpers.overrides import TINY, TINY_TRAINER
 from helpers.paths import CONF_DIR
 
 
@@ -52,6 +53,76 @@ def test_eval_reports_what_training_measured(trained, tmp_path):
     assert "confusion matrix (rows: true class, columns: predicted)" in proc.stdout
     row = proc.stdout.split("class_0 ")[-1].split()  # the table's first row
     assert [int(v) for v in row[:10]] == matrix[0].tolist()
+
+
+# Longer than the 8 characters the table once cut names to, wide (CJK: two terminal columns
+# per character) and with a combining accent (no column of its own).
+ODD_NAMES = ["automobile_with_trailer", "東京の消防車", "cafe\u0301", "x"]
+
+
+def cell_edges(line: str, cells: list[str]) -> list[tuple[int, int]]:
+    """(first, last + 1) terminal column of each of `cells`, found left to right in `line`."""
+    edges, pos = [], 0
+    for cell in cells:
+        start = line.index(cell, pos)
+        pos = start + len(cell)
+        edges.append((text_width(line[:start]), text_width(line[:pos])))
+    return edges
+
+
+def assert_aligned(table: str, classes: list[str], matrix: list[list[int]]) -> None:
+    """Every class name whole in the header, each column's cells ending at one terminal
+    column, at least two columns between neighbouring cells, each row's name at the left."""
+    header, *rows = table.splitlines()
+    assert len(rows) == len(classes)
+    lines = [(header, ["true \\ predicted", *classes])]
+    lines += [(r, [name, *map(str, n)]) for r, name, n in zip(rows, classes, matrix, strict=True)]
+    column_ends = None
+    for line, cells in lines:
+        edges = cell_edges(line, cells)
+        assert edges[0][0] == 0, line
+        assert all(
+            start - end >= 2 for (_, end), (start, _) in zip(edges, edges[1:], strict=False)
+        ), line
+        column_ends = column_ends or [end for _, end in edges[1:]]
+        assert [end for _, end in edges[1:]] == column_ends, line
+
+
+def test_terminal_width_of_long_wide_and_combining_names():
+    assert [text_width(name) for name in ODD_NAMES] == [23, 12, 4, 1]
+
+
+def test_confusion_table_aligns_every_column_to_the_longest_class_name():
+    matrix = [[12345, 0, 7, 1], [3, 40, 0, 0], [0, 0, 5, 0], [1, 2, 3, 4]]
+    table = format_table(torch.tensor(matrix), ODD_NAMES)
+    assert_aligned(table, ODD_NAMES, matrix)
+    widths = {text_width(line) for line in table.splitlines()}
+    assert widths == {23 + 4 * (2 + 23)}  # the name column, then four columns of 2 + 23
+    lines = format_per_class(dict(zip(ODD_NAMES, [0.5, 0.25, 1.0, 0.0], strict=True)))
+    assert {text_width(line) for line in lines.splitlines()} == {2 + 23 + 2 + 6}
+
+
+def test_eval_table_of_a_run_on_long_and_unicode_class_names(tmp_path):
+    classes = sorted(["automobile_with_trailer", "東京の消防車", "café"])
+    for split in ("train", "test"):
+        for i, name in enumerate(classes):
+            (tmp_path / "images" / split / name).mkdir(parents=True)
+            for k in range(4):
+                image = Image.new("RGB", (32, 32), (80 * i, 255 - 60 * i, 40 * k))
+                image.save(tmp_path / "images" / split / name / f"{k}.png")
+    run_dir = tmp_path / "run"
+    data = ["dataset=imagefolder", "dataset.root=images", f"dataset.cache_dir={tmp_path / 'c'}"]
+    run = [*TINY_TRAINER, "trainer.log_images=false", *data, f"hydra.run.dir={run_dir}"]
+    assert run_in_process(*run, cwd=tmp_path) == 0
+    out = tmp_path / "eval"
+    proc = run_cli(f"ckpt={run_dir}", f"hydra.run.dir={out}", module="cifar_exp.eval", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval.json").read_text())
+    assert results["classes"] == classes
+    lines = proc.stdout.splitlines()
+    start = lines.index("confusion matrix (rows: true class, columns: predicted):") + 1
+    table = "\n".join(lines[start : start + 1 + len(classes)])
+    assert_aligned(table, classes, results["confusion_matrix"])
 
 
 def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path):

@@ -157,4 +157,9 @@ def test_precision_auto_resolves_and_says_why(compose):
     assert (precision.name, precision.reason) == expected
     assert precision.requested == "auto"
     assert precision.dtype == AUTOCAST_DTYPES[expected[0]]
-    assert Precision("fp32", CPU).reason == "trainer.precision=fp32 was set"
+
+
+def test_precision_says_when_it_is_the_default(compose):
+    default = compose([]).trainer.precision
+    assert Precision(default, CPU).reason == f"trainer.precision={default} (the default)"
+    assert Precision("bf16", CPU).reason == "trainer.precision=bf16 was set"

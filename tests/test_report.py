@@ -97,3 +97,27 @@ def test_bad_folders_are_one_message_and_write_nothing(two_sweeps, tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
         assert not list(tmp_path.glob("report*"))
+
+
+def test_the_report_goes_where_help_says(two_sweeps, tmp_path):
+    help_text = " ".join(run_cli("--help", module="cifar_exp.report", cwd=tmp_path).stdout.split())
+    assert "One folder: report.png goes into that folder" in help_text
+    several = "Several folders: they are only read; report.png, report.md and report.csv go"
+    assert f"{several} into the folder the command runs in" in help_text
+
+    files = {p: p.stat().st_mtime_ns for p in two_sweeps.rglob("*")}
+    both = [str(two_sweeps / "first"), str(two_sweeps / "second")]
+    proc = run_cli(*both, module="cifar_exp.report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in two_sweeps.rglob("*")} == files
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["report-seeds.csv", "report.csv", "report.md", "report.png"]
+    assert proc.stdout.splitlines()[-1] == "Plot: report.png"
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_cli(str(two_sweeps / "first"), module="cifar_exp.report", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    png = two_sweeps / "first" / "report.png"
+    assert proc.stdout.splitlines()[-1] == f"Plot: {png}"
+    assert png.stat().st_size > 0 and not list(elsewhere.iterdir())

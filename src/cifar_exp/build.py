@@ -8,8 +8,6 @@ opens the run's record (HParams, Text tab), so that what it returns only has to 
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from cifar_exp.datasets import DataBundle, Split, load_dataset
 from cifar_exp.device import compile_model, describe_device, resolve_device, use_channels_last
 from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError
-from cifar_exp.manifest import RunManifest, git_commit
+from cifar_exp.manifest import RunManifest, git_commit, typed_command
 from cifar_exp.models import MODELS, InitializedFromData, initialize_from_data
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.pictures import Pictures
@@ -333,7 +331,7 @@ def describe_run(config_yaml: str, overrides: list[str]) -> dict[str, str]:
     texts = {
         "config": config_yaml,
         "overrides": "\n".join(overrides) or "(none: the defaults)",
-        "command": shlex.join(sys.orig_argv),
+        "command": typed_command(),
     }
     commit = git_commit()
     if commit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,41 @@ from cifar_exp.rundir import setup_hydra
 log = logging.getLogger("cifar_exp")
 
 
+def text_width(text: str) -> int:
+    """The columns `text` takes on a terminal: wide and full-width characters (CJK) two,
+    combining marks none, every other character one."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
+
+
+def pad_left(text: str, width: int) -> str:
+    return " " * (width - text_width(text)) + text
+
+
+def pad_right(text: str, width: int) -> str:
+    return text + " " * (width - text_width(text))
+
+
 def format_table(matrix: torch.Tensor, classes: list[str]) -> str:
-    """The confusion matrix as text: rows are true classes, columns predicted ones."""
-    short = [name[:8] for name in classes]
-    width = max(8, len(str(int(matrix.max()))) + 1)
+    """The confusion matrix as text: rows are true classes, columns predicted ones. Every
+    column is as wide as the longest class name (names are never cut), two spaces apart."""
     header = "true \\ predicted"
-    first = max(len(header), *(len(name) for name in classes)) + 2
-    lines = [header.ljust(first) + "".join(s.rjust(width) for s in short)]
+    first = max(text_width(header), *(text_width(name) for name in classes))
+    width = max(len(str(int(matrix.max()))), *(text_width(name) for name in classes))
+    lines = [pad_right(header, first) + "".join("  " + pad_left(n, width) for n in classes)]
     for name, row in zip(classes, matrix.tolist(), strict=True):
-        lines.append(name.ljust(first) + "".join(str(v).rjust(width) for v in row))
+        lines.append(pad_right(name, first) + "".join("  " + pad_left(str(v), width) for v in row))
     return "\n".join(lines)
+
+
+def format_per_class(per_class_acc: dict[str, float]) -> str:
+    """One line per class, its name padded to the longest: `  <name>  <accuracy>`."""
+    width = max(text_width(name) for name in per_class_acc)
+    return "\n".join(
+        f"  {pad_right(name, width)}  {acc:.4f}" for name, acc in per_class_acc.items()
+    )
 
 
 def plot_confusion(matrix: torch.Tensor, classes: list[str], path: Path, title: str) -> None:
@@ -118,8 +144,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         f"test-time augmentation: {cfg.tta})"
     )
     print("per-class accuracy:")
-    for name, acc in results["per_class_acc"].items():
-        print(f"  {name:<{max(len(c) for c in classes)}}  {acc:.4f}")
+    print(format_per_class(results["per_class_acc"]))
     print("confusion matrix (rows: true class, columns: predicted):")
     print(format_table(matrix, classes))
     log.info("wrote %s and %s", out_dir / "eval.json", out_dir / "confusion_matrix.png")

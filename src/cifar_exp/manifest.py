@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -60,9 +61,34 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def typed_command() -> str:
+    """This process's command line, shell-quoted, as it can be typed again.
+
+    sys.argv[0] names the file that runs (.../cifar_exp/run.py for `python -m cifar_exp.run`),
+    so the command is what the interpreter was given (sys.orig_argv) when sys.argv came from
+    it. A launcher's worker process (joblib's) or a program that set sys.argv before calling
+    main() has only sys.argv to go by, a module's file in it named as `python -m <module>`."""
+    typed, args = sys.orig_argv, sys.argv[1:]
+    program = typed[-len(args) - 1] if len(typed) > len(args) else None
+    main_module = getattr(sys.modules["__main__"].__spec__, "name", None)
+    if typed[len(typed) - len(args) :] == args and program in (sys.argv[0], main_module):
+        return shlex.join(typed)
+    return shlex.join([*as_typed(sys.argv[0]), *args])
+
+
+def as_typed(program: str) -> list[str]:
+    """`python -m cifar_exp.<module>` for a module file of this package, else `program`."""
+    try:
+        inside = Path(program).resolve().relative_to(Path(__file__).resolve().parent)
+    except ValueError:
+        return [program]
+    return ["python", "-m", ".".join(["cifar_exp", *inside.with_suffix("").parts])]
+
+
 class RunManifest:
-    """manifest.json: start/end time, status (running, ok, failed, interrupted), host, device,
-    versions and commit of the latest attempt; earlier attempts (before a resume) below it."""
+    """manifest.json: start/end time, status (running, ok, failed, interrupted), the command,
+    host, device, versions (the CUDA torch was built with among them) and commit of the latest
+    attempt; earlier attempts (before a resume) below it."""
 
     def __init__(self, run_dir: Path, write: bool = True) -> None:
         self.path = run_dir / MANIFEST_FILE
@@ -78,14 +104,16 @@ class RunManifest:
             "reason": None,
             "start_time": _now(),
             "end_time": None,
-            "argv": sys.argv,
+            "command": typed_command(),
             "resumed_from": str(resumed_from) if resumed_from else None,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "device": None,
+            "device": None,  # the device used, set once chosen
+            # The CUDA version torch was built with (null for a CPU-only build), whatever the
+            # device: a CUDA build runs on machines without a GPU too.
+            "torch_cuda_build": torch.version.cuda,
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "cuda": torch.version.cuda,
             "git_commit": git_commit(),
         }
         if previous is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from cifar_exp.config import TrainerConfig
 from cifar_exp.errors import UserError
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -64,11 +65,13 @@ class Precision:
     """`trainer.precision`: fp32; bf16 autocast (CPU and GPU); fp16 autocast with a GradScaler
     (GPU only: fp16's narrow range needs the loss scaling, which is a CUDA feature here); auto
     (choose_precision). `name` is the precision used, `requested` what was asked for and
-    `reason` why `name` was picked when that was auto."""
+    `reason` why `name` was picked: the hardware's features for auto, else whether it is the
+    default (the schema's: a config cannot tell a default from the same value typed)."""
 
     def __init__(self, name: str, device: torch.device) -> None:
         self.requested = name
-        self.reason = f"trainer.precision={name} was set"
+        given = "(the default)" if name == TrainerConfig.precision else "was set"
+        self.reason = f"trainer.precision={name} {given}"
         if name == "auto":
             name, self.reason = _auto_precision(device)
         if name == "fp16" and device.type != "cuda":

@@ -4,6 +4,10 @@ For one sweep: accuracy (and train loss) per epoch for every job into report.png
 sweep's summary.csv / summary.md rewritten from the job folders (so it also works on an
 interrupted sweep). For several folders (sweeps, runs, or both): one table and one plot over
 all their jobs, grouped by the keys that differ between them, with mean ± std over seeds.
+
+Where the files go is WHERE, which --help shows: one folder keeps its report, several
+folders are only read and their report lands where the command runs. The PNG's path is
+printed last.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ from cifar_exp.summary import (
 )
 
 log = logging.getLogger("cifar_exp.report")
+
+WHERE = (
+    "One folder: report.png goes into that folder (a sweep's beside its summary.md and "
+    "summary.csv, which are rewritten; a run's table is only printed). Several folders: they "
+    "are only read; report.png, report.md and report.csv go into the folder the command runs "
+    "in. --out puts the PNG elsewhere (and, for several folders, the tables beside it)."
+)
 
 
 def collect(path: Path) -> tuple[list[Job], bool]:
@@ -205,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cifar_exp.report",
         description="Plot accuracy per epoch for every job of one or more sweeps (or runs) and "
-        "print one table, grouped by the keys that differ, with mean ± std over seeds.",
+        "print one table, grouped by the keys that differ, with mean ± std over seeds. " + WHERE,
     )
     parser.add_argument(
         "paths", nargs="+", help="sweep or run folders, or quoted globs ('outputs/multirun/*/*')"
@@ -214,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         help="the PNG to write (default: <folder>/report.png for one folder, ./report.png for "
-        "several, with report.md and report.csv beside it)",
+        "several)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
