@@ -6,11 +6,11 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
+from cifar_exp.build import run_hparams
 from cifar_exp.config import validate
 from cifar_exp.errors import UserError
-from cifar_exp.resume import override_keys, resume_config, saved_config
+from cifar_exp.resume import resume_config, saved_config
 from cifar_exp.rundir import run_name
-from cifar_exp.tracking import select_hparams
 from helpers.paths import group_options
 
 
@@ -53,7 +53,7 @@ def test_a_presets_expected_figure_is_no_part_of_the_experiment(compose):
     typed = ["experiment=seed_lenet5", "expected.value=0.5"]
     assert run_name(None, typed) == "experiment-seed_lenet5"
     cfg = compose(typed)
-    hparams = select_hparams(OmegaConf.to_container(cfg, resolve=True), override_keys(typed))
+    hparams = run_hparams(cfg, typed)
     assert hparams and not [key for key in hparams if key.startswith("expected")]
     saved = saved_config(OmegaConf.to_yaml(compose(["experiment=seed_lenet5"]), resolve=True), "x")
     assert resume_config(saved, cfg, ["expected.value=0.5"], 1).expected.value == 0.5
