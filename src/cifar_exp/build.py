@@ -8,6 +8,7 @@ opens the run's record (HParams, Text tab), so that what it returns only has to 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,18 @@ def log_setup(
         len(data.test),
         len(data.classes),
     )
+    per_class = cfg.dataset.get("max_per_class")
+    if per_class:
+        log.info(
+            "dataset.max_per_class=%d keeps the first %d images of each class in every split, "
+            "the test split included",
+            per_class,
+            per_class,
+        )
+    if not (t.progress_bar and sys.stdout.isatty()):
+        why = "stdout is not a terminal" if t.progress_bar else "trainer.progress_bar=false"
+        every = f"every {t.log_interval_s:g}s" if t.log_interval_s else "never"
+        log.info("no progress bar (%s): a progress line %s (trainer.log_interval_s)", why, every)
     log.info(
         "batch %d (global) = %d process(es) x %d; channels_last %s, compile %s",
         t.batch_size,

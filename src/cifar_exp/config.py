@@ -91,6 +91,9 @@ class TrainerConfig:
     compile: bool = False
     compile_mode: str = "default"
     progress_bar: bool = option(True, plumbing=True, resumable=True)
+    # Seconds between progress lines in the log when no progress bar shows (stdout is not a
+    # terminal, or progress_bar=false); 0: none.
+    log_interval_s: float = option(30.0, plumbing=True, resumable=True)
     checkpoint_every: int = option(1, plumbing=True, resumable=True)
     stop_on_nonfinite: bool = option(True, plumbing=True, resumable=True)
     # The training batch, confusion matrices, mistakes (pictures.py).
@@ -117,6 +120,8 @@ class TrainerConfig:
         )
         every = self.checkpoint_every
         require(every >= 1, "checkpoint_every", ">= 1 (epochs between checkpoints)", every)
+        every = self.log_interval_s
+        require(every >= 0, "log_interval_s", ">= 0 (seconds; 0 = no progress lines)", every)
         every = self.histogram_every
         require(every >= 0, "histogram_every", ">= 0 (epochs between histograms; 0 = off)", every)
         for key in ("limit_train_batches", "limit_eval_batches"):

@@ -117,7 +117,8 @@ def evaluate(
     details: EvalDetails | None = None,
     tta: str = "none",
 ) -> dict[str, float]:
-    """Mean cross-entropy and accuracy over the loader's batches (of all processes), under
+    """Mean cross-entropy, accuracy and the images scored over the loader's batches (of all
+    processes; fewer than the split's when trainer.limit_eval_batches cuts it), under
     test-time augmentation `tta` (see tta.py); fills `details` (confusion matrix, worst
     mistakes) for the pictures when given."""
     model.eval()
@@ -133,7 +134,7 @@ def evaluate(
     if details is not None:
         details.reduce(loader.device)
     loss_sum, correct, seen = all_reduce(totals).tolist()
-    return {"loss": loss_sum / seen, "acc": correct / seen}
+    return {"loss": loss_sum / seen, "acc": correct / seen, "images": int(seen)}
 
 
 @dataclass
@@ -229,12 +230,14 @@ class Trainer:
         timed = 0  # images since the throughput clock started
         with self.out_of_memory_hint("training", loader):
             bar = self._progress_bar(epoch)
+            beat = Heartbeat(t.log_interval_s if bar.disable else 0, epoch, t.epochs, loader)
             for images, labels in bar:
                 loss, logits = self.step(images, labels)
                 p.count(loss, logits, labels)
                 if self.watch is not None:
                     self.watch.observe(loss, p.step)
                 timed += len(labels)
+                beat.batch_done(p.batch, len(labels))
                 if time_first_step and "compile_s" not in values:
                     _synchronize(loader.device)
                     values["compile_s"] = time.perf_counter() - start
@@ -325,10 +328,12 @@ class Trainer:
             f"{split}_acc": self.last_eval["acc"],
             f"{split}_loss": self.last_eval["loss"],
             f"best_{split}_acc": self.progress.best_acc,
+            **_part_scored(split, self.last_eval, loader),
         }
         if self.loaders.val is not None:
             test = self.score("test", self.loaders.test, None)
             final.update(test_acc=test["acc"], test_loss=test["loss"])
+            final.update(_part_scored("test", test, self.loaders.test))
         if self.pictures is not None:
             self.pictures.finished(self.settings.epochs, self.details)
         if self.last_train:
@@ -364,6 +369,57 @@ class Trainer:
             f"stopped by {name} at {p.where()}; saved {self.checkpointer.last}. "
             f"Continue with: python -m cifar_exp.run resume={run_dir}",
         )
+
+
+class Heartbeat:
+    """Where a bar cannot show (a log file, a batch job), one log line every `interval`
+    seconds: batch k of n, images/s, time elapsed in the epoch and its ETA. Reads the clock
+    once per step and never waits for the device. `interval` 0, or another rank: silent."""
+
+    def __init__(self, interval: float, epoch: int, epochs: int, loader: BatchLoader) -> None:
+        self.interval = interval if loader.rank == 0 else 0
+        self.epoch, self.epochs, self.total = epoch, epochs, len(loader)
+        self.start = time.monotonic()
+        self.next = self.start + self.interval
+        self.first_batch: int | None = None  # of this attempt (a resume starts mid-epoch)
+        self.images = 0
+
+    def batch_done(self, batch: int, images: int) -> None:
+        if not self.interval:
+            return
+        if self.first_batch is None:
+            self.first_batch = batch - 1
+        self.images += images
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + self.interval
+        elapsed = now - self.start
+        per_batch = elapsed / (batch - self.first_batch)
+        log.info(
+            "epoch %d/%d  batch %d/%d  %.0f img/s  elapsed %s  ETA %s",
+            self.epoch,
+            self.epochs,
+            batch,
+            self.total,
+            self.images / elapsed,
+            _duration(elapsed),
+            _duration(per_batch * (self.total - batch)),
+        )
+
+
+def _part_scored(split: str, scores: dict[str, float], loader: BatchLoader) -> dict[str, int]:
+    """`<split>_images` and `<split>_images_total` when a limit left part of the split out."""
+    total = len(loader.split)
+    if scores["images"] >= total:
+        return {}
+    return {f"{split}_images": scores["images"], f"{split}_images_total": total}
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _epoch_line(values: dict[str, float], split: str) -> str:

@@ -29,7 +29,7 @@ from cifar_exp.manifest import RunManifest
 from cifar_exp.resume import prepare_resume
 from cifar_exp.rundir import clear_attempt, plan_job
 from cifar_exp.signals import Interrupted
-from cifar_exp.summary import sweep_metric
+from cifar_exp.summary import scored_part, sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
 from cifar_exp.tracking import event_files, record_failure_before_training
 
@@ -85,8 +85,9 @@ class Job:
     def succeeded(self, final: dict[str, Any]) -> None:
         best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"
         log.info(
-            "final test accuracy %.4f (%s %.4f); outputs in %s",
+            "final test accuracy %.4f%s (%s %.4f); outputs in %s",
             final["test_acc"],
+            scored_part(final, "test"),
             best.replace("_", " "),
             final[best],
             self.run_dir,

@@ -138,6 +138,25 @@ def sort_metric(jobs: list[Job]) -> str:
     return "val_acc" if any(j.value("val_acc") is not None for j in jobs) else "test_acc"
 
 
+def scored_part(final: dict[str, Any], split: str) -> str:
+    """' on 1,000 of 10,000 test images (trainer.limit_eval_batches)' when a limit cut the
+    evaluation of `split`, else ''."""
+    if f"{split}_images" not in final:
+        return ""
+    scored, total = final[f"{split}_images"], final[f"{split}_images_total"]
+    return f" on {scored:,} of {total:,} {split} images (trainer.limit_eval_batches)"
+
+
+def limit_note(jobs: list[Job]) -> str | None:
+    """One line saying that accuracies cover part of a split, when a limit cut it."""
+    parts = {
+        part for job in jobs for split in ("val", "test") if (part := scored_part(job.final, split))
+    }
+    if not parts:
+        return None
+    return "Accuracies scored" + ";".join(sorted(parts)) + "."
+
+
 def ranking_note(jobs: list[Job]) -> str | None:
     """One line warning that the order comes from the test set, when no job has a val split."""
     if sort_metric(jobs) == "val_acc":
@@ -233,9 +252,7 @@ def render(jobs: list[Job]) -> str:
     headings = dict((c, h) for c, h in metric_columns(jobs))
     headings.update(wall_s="wall time", images_per_s="images/s")
     parts = [f"Jobs: {len(jobs)}, {sum(j.ok for j in jobs)} ok, sorted by {sort_metric(jobs)}."]
-    note = ranking_note(jobs)
-    if note:
-        parts.append(note)
+    parts += [note for note in (ranking_note(jobs), limit_note(jobs)) if note]
     if len(jobs) > 1 and common:
         parts.append("Common overrides: " + " ".join(common))
     parts.append(
