@@ -8,8 +8,13 @@ Trains a small sweep (LeNet5, two learning rates x two batch sizes, a few epochs
 real TensorBoard on a free port of 127.0.0.1, captures its Time Series (scalars) and
 HParams tabs, and the Images tab of the sweep's first job, with headless Chromium (Debian:
 `apt-get install chromium`) and writes docs/dashboard_<tab>.png, each under 300 KB.
-Takes about two minutes on two CPU cores. The server and its helpers are also what
-tests/test_dashboard_page.py uses.
+
+Then, as a newcomer's launch folder would hold beside the sweep, two single runs (the
+defaults and model=resnet) and one refused before training (optimizer.lr=-1), and captures
+what `tensorboard --logdir outputs` shows at 1600x1000: docs/first_sight_<tab>.png.
+`--shots first-sight --suffix _before`, with PYTHONPATH pointing at an older checkout's
+src/, captures the same for that code. Takes about three minutes on two CPU cores. The
+server and its helpers are also what tests/test_dashboard_page.py uses.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ IMAGES_TAB = "images&tagFilter=" + urllib.parse.quote(
 )
 MAX_BYTES = 300_000
 WINDOW = (1400, 1000)
+FIRST_SIGHT_WINDOW = (1600, 1000)
+# A newcomer's single runs beside the sweep; the last is refused before training.
+SINGLE_RUNS = ([], ["model=resnet"], ["optimizer.lr=-1"])
 
 
 def free_port() -> int:
@@ -122,26 +130,39 @@ def compress(path: Path, max_bytes: int = MAX_BYTES) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def train_sweep(folder: Path, root: Path | None, max_per_class: int, epochs: int) -> Path:
+def data_overrides(folder: Path, root: Path | None, max_per_class: int) -> list[str]:
     if root is None:
-        data = ["dataset=synthetic", "dataset.train_size=2000", "dataset.test_size=500"]
-    else:
-        data = [
-            "dataset=imagefolder",
-            f"dataset.root={root}",
-            f"dataset.max_per_class={max_per_class}",
-            f"dataset.cache_dir={folder / 'cache'}",
-        ]
-    sweep_dir = folder / "sweep"
-    command = [sys.executable, "-m", "cifar_exp.run", "-m", *data, "model=lenet5"]
-    command += ["optimizer.lr=1e-3,3e-3", "trainer.batch_size=32,64", "device=cpu"]
-    command += [f"trainer.epochs={epochs}", "trainer.progress_bar=false"]
-    command += ["trainer.num_threads=1", f"hydra.sweep.dir={sweep_dir}"]
+        return ["dataset=synthetic", "dataset.train_size=2000", "dataset.test_size=500"]
+    return [
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        f"dataset.max_per_class={max_per_class}",
+        f"dataset.cache_dir={folder / 'cache'}",
+    ]
+
+
+def train(folder: Path, overrides: list[str], epochs: int) -> subprocess.CompletedProcess:
+    """python -m cifar_exp.run from `folder`, so the runs land in its outputs/ as a user's."""
+    command = [sys.executable, "-m", "cifar_exp.run", *overrides, f"trainer.epochs={epochs}"]
+    command += ["device=cpu", "trainer.progress_bar=false", "trainer.num_threads=1"]
     log.info("training: %s", " ".join(command[1:]))
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    return subprocess.run(command, capture_output=True, text=True, cwd=folder)
+
+
+def train_sweep(folder: Path, data: list[str], epochs: int) -> Path:
+    swept = ["model=lenet5", "optimizer.lr=1e-3,3e-3", "trainer.batch_size=32,64"]
+    proc = train(folder, ["-m", *data, *swept], epochs)
     if proc.returncode != 0:
         sys.exit(f"the sweep failed:\n{proc.stderr[-3000:]}")
+    (sweep_dir,) = (folder / "outputs" / "multirun").glob("*/*")
     return sweep_dir
+
+
+def train_single_runs(folder: Path, data: list[str], epochs: int) -> None:
+    for extra in SINGLE_RUNS:
+        proc = train(folder, [*data, *extra], epochs)
+        if (proc.returncode != 0) != (extra is SINGLE_RUNS[-1]):
+            sys.exit(f"{' '.join(extra)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
 
 
 def main() -> None:
@@ -150,6 +171,11 @@ def main() -> None:
     parser.add_argument("--max-per-class", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--out", type=Path, default=REPO / "docs")
+    parser.add_argument(
+        "--shots", choices=["all", "first-sight"], default="all",
+        help="first-sight: only what `tensorboard --logdir outputs` shows",
+    )  # fmt: skip
+    parser.add_argument("--suffix", default="", help="ends the first-sight file names")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if shutil.which("chromium") is None:
@@ -160,14 +186,25 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        sweep_dir = train_sweep(folder, root, args.max_per_class, args.epochs)
-        with tensorboard(sweep_dir) as url:
+        data = data_overrides(folder, root, args.max_per_class)
+        sweep_dir = train_sweep(folder, data, args.epochs)
+        if args.shots == "all":
+            capture_sweep(sweep_dir, args.out, folder)
+        train_single_runs(folder, data, args.epochs)
+        with tensorboard(folder / "outputs") as url:
             for name, fragment in SWEEP_TABS.items():
-                capture(f"{url}/#{fragment}", args.out / f"dashboard_{name}.png", folder, WINDOW)
-        # One job's pictures: over the whole sweep the tab would repeat each for every job.
-        with tensorboard(next(sweep_dir.glob("0_*"))) as url:
-            path = args.out / "dashboard_images.png"
-            capture(f"{url}/#{IMAGES_TAB}", path, folder, (WINDOW[0], 1250))
+                path = args.out / f"first_sight_{name}{args.suffix}.png"
+                capture(f"{url}/#{fragment}", path, folder, FIRST_SIGHT_WINDOW)
+
+
+def capture_sweep(sweep_dir: Path, out: Path, folder: Path) -> None:
+    with tensorboard(sweep_dir) as url:
+        for name, fragment in SWEEP_TABS.items():
+            capture(f"{url}/#{fragment}", out / f"dashboard_{name}.png", folder, WINDOW)
+    # One job's pictures: over the whole sweep the tab would repeat each for every job.
+    with tensorboard(next(sweep_dir.glob("0_*"))) as url:
+        path = out / "dashboard_images.png"
+        capture(f"{url}/#{IMAGES_TAB}", path, folder, (WINDOW[0], 1250))
 
 
 def capture(url: str, path: Path, folder: Path, window: tuple[int, int]) -> None:

@@ -14,6 +14,7 @@ from cifar_exp.tracking import EPOCH_TAGS, LAYOUT_TAG, STEP_LOSS_TAG, STEP_LR_TA
 from helpers.cli import run_cli, run_in_process
 from helpers.compare import strip_timing
 from helpers.events import hparams_session, load_events
+from helpers.outputs import manifest
 from helpers.overrides import TINY, TINY_TRAINER
 from helpers.paths import CONF_DIR, group_options
 
@@ -127,14 +128,15 @@ def test_default_output_dirs_are_per_run_and_relative_to_launch_folder(tmp_path)
     assert named == {f"{typed}+trainer.epochs-0", "baseline"}
 
 
-def test_a_run_refused_before_training_is_listed_as_failed_and_can_be_replaced(tmp_path):
+def test_a_run_refused_before_training_adds_no_tensorboard_run_and_can_be_replaced(tmp_path):
+    """It said why and exited 1, and has no curves: no empty entry in TensorBoard's lists (a
+    sweep's refused job is listed as failed: test_tensorboard.py). Its manifest says failed."""
     run_dir = tmp_path / "run"
     refused = run_in_process(*TINY, "optimizer.lr=-1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert refused == 1
-    hparams, status = hparams_session(run_dir)
-    assert (hparams["optimizer.lr"], status) == (-1, "STATUS_FAILURE")
-    assert "model.params" not in hparams  # never built
-    # The folder held nothing worth keeping: a new run may start there, and replaces the row.
+    assert manifest(run_dir)["status"] == "failed"
+    assert not list(run_dir.glob("events.out.tfevents.*"))
+    # The folder held nothing worth keeping: a new run may start there.
     assert run_in_process(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path) == 0
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     hparams, status = hparams_session(run_dir)

@@ -61,7 +61,11 @@ def test_site_builds_strictly_with_its_pages_and_api_reference(tmp_path):
         names = [module, *(f"{module}.{member}" for member in members)]
         missing = [name for name in names if f'id="{name}"' not in html]
         assert not missing, f"the built {page} lacks {', '.join(missing)}"
-    for png in ("dashboard_scalars.png", "dashboard_hparams.png", "dashboard_images.png"):
+    shots = ["dashboard_scalars.png", "dashboard_hparams.png", "dashboard_images.png"]
+    shots += [
+        f"first_sight_{tab}{when}.png" for tab in ("hparams", "scalars") for when in ("_before", "")
+    ]
+    for png in shots:
         assert (site / png).is_file()
         assert png in (site / "outputs" / "index.html").read_text()
 

@@ -1,9 +1,11 @@
 """The dashboard as its web page reads it: a real `tensorboard` server over a small sweep with
-a failing job, queried through the HTTP data API its page uses."""
+failing jobs, and one over a whole outputs/ folder (the sweep beside single runs), queried
+through the HTTP data API its page uses."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from helpers.cli import run_cli
+from helpers.cli import run_cli, run_in_process
+from helpers.outputs import manifest
 from helpers.overrides import TINY
 
 # Two swept keys, named and numbered in this order. lr=1e4 diverges to a non-finite loss
@@ -42,6 +45,7 @@ class Dashboard:
     """A tensorboard server of our own, read the way its page reads it."""
 
     def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
         command = [sys.executable, "-m", "tensorboard.main", f"--logdir={logdir}"]
@@ -66,7 +70,8 @@ class Dashboard:
             return json.load(response)
 
     def sessions(self, columns: list[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
-        """HParams' sessions by name, of any status, as the page queries them."""
+        """HParams' sessions by name, of any status, as the page queries them, each with its
+        row's hparams and name (the Trial ID column)."""
         groups = self.post(
             "/data/plugin/hparams/session_groups",
             {
@@ -79,7 +84,11 @@ class Dashboard:
                 "sliceSize": 100,
             },
         )["sessionGroups"]  # fmt: skip
-        return {s["name"]: {**s, "hparams": g["hparams"]} for g in groups for s in g["sessions"]}
+        return {
+            s["name"]: {**s, "hparams": g["hparams"], "trial_id": g["name"]}
+            for g in groups
+            for s in g["sessions"]
+        }
 
     def wait_for_runs(self, count: int, timeout: float = 120) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -107,20 +116,73 @@ class Dashboard:
 
 
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory) -> Iterator[Dashboard]:
+def launch_folder(tmp_path_factory) -> tuple[Path, str]:
+    """Where a user ran the sweep and two single runs (one refused before training), in the
+    default folders under outputs/; and what the sweep printed."""
     tmp_path = tmp_path_factory.mktemp("dashboard")
-    sweep_dir = tmp_path / "sweep"
-    proc = run_cli(
-        "-m", *TINY, "trainer.epochs=2", "optimizer=sgd", *SWEPT,
-        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
-    )  # fmt: skip
+    proc = run_cli("-m", *TINY, "trainer.epochs=2", "optimizer=sgd", *SWEPT, cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    board = Dashboard(sweep_dir)
+    assert run_in_process(*TINY, cwd=tmp_path) == 0
+    assert run_in_process(*TINY, "optimizer.lr=-1", cwd=tmp_path) == 1
+    return tmp_path, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def dashboard(launch_folder) -> Iterator[Dashboard]:
+    """TensorBoard over the sweep's folder, as the sweep's last line says to start it."""
+    tmp_path, printed = launch_folder
+    (command,) = [line for line in printed.splitlines() if line.startswith("Compare: ")]
+    board = serve(tmp_path / command.removeprefix("Compare: tensorboard --logdir "), len(JOBS))
+    yield board
+    board.stop()
+
+
+@pytest.fixture(scope="module")
+def whole_outputs(launch_folder) -> Iterator[Dashboard]:
+    """`tensorboard --logdir outputs`: the sweep's jobs and the single run that trained."""
+    board = serve(launch_folder[0] / "outputs", len(JOBS) + 1)
+    yield board
+    board.stop()
+
+
+def serve(logdir: Path, runs: int) -> Dashboard:
+    board = Dashboard(logdir)
     try:
-        board.wait_for_runs(len(JOBS))
-        yield board
-    finally:
+        board.wait_for_runs(runs)
+    except BaseException:
         board.stop()
+        raise
+    return board
+
+
+def test_the_sweep_prints_its_own_logdir(dashboard, launch_folder):
+    (sweep_dir,) = (launch_folder[0] / "outputs" / "multirun").glob("*/*")
+    assert dashboard.logdir == sweep_dir
+
+
+def test_hparams_rows_lead_with_their_folder_name_under_logdir_outputs(whole_outputs):
+    """Below --logdir outputs every run's path starts with its date or multirun/<date>/...;
+    HParams' Trial ID column (10em wide) would show only that. Each row leads with the name
+    of its own folder instead, and names the folder it is in after it, so no two runs'
+    rows merge whatever the --logdir."""
+    runs = whole_outputs.get("/data/runs")
+    sessions = whole_outputs.sessions()
+    assert sorted(sessions) == sorted(runs)
+    for name, session in sessions.items():
+        folder = whole_outputs.logdir / name
+        assert session["trial_id"] == f"{folder.name} ({folder.parent})"
+    assert len({s["trial_id"][:10] for s in sessions.values()}) == len(runs)
+    jobs = sorted(run for run in runs if run.startswith("multirun/"))
+    assert [Path(job).name for job in jobs] == JOBS
+    (single,) = set(runs) - set(jobs)
+    assert re.fullmatch(r"20\d\d-\d\d-\d\d/\d\d-\d\d-\d\d_debug-tiny_\d+", single)
+    # Failed jobs stay listed as failed; the single run refused before training (exit 1, no
+    # curves; its manifest says failed) is in no list at all.
+    status = {Path(name).name: s.get("status") for name, s in sessions.items()}
+    assert {job: status[job] for job in FAILED} == dict.fromkeys(FAILED, "STATUS_FAILURE")
+    (refused,) = whole_outputs.logdir.glob("*/*_debug-tiny+optimizer.lr--1_*")
+    assert manifest(refused)["status"] == "failed"
+    assert str(refused.relative_to(whole_outputs.logdir)) not in runs
 
 
 def test_runs_are_named_by_their_folder_alone(dashboard):

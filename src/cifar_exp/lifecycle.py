@@ -76,11 +76,17 @@ class Job:
             self.metric = job_failed(err, self.in_sweep)
 
     def _list_failure_in_hparams(self) -> None:
-        """A run that failed before training wrote anything is still listed in HParams."""
+        """A sweep job that failed before training wrote anything is still listed in HParams,
+        as failed, so the sweep's table has every job. A single run refused that way (it said
+        why and exited 1) has nothing to compare: it writes no run into TensorBoard's lists.
+        Either way the events of an earlier failed attempt in the folder go."""
         untouched = event_files(self.run_dir) == self.earlier_events
-        if self.resumed_from is None and distributed.place().is_main and untouched:
-            hparams = run_hparams(self.cfg, self.overrides)
-            record_failure_before_training(self.run_dir, hparams, self.earlier_events)
+        if self.resumed_from is not None or not distributed.place().is_main or not untouched:
+            return
+        for path in self.earlier_events:
+            path.unlink()
+        if self.in_sweep:
+            record_failure_before_training(self.run_dir, run_hparams(self.cfg, self.overrides))
 
     def succeeded(self, final: dict[str, Any]) -> None:
         best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"

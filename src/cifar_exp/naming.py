@@ -4,6 +4,7 @@ names each run by its folder, shows what sets the runs apart."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from omegaconf import ListConfig
 
@@ -34,3 +35,15 @@ def job_dirname(num: int, overrides: ListConfig | list[str]) -> str:
     shown = [o for o in overrides if keys is None or override_key(o) in keys]
     name = ",".join([str(num), *shown]).replace(",", "_", 1).replace("/", "-")
     return name[:MAX_DIRNAME]
+
+
+def trial_id(run_dir: Path) -> str:
+    """The run's row name in TensorBoard's HParams (its Trial ID column, about 14 characters
+    wide): the folder's own name first, which sets it apart from its neighbours (a job's
+    number and swept values; a single run's time and name), then the folder it is in.
+
+    TensorBoard would show the run's path below --logdir instead, which under
+    `--logdir outputs` starts with the same date or multirun/ in every row. The folder keeps
+    the names of two runs apart wherever TensorBoard is pointed: rows of the same name are
+    merged into one."""
+    return f"{run_dir.name} ({run_dir.absolute().parent})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -76,4 +77,7 @@ class SweepSummary(Callback):
             return
         # The table is the sweep's answer for the user, not a diagnostic: print it plainly.
         print(f"\n{table}\nSummary: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}")
-        print(f"Plot: python -m cifar_exp.report {sweep_dir}", flush=True)
+        typed = shlex.quote(str(sweep_dir))
+        print(f"Plot: python -m cifar_exp.report {typed}")
+        # Its own --logdir: TensorBoard then names each job by its folder alone (0_..., 1_...).
+        print(f"Compare: tensorboard --logdir {typed}", flush=True)

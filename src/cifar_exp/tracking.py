@@ -3,7 +3,7 @@ per-step scalars, an HParams session with its status, a custom scalars layout, t
 as text) and metrics.json beside them.
 
 The event files sit directly in the run folder, so TensorBoard names each run by its
-folder and nothing else.
+folder and nothing else; HParams names its row by the folder's own name first (`trial_id`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
 from cifar_exp.atomic import write_json
+from cifar_exp.naming import trial_id
 from cifar_exp.signals import Interrupted
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch). TensorBoard
@@ -128,13 +129,16 @@ def _hparams_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summa
     return Summary(value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin))])
 
 
-def session_start_summary(hparams: dict[str, HParamValue]) -> Summary:
-    """HParams' record of a run's hyperparameters, each with its own type.
+def session_start_summary(hparams: dict[str, HParamValue], run_dir: Path) -> Summary:
+    """HParams' record of a run's hyperparameters, each with its own type, under the row
+    name `trial_id(run_dir)`.
 
     No experiment summary goes with it: TensorBoard then builds the table from all the
     sessions it finds, with every value of a string column (so it can be filtered) and the
     columns whose values differ between the runs shown (what a sweep varies) first."""
-    info = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+    info = plugin_data_pb2.SessionStartInfo(
+        start_time_secs=time.time(), group_name=trial_id(run_dir)
+    )
     for key, value in hparams.items():
         if isinstance(value, bool):  # before int: a bool is an int to Python
             info.hparams[key].bool_value = value
@@ -156,16 +160,11 @@ def event_files(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("events.out.tfevents.*"))
 
 
-def record_failure_before_training(
-    run_dir: Path, hparams: dict[str, HParamValue], leftovers: list[Path]
-) -> None:
-    """HParams' row for a run that failed before training started (a value that cannot work,
-    data that cannot be read): its hyperparameters and STATUS_FAILURE. It replaces
-    `leftovers`, the event files of an earlier failed attempt in the same folder."""
-    for path in leftovers:
-        path.unlink()
+def record_failure_before_training(run_dir: Path, hparams: dict[str, HParamValue]) -> None:
+    """HParams' row for a sweep job that failed before training started (a value that cannot
+    work, data that cannot be read): its hyperparameters and STATUS_FAILURE."""
     with SummaryWriter(log_dir=str(run_dir)) as writer:
-        writer.file_writer.add_summary(session_start_summary(hparams))
+        writer.file_writer.add_summary(session_start_summary(hparams, run_dir))
         writer.file_writer.add_summary(session_end_summary(api_pb2.STATUS_FAILURE))
 
 
@@ -222,7 +221,7 @@ class RunTracker:
             return
         for path in self.earlier_event_files:
             path.unlink()
-        self.writer.file_writer.add_summary(session_start_summary(hparams))
+        self.writer.file_writer.add_summary(session_start_summary(hparams, self.run_dir))
         for key, text in texts.items():
             self.writer.add_text(TEXT_TAGS[key], code_block(text), 0)
         self.writer.add_custom_scalars(LAYOUT)
