@@ -6,9 +6,10 @@
 Each result is named `<kind>-<label>.json`, its kind saying which script wrote it:
 `time_to_accuracy` (bench_time_to_accuracy.py), `presets` (runs of the presets), `cpu`
 (bench_cpu.py), `gpu` (bench_gpu.py), `data` (bench_data.py), `dashboard`
-(bench_dashboard.py). Every figure on the page comes from these files, each table with the
-command, the CPU model and flags and the date its file records; the prose around the tables
-says what each script measures and is the same for every result.
+(bench_dashboard.py), `augment` (bench_augment.py). Every figure on the page comes from
+these files, each table with the command, the CPU model and flags and the date its file
+records; the prose around the tables says what each script measures and is the same for
+every result.
 """
 
 from __future__ import annotations
@@ -258,6 +259,26 @@ def data(result: dict) -> str:
     )
 
 
+def augment(result: dict) -> str:
+    """bench_augment.py's rows: each augmentation's images/s beside the resnet20 step."""
+    rows = []
+    for r in result["rows"]:
+        share = "" if r["epoch_share"] is None else percent(round(r["epoch_share"], 3))
+        name = r["name"] if r["epoch_share"] is None else f"`{r['name']}`"
+        rows.append(
+            [name, number(r["images_per_s"]), f"{number(r['min'])}-{number(r['max'])}", share]
+        )
+    args = result["args"]
+    setting = (
+        f"Batch {args['batch_size']}, medians of {count(args['rounds'], 'alternating round')} "
+        f"({count(args['steps'], 'resnet20 step')} and {args['batches']} augmented batches "
+        "each). Every augmentation is crop + flip and the option named; share: augmentation "
+        "time / (augmentation + resnet20 step) per image."
+    )
+    head = ["per batch", "images/s", "min-max", "share of a resnet20 epoch"]
+    return f"{setting}\n\n{table(head, 'lrrr', rows)}"
+
+
 def milliseconds(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
 
@@ -386,6 +407,19 @@ KINDS = {
         "`false`, alternating.",
         dashboard,
     ),
+    "augment": Kind(
+        "Augmentation cost",
+        "`scripts/bench_augment.py` times, in one process and alternating, a resnet20 training "
+        "step (fp32, Adam 1e-3, one fixed batch in memory) and each augmentation's training "
+        "batches (cut from a split of random 8-bit images, then crop + flip and the policy, "
+        "cutout, MixUp or CutMix that `augment.*` sets), and gives each one's share of an epoch "
+        "that augments and trains one after the other on the same cores. The per-image "
+        "policies run torchvision's transforms image by image.\n\n"
+        "```bash\n"
+        "python scripts/bench_augment.py --threads 2 --json docs/benchmarks/augment-<label>.json\n"
+        "```",
+        augment,
+    ),
 }
 
 INTRO = """\
@@ -399,7 +433,7 @@ date. Figures differ on other machines: run the command to see yours.
     `python scripts/render_benchmarks.py` writes this page from the results in
     `docs/benchmarks/*.json` (a test checks that it is current). To add a measurement, run a
     script with `--json docs/benchmarks/<kind>-<label>.json` (kind: `cpu`, `gpu`, `data`,
-    `dashboard`, `time_to_accuracy`), then render the page again.
+    `dashboard`, `augment`, `time_to_accuracy`), then render the page again.
 """
 
 

@@ -190,3 +190,15 @@ def test_time_to_accuracy_refuses_bad_arguments(
 def test_time_to_accuracy_needs_an_image_per_class(bench_tta, tmp_path):
     with pytest.raises(bench_tta.UserError, match="--limit-train 5 is fewer than one image per"):
         bench_tta.subset_folder(CIFAR10_JPEG, tmp_path, {"train": 5, "test": None})
+
+
+def test_augment_benchmark_dry_run(tmp_path):
+    proc = run_script("bench_augment.py", "--threads", "1", "--json", "augment.json", cwd=tmp_path)
+    result = json.loads((tmp_path / "augment.json").read_text())
+    names = [r["name"] for r in result["rows"]]
+    assert names[0] == "resnet20 step" and {"autoaugment", "randaugment", "trivialaugment"} < set(
+        names
+    )
+    assert result["rows"][0]["epoch_share"] is None
+    assert all(0 < r["epoch_share"] < 1 for r in result["rows"][1:])
+    assert "share of a resnet20 epoch" in proc.stdout

@@ -209,3 +209,18 @@ def crashes():
 )
 def test_a_torchrun_worker_ends_with_the_status_its_run_would_have_exited_with(task, expected):
     assert exit_code(task) == expected
+
+
+@pytest.mark.slow
+def test_a_per_image_policy_under_two_processes_matches_one_process(tmp_path):
+    """A policy's draws follow each image, not its process: two processes train on the images
+    one process does, so the runs agree as the plain ones do."""
+    policy = [*SHARED, "augment.policy=trivialaugment", "trainer.epochs=1"]
+    single = tmp_path / "single"
+    assert run_in_process(*policy, f"hydra.run.dir={single}", cwd=tmp_path) == 0
+    proc = torchrun(*policy, f"hydra.run.dir={tmp_path / 'ddp'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    curve_one, curve_two = step_losses(single), step_losses(tmp_path / "ddp")
+    assert [s for s, _ in curve_one] == [s for s, _ in curve_two] == list(range(1, 9))
+    for (_, a), (_, b) in zip(curve_one, curve_two, strict=True):
+        assert b == pytest.approx(a, abs=LOSS_TOLERANCE)

@@ -44,6 +44,15 @@ class BatchTransform(Protocol):
     ) -> torch.Tensor: ...
 
 
+class BatchMixer(Protocol):
+    """Mixes a training batch (MixUp, CutMix: augment.BatchMix), drawing from the batch's
+    generator: (images, labels) -> (mixed images, soft targets [N, classes])."""
+
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 def batch_generator(seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
     """The random numbers of one batch's augmentation: a function of where the batch is, so a
     resumed epoch or another process never depends on the draws of batches it skipped."""
@@ -54,10 +63,12 @@ class BatchLoader:
     """Yields (float images, labels) batches on `device` from a uint8 Split.
 
     Images are scaled to [0, 1], then passed through `transform` (augmentation and
-    normalization of the whole batch) if one is given. The shuffling order and the random
-    augmentations of an epoch depend only on (seed, epoch), so runs repeat exactly and any
-    epoch can be reproduced on its own; `set_epoch(epoch, start_batch)` continues an epoch
-    from the middle, as a resumed run does. The split may live on the device already.
+    normalization of the whole batch) if one is given, then through `mix` (MixUp, CutMix),
+    which yields soft targets [N, classes] in place of the labels. The shuffling order and
+    the random augmentations of an epoch depend only on (seed, epoch), so runs repeat
+    exactly and any epoch can be reproduced on its own; `set_epoch(epoch, start_batch)`
+    continues an epoch from the middle, as a resumed run does. The split may live on the
+    device already.
 
     `batch_size` is the global batch: with `world_size` processes, each yields its `rank`'s
     contiguous share of every batch (shares differ by at most one image), so together they
@@ -76,6 +87,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         transform: BatchTransform | None = None,
+        mix: BatchMixer | None = None,
     ) -> None:
         if len(split) < world_size:
             raise ConfigError(
@@ -84,6 +96,7 @@ class BatchLoader:
             )
         self.split = split
         self.transform = transform
+        self.mix = mix
         self.batch_size = batch_size
         self.device = device
         self.shuffle = shuffle
@@ -129,8 +142,11 @@ class BatchLoader:
                 index = order[lo:hi]
                 images, labels = self.split.images[index], self.split.labels[index]
             images = to_model_input(images, self.device)
+            labels = labels.to(self.device, non_blocking=True)
+            generator = batch_generator(self.seed, self.epoch, b, self.rank)
             if self.transform is not None:
-                generator = batch_generator(self.seed, self.epoch, b, self.rank)
                 positions = torch.arange(lo, hi) if order is None else index
                 images = self.transform(images, generator, positions, self.epoch)
-            yield images, labels.to(self.device, non_blocking=True)
+            if self.mix is not None:
+                images, labels = self.mix(images, labels, generator)
+            yield images, labels

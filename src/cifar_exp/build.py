@@ -17,9 +17,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp import distributed
-from cifar_exp.augment import build_transforms, normalization
+from cifar_exp.augment import build_mix, build_transforms, normalization
 from cifar_exp.averaging import WeightAverage
-from cifar_exp.batches import BatchLoader, BatchTransform, to_model_input
+from cifar_exp.batches import BatchLoader, BatchMixer, BatchTransform, to_model_input
 from cifar_exp.checkpoint import CHECKPOINT_DIR, Checkpointer, load_states, restore_rng
 from cifar_exp.config import compared_keys, is_plumbing, startup_keys, validate
 from cifar_exp.datasets import DataBundle, Split, load_dataset
@@ -66,7 +66,8 @@ def build_trainer(
     if t.compile:
         model = compile_model(model, t.compile_mode)
     log_setup(cfg, net, device, data, here)
-    loaders = build_loaders(data, t, device, here, train_transform, eval_transform)
+    mix = build_mix(OmegaConf.to_container(cfg.augment), cfg.dataset.num_classes)
+    loaders = build_loaders(data, t, device, here, train_transform, eval_transform, mix)
     optimizer = OPTIMIZERS.build(cfg.optimizer, net)
     scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(loaders.train))
     average = weight_average(t, net, len(loaders.train)) if t.ema_decay else None
@@ -261,8 +262,10 @@ def build_loaders(
     here: distributed.Place,
     train_transform: BatchTransform | None,
     eval_transform: BatchTransform | None,
+    mix: BatchMixer | None = None,
 ) -> Loaders:
-    """This process's share of the train, test and (if held out) val splits, in batches."""
+    """This process's share of the train, test and (if held out) val splits, in batches
+    (`mix` mixes the training batches)."""
     shard = {"rank": here.rank, "world_size": here.world_size}
 
     def evaluation(split: Split) -> BatchLoader:
@@ -283,6 +286,7 @@ def build_loaders(
         seed=t.seed,
         limit_batches=t.limit_train_batches,
         transform=train_transform,
+        mix=mix,
         **shard,
     )
     val = None if data.val is None else evaluation(data.val)

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from cifar_exp.augment import FLIP_MODES
+from cifar_exp.augment import FLIP_MODES, POLICIES
 from cifar_exp.datasets import DATASETS
 from cifar_exp.models import MODELS
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
@@ -53,6 +53,17 @@ class AugmentConfig:
     normalize: bool = False  # subtract the mean, divide by the std (per channel)
     mean: list[float] | None = None  # null: computed from the training split
     std: list[float] | None = None
+    # A torchvision policy applied to each image after crop and flip: none, autoaugment (its
+    # CIFAR-10 policy), randaugment (num_ops, magnitude), trivialaugment (TrivialAugmentWide).
+    policy: str = option("none", compared=True)
+    num_ops: int = 2  # randaugment: operations per image
+    magnitude: int = 9  # randaugment: their strength, 0 to 30 (torchvision's 31 bins)
+    cutout: int = 0  # side in pixels of the square zeroed in each image (DeVries 2017); 0 = off
+    mixup_alpha: float = 0.0  # MixUp's Beta(alpha, alpha) for the mixing ratio; 0 = off
+    cutmix_alpha: float = 0.0  # CutMix's, likewise
+    mix_prob: float = 1.0  # the probability that a batch is mixed at all (timm's mix_prob)
+    # With both alphas set: the probability of CutMix for a batch, else MixUp (timm's).
+    switch_prob: float = 0.5
 
     def check(self) -> None:
         require(self.crop_padding >= 0, "crop_padding", ">= 0", self.crop_padding)
@@ -64,6 +75,14 @@ class AugmentConfig:
         require(ok, "mean", "three numbers (RGB) or null", self.mean)
         ok = self.std is None or (len(self.std) == 3 and min(self.std) > 0)
         require(ok, "std", "three numbers > 0 or null", self.std)
+        require_one_of(self.policy, "policy", POLICIES)
+        require(self.num_ops >= 1, "num_ops", ">= 1", self.num_ops)
+        require(0 <= self.magnitude <= 30, "magnitude", "in [0, 30]", self.magnitude)
+        require(self.cutout >= 0, "cutout", ">= 0 (0 = off)", self.cutout)
+        for key in ("mixup_alpha", "cutmix_alpha"):
+            require(getattr(self, key) >= 0, key, ">= 0 (0 = off)", getattr(self, key))
+        for key in ("mix_prob", "switch_prob"):
+            require(0 <= getattr(self, key) <= 1, key, "in [0, 1]", getattr(self, key))
 
 
 @dataclass

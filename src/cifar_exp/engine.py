@@ -62,11 +62,13 @@ class Progress:
         self.window_steps = 0
 
     def count(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add a step's batch to the epoch's sums (on the device: no synchronization)."""
+        """Add a step's batch to the epoch's sums (on the device: no synchronization).
+        Soft targets (MixUp, CutMix) count as their dominant label."""
         self.batch += 1
         self.seen += len(labels)
         self.loss_sum += loss * len(labels)
-        self.correct += (logits.argmax(1) == labels).sum()
+        hard = labels if labels.ndim == 1 else labels.argmax(1)
+        self.correct += (logits.argmax(1) == hard).sum()
         self.window_loss += loss
         self.window_steps += 1
 
@@ -183,7 +185,8 @@ class Trainer:
         self.details: EvalDetails | None = None  # the last evaluation's, for the pictures
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One optimizer step on one batch; returns the (detached) loss and logits."""
+        """One optimizer step on one batch; returns the (detached) loss and logits. `labels`
+        are class indices, or soft targets [N, classes] under MixUp or CutMix."""
         with self.precision.autocast():
             logits = self.model(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.settings.label_smoothing)

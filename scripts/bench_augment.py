@@ -1,0 +1,136 @@
+"""What each augmentation costs on the CPU beside a resnet20 training step, side by side.
+
+    python scripts/bench_augment.py --threads 2 --json docs/benchmarks/augment-<label>.json
+
+Every round times the resnet20 step (fp32, Adam 1e-3, one fixed batch in memory) and each
+augmentation's train transform on a batch of the same size (crop + flip, then a policy,
+cutout, MixUp or CutMix as `augment.*` sets them, on random 8-bit 32x32 images), alternating
+them and reversing the order every other round. It prints median images/s and each one's
+share of a training epoch that runs the augmentation and the step one after the other on the
+same cores: augmentation time / (augmentation time + step time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from benchlib import Variant, build, provenance, random_batch, time_rate
+
+from cifar_exp.augment import build_mix, build_transforms
+from cifar_exp.batches import BatchLoader
+from cifar_exp.datasets import Split
+
+STANDARD = {"crop_padding": 4, "flip": True, "normalize": False}
+# (label, the augment options beside crop + flip): what `augment=standard augment.<key>=...`
+# trains with.
+AUGMENTATIONS = [
+    ("crop+flip", {}),
+    ("autoaugment", {"policy": "autoaugment"}),
+    ("randaugment", {"policy": "randaugment", "num_ops": 2, "magnitude": 9}),
+    ("trivialaugment", {"policy": "trivialaugment"}),
+    ("cutout=16", {"cutout": 16}),
+    ("mixup_alpha=0.2", {"mixup_alpha": 0.2}),
+    ("cutmix_alpha=1.0", {"cutmix_alpha": 1.0}),
+]
+
+
+def augmentation_loader(options: dict, batch_size: int, batches: int) -> BatchLoader:
+    """A training loader over `batches` batches of random images with this augmentation."""
+    gen = torch.Generator().manual_seed(0)
+    n = batch_size * batches
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    split = Split(images, torch.randint(0, 10, (n,), generator=gen))
+    config = {**STANDARD, "policy": "none", **options}
+    transform, _ = build_transforms(config, split)
+    mix = build_mix(config, 10)
+    return BatchLoader(
+        split, batch_size, torch.device("cpu"), shuffle=True, transform=transform, mix=mix
+    )
+
+
+def loader_rate(loader: BatchLoader, epoch: int) -> float:
+    """Images/s of one pass over the loader (cutting the batches, augmenting them)."""
+    loader.set_epoch(epoch)
+    start = time.perf_counter()
+    seen = sum(len(labels) for _, labels in loader)
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (<= cores)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4, help="resnet20 steps per round")
+    parser.add_argument("--batches", type=int, default=4, help="augmented batches per round")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--dry-run", action="store_true", help="tiny sizes: check the script")
+    args = parser.parse_args()
+    if args.dry_run:
+        args.batch_size, args.rounds, args.steps, args.batches = 8, 1, 1, 1
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+
+    device = torch.device("cpu")
+    trainer = build("resnet20", Variant(), device)
+    batch = random_batch(args.batch_size, device)
+    time_rate(trainer, batch, 2)  # warm-up: allocation, kernel choice
+    loaders = {
+        label: augmentation_loader(options, args.batch_size, args.batches)
+        for label, options in AUGMENTATIONS
+    }
+    for loader in loaders.values():
+        loader_rate(loader, 0)
+    rates: dict[str, list[float]] = {"resnet20 step": [], **{label: [] for label in loaders}}
+    for r in range(args.rounds):
+        order = list(rates) if r % 2 == 0 else list(rates)[::-1]
+        for name in order:
+            if name == "resnet20 step":
+                rates[name].append(time_rate(trainer, batch, args.steps))
+            else:
+                rates[name].append(loader_rate(loaders[name], r + 1))
+        print(
+            f"round {r + 1}/{args.rounds}: "
+            + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items())
+        )
+
+    step = statistics.median(rates["resnet20 step"])
+    rows = []
+    for name, values in rates.items():
+        median = statistics.median(values)
+        share = None if name == "resnet20 step" else (1 / median) / (1 / median + 1 / step)
+        rows.append(
+            {
+                "name": name,
+                "images_per_s": round(median, 1),
+                "min": round(min(values), 1),
+                "max": round(max(values), 1),
+                "epoch_share": None if share is None else round(share, 4),
+            }
+        )
+    print(f"\nbatch {args.batch_size}, {args.threads} thread(s), medians of {args.rounds} rounds")
+    print("| | images/s | min-max | share of a resnet20 epoch |\n|---|---:|---:|---:|")
+    for row in rows:
+        share = "" if row["epoch_share"] is None else f"{row['epoch_share']:.1%}"
+        print(
+            f"| {row['name']} | {row['images_per_s']:.0f} | {row['min']:.0f}-{row['max']:.0f} "
+            f"| {share} |"
+        )
+    if args.json:
+        result = provenance(args.threads) | {
+            "args": {k: getattr(args, k) for k in ("batch_size", "rounds", "steps", "batches")},
+            "dry_run": args.dry_run,
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
