@@ -1,5 +1,6 @@
 import pytest
 import torch
+import yaml
 
 from cifar_exp.build import build_trainer, continue_from
 from cifar_exp.checkpoint import load_checkpoint
@@ -36,6 +37,8 @@ SMALL = {
     "mobilenetv2": ["model.width_mult=0.25"],
     "airbench": ["model.widths=[8,16,16]"],
     "resnet18": ["model.width=8"],
+    "timm": ["model.arch=test_resnet", "model.drop_rate=0.2"],
+    "torchvision": ["model.arch=mobilenet_v3_small"],  # with dropout before its head
 }
 
 
@@ -43,7 +46,7 @@ def small_node(name: str, **extra) -> dict:
     node = {"name": name, **extra}
     for override in SMALL.get(name, []):
         key, value = override.removeprefix("model.").split("=")
-        node[key] = [int(v) for v in value.strip("[]").split(",")] if "[" in value else value
+        node[key] = yaml.safe_load(value)
     return node
 
 
@@ -87,7 +90,7 @@ def test_bad_model_options_get_one_line(node, message):
 
 
 # The models this change added; each trains and resumes like the rest of the tool.
-NEW_MODELS = ["wrn", "preact_resnet18", "vgg", "densenet_bc", "mobilenetv2"]
+NEW_MODELS = ["wrn", "preact_resnet18", "vgg", "densenet_bc", "mobilenetv2", "timm", "torchvision"]
 
 
 def trainer_for(compose, run_dir, name, *overrides):

@@ -10,6 +10,8 @@ from cifar_exp.models import (  # noqa: F401
     preact_resnet,
     resnet18,
     seed_resnet,
+    timm_net,
+    torchvision_net,
     vgg,
     wrn,
 )
