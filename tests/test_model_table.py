@@ -23,6 +23,14 @@ def test_committed_model_table_is_what_the_registry_renders():
     )
 
 
+def test_committed_help_lists_every_model_as_the_registry_renders_it():
+    script = load_script()
+    committed = script.CONFIG.read_text()
+    assert script.render_help(committed) == committed, (
+        "the model list of --help (conf/config.yaml) is stale: run python scripts/model_table.py"
+    )
+
+
 def test_the_table_has_a_row_for_every_registered_model():
     script = load_script()
     page = script.PAGE.read_text()
