@@ -9,7 +9,9 @@ import torchvision
 
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS, library, torchvision_net
+from helpers.cli import run_in_process
 from helpers.compare import assert_same_state
+from helpers.overrides import TINY
 
 timm = pytest.importorskip("timm", reason='timm is an optional extra: pip install -e ".[dev]"')
 
@@ -80,6 +82,9 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(library, "reachable", lambda host, **_: False)
+    from huggingface_hub import constants  # read its cache folder once, at import
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     return tmp_path
 
 
@@ -95,10 +100,7 @@ def test_torchvision_weights_offline_and_uncached_are_one_line_naming_the_cache(
     )
 
 
-def test_timm_pretrained_offline_and_uncached_is_one_line_naming_the_cache(offline, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(offline / "hf"))
+def test_timm_pretrained_offline_and_uncached_is_one_line_naming_the_cache(offline):
     with pytest.raises(ConfigError) as err:
         MODELS.build({"name": "timm", "arch": "resnet18", "pretrained": True})
     message = str(err.value)
@@ -143,3 +145,20 @@ def test_torchvision_weights_file_is_where_torch_hub_caches(monkeypatch, tmp_pat
     weights = torchvision.models.ResNet18_Weights.DEFAULT
     path = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert torchvision_net.weights_file(weights) == path
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=torchvision", "model.arch=resnt18"], "model.arch: unknown architecture 'resnt18'"),
+        (["model=torchvision", "model.weights=DEFAULT"], "model.weights=DEFAULT: the weights are"),
+        (["model=timm", "model.pretrained=true"], "model.pretrained: the weights are not cached"),
+    ],
+)
+def test_the_entrypoint_stops_at_once_with_the_one_line(offline, capfd, overrides, message):
+    run_dir = offline / "run"
+    start = time.perf_counter()
+    code = run_in_process(*TINY, *overrides, f"hydra.run.dir={run_dir}", cwd=offline)
+    assert code == 1 and time.perf_counter() - start < 30
+    out = capfd.readouterr()
+    assert message in out.out + out.err and "Traceback" not in out.out + out.err
