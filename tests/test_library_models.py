@@ -162,3 +162,21 @@ def test_the_entrypoint_stops_at_once_with_the_one_line(offline, capfd, override
     assert code == 1 and time.perf_counter() - start < 30
     out = capfd.readouterr()
     assert message in out.out + out.err and "Traceback" not in out.out + out.err
+
+
+def test_a_run_on_pretrained_weights_resumes_and_evaluates_without_them(offline, compose):
+    """The checkpoint brings the weights: once trained, the cached file is not needed."""
+    from cifar_exp.inference import load_trained
+
+    cached = offline / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), cached)
+    run_dir = offline / "run"
+    tuned = ["model=torchvision", "model.arch=resnet18", "model.weights=DEFAULT"]
+    few = ["dataset.train_size=64", "dataset.test_size=32"]
+    assert run_in_process(*TINY, *few, *tuned, f"hydra.run.dir={run_dir}", cwd=offline) == 0
+    cached.unlink()  # offline and uncached from here on
+    assert run_in_process(f"resume={run_dir}", "trainer.epochs=2", cwd=offline) == 0
+    model, _, state = load_trained(str(run_dir), torch.device("cpu"))
+    assert state["progress"]["epoch"] == 2
+    assert_same_state(model.state_dict(), state["model"])

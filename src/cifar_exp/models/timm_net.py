@@ -8,6 +8,7 @@ at once, in one line, before timm would retry.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class TimmOptions(ModelOptions):
         require(0 <= self.drop_rate < 1, "drop_rate", "in [0, 1)", self.drop_rate)
         timm = import_timm()
         check_known(self.arch.split(".")[0], timm.list_models(), "timm.list_models()")
+
+    def without_pretrained(self) -> TimmOptions:
+        return dataclasses.replace(self, pretrained=False)
 
 
 def require_timm_weights(arch: str) -> None:

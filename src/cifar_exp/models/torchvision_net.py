@@ -9,6 +9,7 @@ downloaded there; without a network they are refused at once, in one line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ class TorchvisionOptions(ModelOptions):
         resnet = self.arch.startswith(RESNET_FAMILY)
         family = "torchvision's ResNet family (resnet*, resnext*, wide_resnet*)"
         require(resnet or not self.small_input, "small_input", f"false outside {family}", True)
+
+    def without_pretrained(self) -> TorchvisionOptions:
+        return dataclasses.replace(self, weights=None)
 
 
 def weights_file(weights: torchvision.models.WeightsEnum) -> Path:
