@@ -214,7 +214,11 @@ def test_help_opens_with_the_tools_header_lists_every_group_and_cfg_shows_the_co
     assert len(groups) >= 9
     for group in groups:
         assert f"{group}: {', '.join(group_options(group))}\n" in help_text
-    assert "model: airbench, lenet5, resnet, resnet18, resnet20, resnet56" in help_text
+    assert (
+        "model: airbench, densenet_bc, lenet5, mobilenetv2, preact_resnet18, resnet," in help_text
+    )
+    assert "Models at their defaults (parameters, FLOPs per 32x32 image" in help_text
+    assert "\n  wrn  " in help_text  # its line in that list
     assert "schema" not in help_text
     job = run_cli("--cfg", "job", "model=resnet20", "optimizer=sgd", cwd=tmp_path).stdout
     assert "name: resnet20" in job and "momentum: 0.9" in job

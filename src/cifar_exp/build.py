@@ -58,7 +58,9 @@ def build_trainer(
     device, precision = device_and_precision(cfg, here, manifest)
     torch.manual_seed(t.seed)
     data, cfg, (train_transform, eval_transform) = prepare_data(cfg, device)
-    net = MODELS.build(cfg.model).to(device)
+    options = MODELS.options(cfg.model)
+    # A checkpoint brings the weights: a resumed run fetches no pretrained ones.
+    net = MODELS.build(options if fresh else options.without_pretrained()).to(device)
     init_s = initialize_from_training_data(net, data, eval_transform, device) if fresh else None
     if t.channels_last:
         use_channels_last(net)

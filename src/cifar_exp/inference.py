@@ -29,7 +29,7 @@ def load_trained(spec: str, device: torch.device) -> tuple[nn.Module, DictConfig
     path = find_checkpoint(spec)
     state = load_checkpoint(path)
     run_cfg = saved_config(state["config"], str(path))
-    model = MODELS.build(run_cfg.model)
+    model = MODELS.build(MODELS.options(run_cfg.model).without_pretrained())
     load_states(state, {"model": model}, path)
     log.info("checkpoint %s: %s at epoch %s", path, run_cfg.model.name, state["progress"]["epoch"])
     return model.to(device).eval(), run_cfg, state

@@ -1,7 +1,20 @@
 """The networks, one family per module, each registered in `MODELS` by name with its options
 (see base.py); importing this package fills the registry."""
 
-from cifar_exp.models import airbench, cifar_resnet, lenet, resnet18, seed_resnet  # noqa: F401
+from cifar_exp.models import (  # noqa: F401
+    airbench,
+    cifar_resnet,
+    densenet,
+    lenet,
+    mobilenetv2,
+    preact_resnet,
+    resnet18,
+    seed_resnet,
+    timm_net,
+    torchvision_net,
+    vgg,
+    wrn,
+)
 from cifar_exp.models.base import (
     MODELS,
     InitializedFromData,

@@ -24,6 +24,11 @@ class ModelOptions(Options):
         ok = self.num_classes is None or self.num_classes >= 2
         require(ok, "num_classes", ">= 2", self.num_classes)
 
+    def without_pretrained(self) -> ModelOptions:
+        """The same network, its pretrained weights not fetched: for a model whose weights a
+        checkpoint brings (a resumed run, eval, predict), so that needs no network."""
+        return self
+
 
 @dataclass
 class WidthOptions(ModelOptions):
