@@ -17,6 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp.commands import command
 from cifar_exp.errors import UserError
 from cifar_exp.naming import SWEPT_KEYS_ENV
 from cifar_exp.summary import write_summary
@@ -76,4 +77,4 @@ class SweepSummary(Callback):
             return
         # The table is the sweep's answer for the user, not a diagnostic: print it plainly.
         print(f"\n{table}\nSummary: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}")
-        print(f"Plot: python -m cifar_exp.report {sweep_dir}", flush=True)
+        print(f"Plot: {command('cifar_exp.report', [str(sweep_dir)])}", flush=True)
