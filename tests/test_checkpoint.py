@@ -77,7 +77,7 @@ def faulty():
 def run(compose, faulty):
     """run(name, fault, at, *overrides, checkpoint=None): train in-process, 3 epochs of 8 steps."""
     from cifar_exp.build import ready_trainer
-    from cifar_exp.signals import StopOnSignal
+    from cifar_exp.signals import gate
 
     def go(run_dir, fault="none", at=0, *overrides, checkpoint=None):
         cfg = compose(
@@ -91,7 +91,7 @@ def run(compose, faulty):
             ]
         )
         trainer = ready_trainer(cfg, run_dir, checkpoint=checkpoint)
-        with StopOnSignal() as stop:
+        with gate.training() as stop:
             return trainer.fit(stop)
 
     return go

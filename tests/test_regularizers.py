@@ -24,7 +24,7 @@ from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.datasets import Split
 from cifar_exp.errors import ConfigError
-from cifar_exp.signals import Interrupted, StopOnSignal
+from cifar_exp.signals import Interrupted, gate
 from helpers.compare import assert_same_run, assert_same_tensorboard
 from helpers.overrides import TINY
 
@@ -245,7 +245,7 @@ def test_interrupted_mid_epoch_resumes_bitwise(compose, tmp_path, options):
         trainer = ready_trainer(cfg, run_dir, checkpoint=checkpoint)
         if stop_at is not None:
             interrupted_at(trainer, stop_at)
-        with StopOnSignal() as stop:
+        with gate.training() as stop:
             return trainer.fit(stop)
 
     fit(tmp_path / "ref")

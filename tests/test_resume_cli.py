@@ -13,6 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cifar_exp.checkpoint import load_checkpoint
+from cifar_exp.commands import override, run_command
 from cifar_exp.errors import UserError
 from cifar_exp.resume import resume_config, saved_config
 from helpers.cli import run_cli, run_in_process
@@ -111,18 +112,19 @@ def test_sigint_saves_says_how_to_resume_and_the_resumed_run_matches(reference, 
 @pytest.mark.slow
 def test_sigterm_stops_a_sweep_job_with_a_checkpoint_it_resumes_from(reference, tmp_path):
     sweep = tmp_path / "sweep"
+    job = sweep / "0_trainer.seed=0"
     proc = start("-m", *LONG, "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    wait_for((sweep / "0" / "checkpoints" / "last.pt").exists, proc)
+    wait_for((job / "checkpoints" / "last.pt").exists, proc)
     proc.terminate()
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
-    assert f"resume={sweep / '0'}" in out
-    assert manifest(sweep / "0")["status"] == "interrupted"
-    assert not (sweep / "1").exists()  # the sweep stopped there
+    assert f"Continue with: {run_command([override('resume', job)])}" in out
+    assert manifest(job)["status"] == "interrupted"
+    assert not list(sweep.glob("1_*"))  # the sweep stopped there
 
-    resumed = run_cli(f"resume={sweep / '0'}", cwd=tmp_path)
+    resumed = run_cli(override("resume", job), cwd=tmp_path)
     assert resumed.returncode == 0, output(resumed)[-3000:]
-    assert_same_run(reference, sweep / "0")
+    assert_same_run(reference, job)
 
 
 def test_resume_with_more_epochs_extends_metrics_and_tensorboard(finished, tmp_path):
@@ -171,7 +173,8 @@ def test_refused_resumes_change_nothing(finished, tmp_path):
         assert "Traceback" not in output(proc)
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     assert after.keys() - before.keys() == set()
-    assert all(after[p] == before[p] for p in before if p.name != "run.log")
+    # run.log has the refusals' lines; .lock names the last process that held the folder.
+    assert all(after[p] == before[p] for p in before if p.name not in ("run.log", ".lock"))
 
 
 def test_resume_config_allows_harmless_changes_only(compose):
@@ -218,7 +221,11 @@ def test_what_counts_as_a_run_worth_keeping(tmp_path):
     assert previous_run(tmp_path) is None
     (tmp_path / "manifest.json").write_text('{"status": "failed"}')
     assert previous_run(tmp_path) is None  # failed before its first epoch: nothing to keep
+    (tmp_path / "manifest.json").write_text('{"status": "interrupted"}')
     (tmp_path / "checkpoints").mkdir()
+    assert previous_run(tmp_path) is None  # stopped by a signal before its first checkpoint
+    (tmp_path / "manifest.json").write_text('{"status": "failed"}')
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
     assert previous_run(tmp_path) == "checkpoints"
     for status in ("ok", "running", "interrupted"):
         (tmp_path / "manifest.json").write_text(json.dumps({"status": status}))

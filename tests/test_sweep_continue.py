@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import run_cli
+from cifar_exp.commands import run_command
+from helpers.cli import printed_command, run_cli, run_printed
 from helpers.compare import TIMING_KEYS, assert_same_run, assert_same_tensorboard, snapshot
 from helpers.outputs import job_dirs, manifest, read_csv
 from helpers.overrides import TINY
@@ -169,9 +170,10 @@ def test_a_sweep_stopped_by_sigterm_says_how_to_continue_and_continues(tmp_path)
     proc.terminate()
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
-    assert f"continue the whole sweep with its command and hydra.sweep.dir={sweep_dir}" in out
+    command = printed_command(out, "Continue the whole sweep with: ")
+    assert command == run_command([*args, f"hydra.sweep.dir={sweep_dir}"])
 
-    output = run_cli(*args, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    output = run_printed(command, cwd=tmp_path)
     assert output.returncode == 0, (output.stdout + output.stderr)[-3000:]
     assert (
         "continuing the sweep in" in output.stdout and "1 to resume from last.pt" in output.stdout

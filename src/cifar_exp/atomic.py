@@ -16,7 +16,7 @@ def write_bytes_atomically(path: Path, payload: bytes, then: str = "") -> None:
     """Write `payload` to a temporary file beside `path`, flush it to the disk, then rename it
     over `path`: a crash at any moment leaves either the old file or the new one, whole.
     When that fails, the temporary file is removed and one UserError says what to do;
-    `then` adds how to go on once the disk is fixed."""
+    `then` adds how to go on once the disk is fixed (", then ...", ending the message)."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -35,10 +35,13 @@ def write_bytes_atomically(path: Path, payload: bytes, then: str = "") -> None:
         kept = " (the previous one is intact)" if path.exists() else ""
         raise UserError(
             f"could not write {path}{kept}: {err.strerror or err}. Free some disk space or "
-            f"fix the folder's permissions{then}."
+            f"fix the folder's permissions{then or '.'}"  # a command last: no period after it
         ) from err
+    except BaseException:  # a signal that stops at once: no half-written file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def write_json(path: Path, data: Any) -> None:
-    """`data` as indented JSON, written atomically."""
-    write_bytes_atomically(path, (json.dumps(data, indent=2) + "\n").encode())
+def write_json(path: Path, data: Any, then: str = "") -> None:
+    """`data` as indented JSON, written atomically (`then`: as for write_bytes_atomically)."""
+    write_bytes_atomically(path, (json.dumps(data, indent=2) + "\n").encode(), then)

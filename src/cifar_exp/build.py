@@ -20,7 +20,14 @@ from cifar_exp import distributed
 from cifar_exp.augment import build_mix, build_transforms, normalization
 from cifar_exp.averaging import WeightAverage
 from cifar_exp.batches import BatchLoader, BatchMixer, BatchTransform, to_model_input
-from cifar_exp.checkpoint import CHECKPOINT_DIR, Checkpointer, load_states, restore_rng
+from cifar_exp.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpointer,
+    check_space,
+    checkpoint_bytes,
+    load_states,
+    restore_rng,
+)
 from cifar_exp.config import compared_keys, is_plumbing, startup_keys, validate
 from cifar_exp.datasets import DataBundle, Split, load_dataset
 from cifar_exp.device import compile_model, describe_device, resolve_device, use_channels_last
@@ -180,8 +187,38 @@ def prepare_data(
         mean, std = normalization(OmegaConf.to_container(cfg.augment), data.train)
         decided["augment"] = {"mean": mean, "std": std}
     completed = OmegaConf.merge(cfg, decided)
+    check_num_classes(completed.model.num_classes, len(data.classes))
     augment = OmegaConf.to_container(completed.augment)
     return data, completed, build_transforms(augment, data.train, seed=cfg.trainer.seed)
+
+
+def check_num_classes(num_classes: int | None, classes: int) -> None:
+    """A model with fewer outputs than the data has classes cannot be trained on it."""
+    if num_classes is not None and num_classes < classes:
+        raise ConfigError(
+            f"model.num_classes={num_classes} but the data set has {classes} classes (labels "
+            f"0 to {classes - 1}); drop model.num_classes (it follows the data set) or set "
+            f"model.num_classes={classes}"
+        )
+
+
+def check_before_start(cfg: DictConfig, folder: Path) -> None:
+    """What a new run can be refused for from its config alone, before anything is written
+    (RunDirGuard calls it): a model with fewer outputs than the data set's classes, when the
+    config says how many (dataset.num_classes), and a disk without room for two checkpoints,
+    from the model built on the meta device (which takes no memory and reads no data).
+    `folder` is the run folder or, before it exists, the nearest folder above it."""
+    classes = cfg.dataset.get("num_classes")
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    if classes is not None:
+        check_num_classes(model.get("num_classes"), classes)
+    model["num_classes"] = model.get("num_classes") or classes or 10  # only to count
+    try:
+        with torch.device("meta"):
+            net = MODELS.build(model)
+    except ConfigError:  # a bad model option: the build reports it, as the run's failure
+        return
+    check_space(folder, checkpoint_bytes(sum(p.numel() for p in net.parameters())))
 
 
 def initialize_from_training_data(
@@ -239,9 +276,7 @@ def build_checkpointer(
         },
         write=write,
     )
-    # Model, gradients and optimizer moments: a generous estimate of a checkpoint's size.
-    params = sum(p.numel() for p in parts["model"].parameters())
-    checkpointer.check_space(4 * params * 4 + 2**20)
+    checkpointer.check_space(checkpoint_bytes(sum(p.numel() for p in parts["model"].parameters())))
     return checkpointer
 
 

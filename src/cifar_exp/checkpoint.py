@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from cifar_exp.atomic import TMP_PREFIX, write_bytes_atomically
+from cifar_exp.commands import override, run_command
 from cifar_exp.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -151,8 +152,33 @@ def load_states(state: dict[str, Any], parts: dict[str, Stateful], source: Path)
             ) from err
 
 
+def resume_hint(run_dir: Path) -> str:
+    """How to go on once a failed write in `run_dir` is fixed, for its message: resume when
+    the run has a checkpoint to continue from, else start it again."""
+    if (run_dir / CHECKPOINT_DIR / LAST).is_file():
+        return f", then continue with: {run_command([override('resume', run_dir)])}"
+    return ", then start the run again."
+
+
 def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
+
+
+def checkpoint_bytes(params: int) -> int:
+    """A generous estimate of a checkpoint's size: model, gradients and optimizer moments."""
+    return 4 * params * 4 + 2**20
+
+
+def check_space(folder: Path, needed: int) -> None:
+    """Refuse to start when the disk under `folder` cannot hold two copies of a checkpoint
+    of `needed` bytes (the new one is written beside the old before replacing it)."""
+    free = free_bytes(folder)
+    if free < 2 * needed:
+        raise UserError(
+            f"only {free / 2**20:.1f} MiB free in {folder}, a checkpoint needs about "
+            f"{needed / 2**20:.1f} MiB (twice that while it is replaced); free some space "
+            "or pick another output folder with hydra.run.dir=..."
+        )
 
 
 class Checkpointer:
@@ -181,15 +207,8 @@ class Checkpointer:
 
     def check_space(self, needed: int) -> None:
         """Stop before training when the disk cannot hold two copies of a checkpoint."""
-        if not self.write:
-            return
-        free = free_bytes(self.folder)
-        if free < 2 * needed:
-            raise UserError(
-                f"only {free / 2**20:.1f} MiB free in {self.folder}, a checkpoint needs about "
-                f"{needed / 2**20:.1f} MiB (twice that while it is replaced); free some space "
-                "or pick another output folder with hydra.run.dir=..."
-            )
+        if self.write:
+            check_space(self.folder, needed)
 
     def state(self) -> dict[str, Any]:
         state = {"format": FORMAT, "version": VERSION, **self.meta}
@@ -207,9 +226,8 @@ class Checkpointer:
         payload = buffer.getvalue()
         for name, wanted in ((LAST, last), (BEST, best)):
             if wanted:
-                write_bytes_atomically(
-                    self.folder / name, payload, then=", then continue with resume=<run dir>"
-                )
+                hint = resume_hint(self.folder.parent)
+                write_bytes_atomically(self.folder / name, payload, then=hint)
                 self.saved[name] = where
 
     def describe(self) -> str:

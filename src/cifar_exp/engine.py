@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -25,12 +24,13 @@ from tqdm import tqdm
 from cifar_exp.averaging import WeightAverage
 from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import Checkpointer
+from cifar_exp.commands import override, run_command
 from cifar_exp.device import peak_memory_mb
 from cifar_exp.distributed import all_reduce
 from cifar_exp.guards import NonFiniteWatch, out_of_memory
 from cifar_exp.pictures import EvalDetails, Pictures
 from cifar_exp.precision import Precision
-from cifar_exp.signals import Interrupted, StopOnSignal
+from cifar_exp.signals import SignalGate, signal_name
 from cifar_exp.tracking import RunTracker
 from cifar_exp.tta import tta_logits
 
@@ -179,7 +179,7 @@ class Trainer:
     def __post_init__(self) -> None:
         device = self.loaders.train.device
         self.watch = NonFiniteWatch(device) if self.settings.stop_on_nonfinite else None
-        self.stop: StopOnSignal | None = None
+        self.stop: SignalGate | None = None
         self.last_train: dict[str, float] = {}
         self.last_eval: dict[str, float] | None = None
         self.details: EvalDetails | None = None  # the last evaluation's, for the pictures
@@ -201,7 +201,7 @@ class Trainer:
             self.average.update(self.progress.step)
         return loss.detach(), logits.detach()
 
-    def fit(self, stop: StopOnSignal | None = None) -> dict[str, float]:
+    def fit(self, stop: SignalGate | None = None) -> dict[str, float]:
         """Train from `progress` to settings.epochs, record the final metrics, return them.
 
         Writes checkpoints through `checkpointer`: last.pt every settings.checkpoint_every
@@ -284,7 +284,7 @@ class Trainer:
             last = epoch % t.checkpoint_every == 0 or epoch == t.epochs or stopping
             self.checkpointer.save(p.where(), last=last, best=improved)
         if stopping and epoch < t.epochs:
-            self.stop_now()
+            self.stop_now(saved=self.checkpointer is not None)
 
     def _progress_bar(self, epoch: int) -> tqdm:
         loader = self.loaders.train
@@ -359,18 +359,19 @@ class Trainer:
                 err, phase, key, loader.batch_size, loader.device, self.kept()
             ) from None
 
-    def stop_now(self) -> NoReturn:
-        """Save where training stands and raise Interrupted with how to continue."""
+    def stop_now(self, saved: bool = False) -> NoReturn:
+        """Save where training stands (unless the epoch's end just `saved` it) and raise
+        Interrupted with how to continue."""
         assert self.stop is not None and self.stop.signum is not None
-        p, name = self.progress, signal.Signals(self.stop.signum).name
+        p, name = self.progress, signal_name(self.stop.signum)
         if self.checkpointer is None:
-            raise Interrupted(self.stop.signum, f"stopped by {name} at {p.where()}; no checkpoint")
-        self.checkpointer.save(p.where())
-        run_dir = self.checkpointer.folder.parent
-        raise Interrupted(
-            self.stop.signum,
+            raise self.stop.interrupted(f"stopped by {name} at {p.where()}; no checkpoint")
+        if not saved:
+            self.checkpointer.save(p.where())
+        resume = override("resume", self.checkpointer.folder.parent)
+        raise self.stop.interrupted(
             f"stopped by {name} at {p.where()}; saved {self.checkpointer.last}. "
-            f"Continue with: python -m cifar_exp.run resume={run_dir}",
+            f"Continue with: {run_command([resume])}"
         )
 
 

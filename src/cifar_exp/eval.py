@@ -103,13 +103,16 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     model, run_cfg, state = load_trained(spec, device)
     dataset = OmegaConf.to_container(run_cfg.dataset, resolve=True)
+    dataset["num_classes"] = None  # eval has no such key: the classes are compared below
+    classes = list(state["classes"])
     if cfg.dataset_root is not None:
         dataset["root"] = cfg.dataset_root
     data = load_dataset(dataset)
-    classes = list(state["classes"])
     if data.classes != classes:
+        where = f"dataset_root={cfg.dataset_root}" if cfg.dataset_root else "the data set"
         raise UserError(
-            f"the data set's classes {data.classes} differ from the checkpoint's {classes}"
+            f"{where} has the classes {data.classes}, the checkpoint was trained on "
+            f"{classes}; give a dataset_root that holds the checkpoint's classes"
         )
     transform = eval_transform(OmegaConf.to_container(run_cfg.augment, resolve=True))
     loader = BatchLoader(data.test, cfg.batch_size, device, transform=transform)

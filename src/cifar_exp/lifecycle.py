@@ -2,8 +2,10 @@
 being continued) and how it ends (ok, interrupted, failed), as its manifest, its exit code
 and TensorBoard's HParams record it.
 
-`start_job` prepares one; `Job.recorded()` wraps its training and turns every way it can
-end into the documented outcome; `Job.succeeded()` records a run that finished.
+`Job.of_hydra` describes the job Hydra started; `Job.stops_recorded()` wraps all of it and
+turns a signal at any moment into the documented outcome (one line with how to continue,
+the manifest `interrupted`, exit 130/143); `start_job` prepares it; `Job.recorded()` wraps
+its training and records a failure; `Job.succeeded()` records a run that finished.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -24,25 +27,37 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp import distributed
 from cifar_exp.build import run_hparams
+from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST
+from cifar_exp.commands import override, run_command
 from cifar_exp.errors import UserError
+from cifar_exp.lock import release
 from cifar_exp.manifest import RunManifest
+from cifar_exp.naming import override_key
 from cifar_exp.resume import prepare_resume
-from cifar_exp.rundir import clear_attempt, plan_job
-from cifar_exp.signals import Interrupted
+from cifar_exp.rundir import MULTIRUN_RECORD, clear_attempt, close_log_files, plan_job
+from cifar_exp.signals import Interrupted, gate, signal_name
 from cifar_exp.summary import scored_part, sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
 from cifar_exp.tracking import event_files, record_failure_before_training
 
+if TYPE_CHECKING:
+    from cifar_exp.engine import Trainer
+
 log = logging.getLogger("cifar_exp")
+
+# Overrides that a printed command sets itself, or that Hydra adds on its own.
+_PLACED = ("hydra.run.dir", "hydra.sweep.dir", "hydra.mode", "hydra.output_subdir")
 
 
 @dataclass
 class Job:
-    """One run (or one job of a sweep) about to train, and what it returns to Hydra."""
+    """One run (or one job of a sweep) Hydra started, and what it returns to Hydra."""
 
     cfg: DictConfig
     run_dir: Path
     in_sweep: bool
+    typed: list[str] = field(default_factory=list)  # this attempt's overrides, as typed
+    typed_hydra: list[str] = field(default_factory=list)  # and its hydra.* ones
     manifest: RunManifest | None = None
     checkpoint: dict[str, Any] | None = None  # the state a resume continues from
     resumed_from: Path | None = None
@@ -50,30 +65,100 @@ class Job:
     done: bool = False  # nothing to train: a finished or failed job of a continued sweep
     metric: float | None = None  # what the job returns to Hydra's sweepers
     earlier_events: list[Path] = field(default_factory=list)
+    trainer: Trainer | None = None
+
+    @classmethod
+    def of_hydra(cls, cfg: DictConfig) -> Job:
+        hydra_cfg = HydraConfig.get()
+        return cls(
+            cfg,
+            Path(hydra_cfg.runtime.output_dir),
+            hydra_cfg.mode == RunMode.MULTIRUN,
+            list(hydra_cfg.overrides.task),
+            [o for o in hydra_cfg.overrides.hydra if override_key(o) not in _PLACED],
+        )
+
+    @contextlib.contextmanager
+    def stops_recorded(self) -> Iterator[None]:
+        """All of the job: a signal, at whatever moment, ends it with one line saying where
+        it stopped and how to continue, the manifest `interrupted` and exit 128 + the
+        signal's number (signals.py). A sweep job's folder is let go when the job ends."""
+        try:
+            with gate.allowing():
+                yield
+        except Interrupted as stop:  # the first signal, during training: it saved and says
+            self.stopped(stop.signum, str(stop))  # how to continue from that checkpoint
+        except KeyboardInterrupt as stop:  # StoppedAtOnce: a second signal, or outside training
+            signum = getattr(stop, "signum", signal.SIGINT)
+            line = f"{stop} {self.where_it_stopped()} {self.how_to_continue()}"
+            self.stopped(signum, line.rstrip())
+        finally:
+            if self.in_sweep:
+                release(self.run_dir)
+
+    def where_it_stopped(self) -> str:
+        """Where training stood and which checkpoint is left, for the line of a stop."""
+        if self.trainer is not None:
+            where = self.trainer.progress.where()
+            return f"at {where}; {self.trainer.checkpointer.describe()}."
+        if self.done:  # a continued sweep's finished or failed job
+            return f"as the sweep came to {self.run_dir.name}, which is kept as it was."
+        last = self.run_dir / CHECKPOINT_DIR / LAST
+        kept = f"{last} is as it was" if last.is_file() else "no checkpoint was written yet"
+        return f"before training started; {kept}."
+
+    def stopped(self, signum: int, line: str) -> None:
+        """Record a stop by a signal and end the process with its exit code."""
+        ended = self.manifest.data.get("status") if self.manifest else None
+        if ended in ("ok", "failed"):  # how it ended is recorded: a signal changes nothing
+            line = f"{signal_name(signum)} received after the run {ended}; {self.run_dir} is kept"
+        else:
+            self.record_interrupted(line)
+        log.error("%s", line)
+        if self.in_sweep and (command := sweep_command(self.run_dir.parent)):
+            log.error("Continue the whole sweep with: %s", command)
+        sys.exit(128 + signum)
+
+    def record_interrupted(self, line: str) -> None:
+        """The manifest `interrupted`; a single run stopped before its manifest recorded the
+        attempt gets one now (a sweep job's folder stays as it was: it may be a kept one)."""
+        if self.manifest is None and not self.in_sweep and distributed.place().is_main:
+            self.manifest = RunManifest(self.run_dir)
+            self.manifest.start(self.resumed_from)
+        if self.manifest is not None:
+            self.manifest.finish("interrupted", line)
+
+    def how_to_continue(self) -> str:
+        """The command that continues the run: for a resume, the same again; for a new run,
+        resume= once it has a checkpoint, else the same command into the same folder. A
+        sweep's job alone, when it has a checkpoint (else only the whole sweep continues)."""
+        has_checkpoint = (self.run_dir / CHECKPOINT_DIR / LAST).is_file()
+        resume = override("resume", self.run_dir)
+        if self.in_sweep:
+            alone = has_checkpoint and not self.done
+            return f"Continue with: {run_command([resume])}" if alone else ""
+        if self.cfg.get("resume") or self.resumed_from:
+            others = [o for o in self.typed if override_key(o) != "resume"]
+            return f"Continue with: {run_command([resume, *others, *self.typed_hydra])}"
+        if has_checkpoint:
+            return f"Continue with: {run_command([resume])}"
+        again = [*self.typed, *self.typed_hydra, override("hydra.run.dir", self.run_dir)]
+        return f"Start it again with: {run_command(again)}"
 
     @contextlib.contextmanager
     def recorded(self) -> Iterator[None]:
-        """Record how training ended: interrupted (exit 130/143 with how to continue),
-        failed (a sweep goes on; a single run exits 1 with one line for a user's mistake,
-        with the traceback for anything else)."""
+        """Record how training failed: a sweep goes on; a single run exits 1 with one line
+        for a user's mistake, with the traceback for anything else. A stop by a signal goes
+        on to stops_recorded."""
         try:
             yield
-        except Interrupted as stop:
-            self.manifest.finish("interrupted", str(stop))
-            log.error("%s", stop)
-            if self.in_sweep:
-                log.error(
-                    "continue the whole sweep with its command and hydra.sweep.dir=%s",
-                    self.run_dir.parent,
-                )
-            sys.exit(stop.exit_code)
-        except KeyboardInterrupt:
-            self.manifest.finish("interrupted", "KeyboardInterrupt (stopped at once)")
+        except Interrupted:
             raise
         except Exception as err:
-            self.manifest.finish("failed", failure_reason(err))
-            self._list_failure_in_hparams()
-            self.metric = job_failed(err, self.in_sweep)
+            with gate.deferred():  # the failure is recorded and said before a signal is heard
+                self.manifest.finish("failed", failure_reason(err))
+                self._list_failure_in_hparams()
+                self.metric = job_failed(err, self.in_sweep)
 
     def _list_failure_in_hparams(self) -> None:
         """A sweep job that failed before training wrote anything is still listed in HParams,
@@ -90,36 +175,47 @@ class Job:
 
     def succeeded(self, final: dict[str, Any]) -> None:
         best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"
-        log.info(
-            "final test accuracy %.4f%s (%s %.4f); outputs in %s",
-            final["test_acc"],
-            scored_part(final, "test"),
-            best.replace("_", " "),
-            final[best],
-            self.run_dir,
-        )
-        self.manifest.finish("ok")
+        with gate.deferred():
+            self.manifest.finish("ok")
+            log.info(
+                "final test accuracy %.4f%s (%s %.4f); outputs in %s",
+                final["test_acc"],
+                scored_part(final, "test"),
+                best.replace("_", " "),
+                final[best],
+                self.run_dir,
+            )
         self.metric = sweep_metric(final)
 
 
-def start_job(cfg: DictConfig) -> Job:
-    """The job Hydra started in its output folder: a continued sweep's finished or failed
-    job is `done`; a resume has its checkpoint loaded; the manifest records the attempt."""
-    hydra_cfg = HydraConfig.get()
+def sweep_command(sweep_dir: Path) -> str | None:
+    """The command that continues the sweep in `sweep_dir`: the overrides it was started with
+    (its multirun.yaml) into the same folder."""
+    record = sweep_dir / MULTIRUN_RECORD
+    if not record.is_file():
+        return None
+    overrides = OmegaConf.load(record).hydra.overrides
+    task = [str(o) for o in overrides.task]
+    hydra = [str(o) for o in overrides.hydra if override_key(str(o)) not in _PLACED]
+    return run_command(["-m", *task, *hydra, override("hydra.sweep.dir", sweep_dir)])
+
+
+def start_job(job: Job) -> bool:
+    """Prepare the job Hydra started in its output folder; whether it trains. A continued
+    sweep's finished or failed job is `done` (kept as it is); a resume has its checkpoint
+    loaded; the manifest records the attempt."""
     here = distributed.place()
     distributed.quiet_other_ranks(here)
-    job = Job(cfg, Path(hydra_cfg.runtime.output_dir), hydra_cfg.mode == RunMode.MULTIRUN)
     if job.in_sweep:
         if continue_sweep_job(job):
-            return job
-        threads = 0 if cfg.trainer.num_threads else threads_per_job(hydra_cfg.launcher)
+            return False
+        threads = 0 if job.cfg.trainer.num_threads else threads_per_job(HydraConfig.get().launcher)
         if threads:
             torch.set_num_threads(threads)
             log.info("%d CPU thread(s) for this job: jobs run side by side", threads)
-    typed = list(hydra_cfg.overrides.task)
-    if cfg.resume:
+    if job.cfg.resume:
         try:
-            job.cfg, job.checkpoint, job.resumed_from = prepare_resume(cfg, typed)
+            job.cfg, job.checkpoint, job.resumed_from = prepare_resume(job.cfg, job.typed)
         except UserError as err:  # refused before anything changed: the run stays as it was
             log.error("%s", err)
             if not job.in_sweep:
@@ -128,12 +224,12 @@ def start_job(cfg: DictConfig) -> Job:
             manifest.start()
             manifest.finish("failed", str(err))
             job.done = True
-            return job
+            return False
     job.manifest = RunManifest(job.run_dir, write=here.is_main)
     job.manifest.start(job.resumed_from)
-    job.overrides = typed_overrides(job.run_dir, typed, job.resumed_from)
+    job.overrides = typed_overrides(job.run_dir, job.typed, job.resumed_from)
     job.earlier_events = event_files(job.run_dir)
-    return job
+    return True
 
 
 def continue_sweep_job(job: Job) -> bool:
@@ -163,18 +259,6 @@ def typed_overrides(run_dir: Path, now: list[str], resumed_from: Path | None) ->
     first = run_dir / ".hydra" / "overrides.yaml"
     earlier = list(OmegaConf.load(first)) if resumed_from and first.exists() else []
     return list(dict.fromkeys([*earlier, *now]))  # a resumed sweep job repeats its own
-
-
-def close_log_files(run_dir: Path) -> None:
-    """Detach the log files Hydra opened in `run_dir` from the root logger."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if (
-            isinstance(handler, logging.FileHandler)
-            and Path(handler.baseFilename).parent == run_dir
-        ):
-            root.removeHandler(handler)
-            handler.close()
 
 
 def job_failed(err: Exception, in_sweep: bool) -> None:

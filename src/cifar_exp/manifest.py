@@ -21,6 +21,7 @@ from typing import Any
 
 from cifar_exp.atomic import write_json
 from cifar_exp.errors import UserError
+from cifar_exp.signals import gate
 
 log = logging.getLogger(__name__)
 
@@ -134,4 +135,5 @@ class RunManifest:
 
     def _write(self) -> None:
         if self.write:
-            write_json(self.path, self.data)
+            with gate.deferred():  # a signal waits: the manifest says one thing or the other
+                write_json(self.path, self.data)

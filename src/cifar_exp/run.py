@@ -15,11 +15,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from cifar_exp import distributed
+from cifar_exp import distributed, lock
 from cifar_exp.build import ready_trainer
-from cifar_exp.lifecycle import start_job
+from cifar_exp.lifecycle import Job, start_job
 from cifar_exp.rundir import setup_hydra
-from cifar_exp.signals import StopOnSignal
+from cifar_exp.signals import gate
 
 # An absolute folder, so the configs are found however main is reached: `python -m`, the
 # cifar-exp script, or a launcher's worker.
@@ -32,15 +32,15 @@ class TrainJob:
     pickling; unpickled there, it first registers the schemas and resolvers (__reduce__)."""
 
     def __call__(self, cfg: DictConfig) -> float | None:
-        job = start_job(cfg)
-        if job.done:
-            return job.metric
-        with job.recorded():
-            trainer = ready_trainer(
-                job.cfg, job.run_dir, job.manifest, job.checkpoint, job.overrides
-            )
-            with StopOnSignal() as stop:
-                job.succeeded(trainer.fit(stop))
+        job = Job.of_hydra(cfg)
+        with job.stops_recorded():
+            if start_job(job):
+                with job.recorded():
+                    job.trainer = ready_trainer(
+                        job.cfg, job.run_dir, job.manifest, job.checkpoint, job.overrides
+                    )
+                    with gate.training():
+                        job.succeeded(job.trainer.fit(gate))
         return job.metric
 
     def __reduce__(self) -> tuple:
@@ -58,16 +58,22 @@ hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=
 
 
 def main() -> None:
-    """`python -m cifar_exp.run`, alone or as each of torchrun's processes."""
-    setup_hydra()
-    here = distributed.setup()
-    if not here.is_main:
-        # Rank 0 alone writes the run directory's .hydra/ record.
-        sys.argv.append("hydra.output_subdir=null")
-    if not here.distributed:
-        hydra_main()
-        return
-    distributed.run_to_exit(hydra_main)
+    """`python -m cifar_exp.run`, alone or as each of torchrun's processes. From its first
+    line to its last, SIGINT and SIGTERM end it as signals.py says; the run folder's lock
+    (lock.py) is let go as it returns, or when the process ends."""
+    with gate.handled():
+        try:
+            setup_hydra()
+            here = distributed.setup()
+            if not here.is_main:
+                # Rank 0 alone writes the run directory's .hydra/ record.
+                sys.argv.append("hydra.output_subdir=null")
+            if not here.distributed:
+                hydra_main()
+                return
+            distributed.run_to_exit(gate.handled()(hydra_main))
+        finally:
+            lock.release_all()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""The run directory: checked before Hydra writes into it, and described by a manifest.
+"""The run directory: checked and locked before Hydra writes into it, and described by a
+manifest.
 
 `RunDirGuard` (a Hydra callback, see conf/config.yaml) stops a run before anything is
-written when its directory is not writable or already holds a run (a finished run is never
-overwritten; continue one with `resume=`). `RunManifest` records in every run directory
-when it started and ended, how it ended, and where it ran.
+written when its directory is in use by another process (lock.py), is not writable, has no
+room for its checkpoints, or already holds a run (a finished run is never overwritten;
+continue one with `resume=`); then it locks the folder for this process. `OutputDirGuard`
+does the writable check for eval and predict, which only read runs and lock nothing.
+`RunManifest` records in every run directory when it started and ended, how it ended, and
+where it ran.
 """
 
 from __future__ import annotations
@@ -17,20 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cifar_exp import distributed
-from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint
+from cifar_exp.build import check_before_start
+from cifar_exp.checkpoint import BEST, CHECKPOINT_DIR, LAST, check_space, find_checkpoint
+from cifar_exp.commands import override, run_command
 from cifar_exp.config import is_plumbing, register_schemas
 from cifar_exp.errors import UserError
+from cifar_exp.lock import LOCK_FILE, FolderInUse, hold, holder_of
 from cifar_exp.manifest import MANIFEST_FILE, read_manifest
 from cifar_exp.naming import MAX_DIRNAME, NOT_SWEPT, job_dirname, override_key
+from cifar_exp.signals import gate
 
 log = logging.getLogger("cifar_exp")
 
 MULTIRUN_RECORD = "multirun.yaml"  # the sweep's config, saved by Hydra's sweepers (and ours)
-# What a job's folder keeps when the job starts over: the record of earlier attempts.
-KEPT_ON_RESTART = (".hydra", MANIFEST_FILE)
+# What a job's folder keeps when the job starts over: the record of earlier attempts, and
+# the lock its process holds.
+KEPT_ON_RESTART = (".hydra", MANIFEST_FILE, LOCK_FILE)
 # What Hydra's override grammar does not take unquoted in a value (e.g. "=", ",", brackets).
 _UNSAFE = re.compile(r"[^\w.+@%-]")
 
@@ -101,16 +111,22 @@ def hydra_subdir(resume: str | None, mode: Any, output_dir: str) -> str | None:
 def previous_run(folder: Path) -> str | None:
     """What in `folder` shows that a run worth keeping lives there, if anything.
 
-    A run that failed before its first epoch (e.g. on a config value) left nothing worth
-    keeping; a new run may start there, and its manifest keeps the failed attempt.
+    A run that failed before its first epoch (e.g. on a config value), or was stopped by a
+    signal before its first checkpoint, left nothing worth keeping; a new run may start
+    there, and its manifest keeps the earlier attempt.
     """
     status = attempt_status(folder)
-    if status not in (None, "failed"):
+    saved = [name for name in (CHECKPOINT_DIR, "metrics.json") if _holds(folder / name)]
+    if status not in (None, "failed") and (status != "interrupted" or saved):
         return f"{MANIFEST_FILE} (status: {status})"
-    for name in (CHECKPOINT_DIR, "metrics.json"):
-        if (folder / name).exists():
-            return name
-    return None
+    return saved[0] if saved else None
+
+
+def _holds(path: Path) -> bool:
+    """A file, or a checkpoints folder with a checkpoint in it."""
+    if path.name == CHECKPOINT_DIR:
+        return any((path / name).is_file() for name in (LAST, BEST))
+    return path.exists()
 
 
 def attempt_status(job_dir: Path) -> str | None:
@@ -159,6 +175,18 @@ def clear_attempt(job_dir: Path) -> None:
             path.unlink()
 
 
+def close_log_files(run_dir: Path) -> None:
+    """Detach the log files Hydra opened in `run_dir` from the root logger."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if (
+            isinstance(handler, logging.FileHandler)
+            and Path(handler.baseFilename).parent == run_dir
+        ):
+            root.removeHandler(handler)
+            handler.close()
+
+
 def check_writable(folder: Path, key: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -172,37 +200,95 @@ def check_writable(folder: Path, key: str) -> None:
         ) from err
 
 
-def check_run_dir(folder: Path, resume: str | None) -> None:
-    """Raise UserError when a run must not start in `folder`."""
+def check_run_dir(folder: Path, cfg: DictConfig) -> None:
+    """Raise UserError when a run must not start in `folder`; else lock it for this process.
+    Nothing in the folder changes before the lock is taken (a finished run's folder is only
+    read)."""
+    resume = cfg.get("resume")
     if resume:
-        target = run_dir_of(find_checkpoint(resume)).resolve()
+        checkpoint = find_checkpoint(resume)
+        target = run_dir_of(checkpoint).resolve()
         if folder.resolve() != target:
             raise UserError(
                 f"resume continues in the run's own directory {target}; drop hydra.run.dir={folder}"
             )
-    elif folder.exists() and (found := previous_run(folder)):
+        then = "run this command again: the run continues from its newest checkpoint"
+        refuse_if_in_use(folder, then)
+        check_space(folder, checkpoint.stat().st_size)
+    else:
+        then = f"continue that run with: {run_command([override('resume', folder)])}"
+        if folder.exists():
+            refuse_if_in_use(folder, f"choose another hydra.run.dir, or {then}")
+            refuse_if_holds_a_run(folder)
+        check_before_start(cfg, nearest_existing(folder))
+    check_writable(folder, "hydra.run.dir")
+    hold(folder, then)
+    if not resume:  # again: another process may have run here since the look above
+        refuse_if_holds_a_run(folder)
+
+
+def refuse_if_in_use(folder: Path, then: str) -> None:
+    holder = holder_of(folder)
+    if holder is not None:
+        raise FolderInUse(folder, holder, then)
+
+
+def refuse_if_holds_a_run(folder: Path) -> None:
+    if found := previous_run(folder):
+        resume = run_command([override("resume", folder)])
         raise UserError(
             f"{folder} already holds a run ({found}); a run directory is never overwritten. "
-            f"Choose another hydra.run.dir, or continue that run with resume={folder}"
+            f"Choose another hydra.run.dir, or continue that run with: {resume}"
         )
-    check_writable(folder, "hydra.run.dir")
+
+
+def nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def check_sweep_dir(
-    folder: Path, resume: str | None, overrides: list[str], rerun_failed: bool
+    folder: Path, resume: str | None, overrides: list[str], rerun_failed: bool, sweeper: DictConfig
 ) -> None:
     """Raise UserError unless `folder` is new, or holds the jobs of the same sweep (which the
-    sweep then continues: see `plan_job`)."""
+    sweep then continues: see `plan_job`) and none of them is in use; else lock it for this
+    process. The sweeper's trial counts are checked first."""
+    check_sweeper(sweeper)
     if resume:
         raise UserError(
             "resume= continues one run and cannot be part of a sweep (-m); continue a sweep "
             "with the command that started it and hydra.sweep.dir=<its folder>"
         )
+    then = "run this command again to continue the sweep"
+    refuse_if_in_use(folder, then)  # a sweep still running there
     jobs = started_jobs(folder)
+    for job in jobs:  # a job resumed on its own, or one a cluster still runs
+        refuse_if_in_use(folder / job, then)
     if jobs:
         check_same_sweep(folder, jobs[0], overrides)
         log.info("continuing the sweep in %s: %s", folder, describe_jobs(folder, rerun_failed))
     check_writable(folder, "hydra.sweep.dir")
+    hold(folder, then)
+
+
+def check_sweeper(sweeper: DictConfig) -> None:
+    """Refuse a sweeper's trial counts that cannot work (Optuna's n_trials, n_jobs,
+    max_failure_rate), before the sweep folder is made."""
+    counts = {
+        "n_trials": "the trials in the study in all, counting those kept from earlier starts",
+        "n_jobs": "the trials handed to the launcher at once",
+    }
+    for key, meaning in counts.items():
+        value = sweeper.get(key)
+        if value is not None and value < 1:
+            raise UserError(f"hydra.sweeper.{key}={value} must be at least 1 ({meaning})")
+    rate = sweeper.get("max_failure_rate")
+    if rate is not None and not 0 <= rate <= 1:
+        raise UserError(
+            f"hydra.sweeper.max_failure_rate={rate} must be in [0, 1] (the share of failed "
+            "trials that stops the search; 1.0: never)"
+        )
 
 
 def started_jobs(folder: Path) -> list[str]:
@@ -249,15 +335,40 @@ def sweep_difference(started: list[str], now: list[str]) -> str | None:
 
 
 class RunDirGuard(Callback):
-    """Checks the run (or sweep) directory before Hydra creates or writes anything in it."""
+    """Checks and locks the run (or sweep, and each job's) directory before Hydra creates or
+    writes anything in it. From here until the job starts, a signal waits (signals.py)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(check_run_dir, config.hydra.run.dir, config.get("resume"))
+        gate.defer()
+        self._check(check_run_dir, config.hydra.run.dir, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        overrides = list(config.hydra.overrides.task)
-        rerun = bool(config.get("rerun_failed"))
-        self._check(check_sweep_dir, config.hydra.sweep.dir, config.get("resume"), overrides, rerun)
+        gate.defer()
+        self._check(
+            check_sweep_dir,
+            config.hydra.sweep.dir,
+            config.get("resume"),
+            list(config.hydra.overrides.task),
+            bool(config.get("rerun_failed")),
+            config.hydra.sweeper,
+        )
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A sweep job's folder: locked unless the job keeps it as it is (finished, or
+        failed and not rerun), which only reads it; let go when the job ends
+        (lifecycle.Job.stops_recorded). Hydra wrote a new job's .hydra/ first; an existing
+        job's it leaves alone (hydra_subdir)."""
+        if config.hydra.mode != RunMode.MULTIRUN or not distributed.place().is_main:
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        if plan_job(job_dir, bool(config.get("rerun_failed"))) in ("finished", "failed"):
+            return
+        try:
+            hold(job_dir, "run this command again to continue the sweep")
+        except UserError as err:
+            close_log_files(job_dir)  # the refusal goes to the terminal, not into its run.log
+            log.error("%s", err)
+            sys.exit(1)
 
     @staticmethod
     def _check(check: Any, folder: str, *args: Any) -> None:
@@ -268,3 +379,11 @@ class RunDirGuard(Callback):
         except UserError as err:
             log.error("%s", err)
             sys.exit(1)
+
+
+class OutputDirGuard(Callback):
+    """eval's and predict's output folder: writable, checked before Hydra makes it. They only
+    read the run they are given, so they lock nothing and run beside its training."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        RunDirGuard._check(check_writable, config.hydra.run.dir, "hydra.run.dir")

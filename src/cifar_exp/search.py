@@ -137,6 +137,13 @@ class Search:
         if left:
             log.info("running again the %d trial(s) this sweep left running", len(left))
             self.launch(study, left)
+        if len(study.trials) >= self.options.n_trials:
+            log.info(
+                "the study has %d trial(s), hydra.sweeper.n_trials=%d: no new trial; ask for "
+                "more with a larger hydra.sweeper.n_trials",
+                len(study.trials),
+                self.options.n_trials,
+            )
         while (to_go := self.options.n_trials - len(study.trials)) > 0 and self.may_go_on():
             batch = [self.new_trial(study, space) for _ in range(min(self.options.n_jobs, to_go))]
             self.launch(study, batch)

@@ -1,17 +1,42 @@
-"""Ctrl-C and SIGTERM: the first asks the run to stop after the current step and save a
-checkpoint it can resume from; a second stops at once."""
+"""Ctrl-C (SIGINT) and SIGTERM, from the first line of main to its last: `gate`.
+
+What a signal does depends on what the process is doing when it arrives:
+
+- training (`gate.training()`, around Trainer.fit): the first asks the run to stop after
+  the current step; the trainer saves last.pt and raises Interrupted. A second stops at once.
+- a stretch that must not be cut (`gate.deferred()`: a manifest write, the event files of a
+  resumed run being trimmed; from RunDirGuard's check until the job starts, while Hydra
+  writes .hydra/): the signal takes effect when the stretch ends, as it would have there.
+- stopping (once a stop is under way): further signals are noted and ignored, so that how
+  the run ended is always recorded (manifest, one line, exit code).
+- anything else: it stops at once, raising StoppedAtOnce (a KeyboardInterrupt) where the
+  program is.
+
+Either way the process ends with one line saying where it stopped and how to continue, the
+manifest `interrupted`, and exit code 128 + the signal's number (130, 143). The handler itself
+only notes the signal, raises, or writes its notice straight to the file descriptor: a print
+or a log line from a handler could land in the middle of another write to the same stream.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import threading
-from types import FrameType, TracebackType
-from typing import Any
+from collections.abc import Iterator
+from enum import Enum
+from types import FrameType
+from typing import Any, NoReturn
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cifar_exp")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
 
 
 class Interrupted(Exception):
@@ -26,46 +51,164 @@ class Interrupted(Exception):
         return 128 + self.signum
 
 
-class StopOnSignal:
-    """Turns the first SIGINT/SIGTERM into a request to stop after the current step.
+class StoppedAtOnce(KeyboardInterrupt):
+    """A signal stopped the process where it was (a second one, or one outside training)."""
 
-    The handlers go back to what they were as soon as the first signal arrives, so a second
-    Ctrl-C stops at once. Outside the main thread (where Python cannot install handlers)
-    this does nothing.
-    """
+    def __init__(self, signum: int, second: bool) -> None:
+        how = f"a second {signal_name(signum)}" if second else signal_name(signum)
+        super().__init__(f"stopped at once by {how}")
+        self.signum = signum
+        self.second = second
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class Mode(Enum):
+    AT_ONCE = "at once"
+    TRAINING = "training"
+    DEFERRED = "deferred"
+
+
+class SignalGate:
+    """The process's SIGINT/SIGTERM handler and what it does now (see the module's text).
+
+    Installed by main for the whole process (`handled`), or by `training` / `allowing` alone
+    where they run without it (a launcher's worker, a test). Outside the main thread, where
+    Python cannot install handlers, it does nothing."""
 
     def __init__(self) -> None:
-        self.signum: int | None = None
+        self._depth = 0
         self._previous: dict[int, Any] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.signum: int | None = None  # the first signal received
+        self.received = 0
+        self.stopping = False
+        self.mode = Mode.AT_ONCE
 
     @property
     def requested(self) -> bool:
+        """A signal asked the run to stop (what the training loop polls)."""
         return self.signum is not None
 
-    def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received += 1
+        if self.signum is None:
+            self.signum = signum
+        if self.stopping or self.mode is Mode.DEFERRED:
+            return
+        if self.mode is Mode.TRAINING and self.received == 1:
+            # A raw write: a stream's own write may be under way, which a print would break.
+            notice = f"{signal_name(signum)} received: finishing this step and saving a "
+            notice += "checkpoint (send it again to stop at once)\n"
+            with contextlib.suppress(OSError):
+                os.write(2, notice.encode())
+            return
+        self.stop_at_once()
+
+    def stop_at_once(self) -> NoReturn:
+        assert self.signum is not None
+        self.stopping = True
+        raise StoppedAtOnce(self.signum, second=self.received > 1)
+
+    def interrupted(self, message: str) -> Interrupted:
+        """The Interrupted the trainer raises once it saved after the first signal; from now
+        on signals are only noted, so that the stop is recorded whole."""
+        assert self.signum is not None
+        self.stopping = True
+        return Interrupted(self.signum, message)
+
+    def _act_on_pending(self) -> None:
+        """A signal that came while it had to wait takes effect now, as it would have here."""
+        if self.signum is None or self.stopping or self.mode is Mode.DEFERRED:
+            return
+        if self.mode is Mode.AT_ONCE or self.received > 1:
+            self.stop_at_once()
+
+    def _install(self) -> None:
+        if self._depth == 0 and threading.current_thread() is threading.main_thread():
+            self._reset()
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
-        return self
+        self._depth += 1
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
-        self._restore()
-        log.warning(
-            "%s received: finishing this step and saving a checkpoint (send it again to stop at "
-            "once)",
-            signal.Signals(signum).name,
-        )
-
-    def _restore(self) -> None:
+    def _uninstall(self, keep_quiet: bool = False) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        # A process ending after a stop keeps ignoring signals while the interpreter shuts
+        # down: Python's own handler would print a traceback from wherever it is.
+        quiet = keep_quiet and self.stopping
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if quiet else handler)
         self._previous.clear()
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._restore()
+    @contextlib.contextmanager
+    def _mode(self, mode: Mode) -> Iterator[None]:
+        previous, self.mode = self.mode, mode
+        try:
+            yield
+        finally:
+            self.mode = previous
+        self._act_on_pending()
+
+    @contextlib.contextmanager
+    def handled(self) -> Iterator[SignalGate]:
+        """The whole of main: a signal before any run folder was claimed stops with one line
+        and nothing written; one that came as the process was ending, after the run's record
+        was written, ends it with that signal's exit code."""
+        self._install()
+        try:
+            try:
+                yield self
+            except StoppedAtOnce as stop:
+                log.error("%s before the run started; nothing was written", stop)
+                raise SystemExit(stop.exit_code) from None
+            if self.signum is not None and not self.stopping:
+                self.stopping = True
+                log.error("%s received as the run ended; nothing was lost", self._name())
+                raise SystemExit(128 + self.signum)
+        finally:
+            self._uninstall(keep_quiet=True)
+
+    def _name(self) -> str:
+        return signal_name(self.signum) if self.signum is not None else "a signal"
+
+    def defer(self) -> None:
+        """From now until a job starts (`allowing`): a signal waits (Hydra writes the run
+        folder's .hydra/ and opens its run.log in between)."""
+        self.mode = Mode.DEFERRED
+
+    @contextlib.contextmanager
+    def allowing(self) -> Iterator[SignalGate]:
+        """A job, from its first line: a signal that waited takes effect here, and one that
+        comes stops at once (outside `training` and `deferred`)."""
+        self._install()
+        try:
+            with self._mode(Mode.AT_ONCE):
+                self._act_on_pending()
+                yield self
+        finally:
+            self._uninstall()
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[SignalGate]:
+        """Trainer.fit: the first signal asks it to stop after the current step."""
+        self._install()
+        try:
+            with self._mode(Mode.TRAINING):
+                yield self
+        finally:
+            self._uninstall()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A stretch no signal may cut; one that comes meanwhile takes effect at its end."""
+        with self._mode(Mode.DEFERRED):
+            yield
+
+
+gate = SignalGate()

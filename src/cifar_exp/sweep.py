@@ -18,6 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp.commands import command
 from cifar_exp.errors import UserError
 from cifar_exp.naming import SWEPT_KEYS_ENV
 from cifar_exp.summary import write_summary
@@ -77,7 +78,6 @@ class SweepSummary(Callback):
             return
         # The table is the sweep's answer for the user, not a diagnostic: print it plainly.
         print(f"\n{table}\nSummary: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}")
-        typed = shlex.quote(str(sweep_dir))
-        print(f"Plot: python -m cifar_exp.report {typed}")
+        print(f"Plot: {command('cifar_exp.report', [str(sweep_dir)])}", flush=True)
         # Its own --logdir: TensorBoard then names each job by its folder alone (0_..., 1_...).
-        print(f"Compare: tensorboard --logdir {typed}", flush=True)
+        print(f"Compare: tensorboard --logdir {shlex.quote(str(sweep_dir))}", flush=True)

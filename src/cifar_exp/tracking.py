@@ -23,8 +23,9 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
 from cifar_exp.atomic import write_json
+from cifar_exp.checkpoint import resume_hint
 from cifar_exp.naming import trial_id
-from cifar_exp.signals import Interrupted
+from cifar_exp.signals import Interrupted, gate
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch). TensorBoard
 # orders its groups by name: `test/` and `train/` come first, so the page opens on the curves.
@@ -207,11 +208,14 @@ class RunTracker:
         self.metrics["final"] = None
         if not self.write:
             return
-        trim_events(self.earlier_event_files, self.writer, epoch, step)
-        self.earlier_event_files = []
+        # Not cut by a signal: the old files go only once the new one holds their events,
+        # else the next resume would trim both and every point would appear twice.
+        with gate.deferred():
+            trim_events(self.earlier_event_files, self.writer, epoch, step)
+            self.earlier_event_files = []
         with contextlib.suppress(OSError):  # the old layout's folder, now empty
             (self.run_dir / "tensorboard").rmdir()
-        write_json(self.run_dir / "metrics.json", self.metrics)
+        self._write_metrics()
 
     def start(self, hparams: dict[str, HParamValue], texts: dict[str, str]) -> None:
         """Open the run's HParams session and write its Text tab and chart layout.
@@ -254,7 +258,7 @@ class RunTracker:
             self.writer.add_scalar(EPOCH_TAGS[key], value, epoch)
         self.writer.flush()
         self.metrics["epochs"].append({"epoch": epoch, **values})
-        write_json(self.run_dir / "metrics.json", self.metrics)
+        self._write_metrics()
 
     def finish(self, final: dict[str, Any]) -> None:
         """Record the final metrics and end the HParams session as a success.
@@ -270,7 +274,10 @@ class RunTracker:
             self.writer.add_scalar(EPOCH_TAGS["test_loss"], final["test_loss"], epochs)
         self._end(api_pb2.STATUS_SUCCESS)
         self.metrics["final"] = final
-        write_json(self.run_dir / "metrics.json", self.metrics)
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        write_json(self.run_dir / "metrics.json", self.metrics, then=resume_hint(self.run_dir))
 
     def _end(self, status: int) -> None:
         if not self.write:

@@ -57,3 +57,25 @@ def run_in_process(*overrides: str, cwd: Path) -> int:
             root.handlers[:] = handlers
             root.setLevel(level)
     return 0
+
+
+def printed_command(output: str, label: str) -> str:
+    """The command a run printed after `label` (e.g. "Continue with: "), as printed."""
+    (line,) = [line for line in output.splitlines() if label in line][-1:]
+    return line.split(label, 1)[1].strip()
+
+
+def run_printed(
+    command: str, cwd: Path, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run a printed command through the shell, as a user pastes it; `python` is this
+    interpreter."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PATH": path, **(env or {})},
+    )
