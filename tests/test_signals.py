@@ -27,20 +27,27 @@ from helpers.events import tensorboard_points
 from helpers.overrides import TINY
 from helpers.paths import REPO
 
-# 32 steps an epoch, three epochs: about a second of training, so the printed command that
+# 64 steps an epoch, three epochs: about two seconds of training, so the printed command that
 # continues a run ends soon.
-SHORT = [*TINY, "dataset.train_size=1024", "trainer.epochs=3"]
+SHORT = [*TINY, "dataset.train_size=2048", "trainer.epochs=3"]
 # Checkpoints of ~35 MB (ResNet-18 at width 32 with Adam's moments), one step an epoch: a
-# checkpoint write lasts long enough to be caught.
+# checkpoint write lasts long enough to be caught. Moments without a printed command to run
+# plan more epochs than they reach, so that a late signal still lands mid-run.
 BIG_CHECKPOINTS = [
     *SHORT,
+    "trainer.epochs=6",
     "model=resnet18",
     "model.width=32",
     "trainer.limit_train_batches=1",
     "trainer.limit_eval_batches=1",
 ]
 # One training step an epoch and 16384 test images: an epoch is mostly its evaluation.
-LONG_EVALUATION = [*SHORT, "dataset.test_size=16384", "trainer.limit_train_batches=1"]
+LONG_EVALUATION = [
+    *SHORT,
+    "trainer.epochs=5",
+    "dataset.test_size=16384",
+    "trainer.limit_train_batches=1",
+]
 PAUSE = "+hydra.callbacks.pause._target_=helpers.pause_callback.Pause"
 INT, TERM = signal.SIGINT, signal.SIGTERM
 STOP_LINES = ("Continue with: ", "Start it again with: ")
@@ -95,7 +102,7 @@ MOMENTS = [
         [(INT, 0)],
         ready=lambda run_dir: last_pt(run_dir).exists(),
         rerun=True,
-        expect=("stopped by SIGINT at epoch", "saved", "Continue with"),
+        expect=("stopped by SIGINT at ", "saved", "Continue with"),
     ),
     Moment(
         "twice 10 ms apart, mid-step",
@@ -113,8 +120,8 @@ MOMENTS = [
         "mid-evaluation",
         LONG_EVALUATION,
         [(INT, 0)],
-        marker="epoch 1/3",
-        expect=("stopped by SIGINT at end of epoch 2", "saved"),
+        marker="epoch 1/5",
+        expect=("stopped by SIGINT at end of epoch", "saved"),
     ),
     Moment(
         "mid-checkpoint",
