@@ -35,7 +35,7 @@ from cifar_exp.manifest import RunManifest
 from cifar_exp.naming import override_key
 from cifar_exp.resume import prepare_resume
 from cifar_exp.rundir import MULTIRUN_RECORD, clear_attempt, close_log_files, plan_job
-from cifar_exp.signals import Interrupted, gate, signal_name
+from cifar_exp.signals import Interrupted, StoppedAtOnce, gate, signal_name
 from cifar_exp.summary import scored_part, sweep_metric
 from cifar_exp.sweep import failure_reason, threads_per_job
 from cifar_exp.tracking import event_files, record_failure_before_training
@@ -155,6 +155,10 @@ class Job:
         except Interrupted:
             raise
         except Exception as err:
+            if gate.stopping and gate.signum is not None:
+                # A stop at once raised inside a library's code can surface as another error
+                # there (OmegaConf restoring its flags, say): it is still the stop.
+                raise StoppedAtOnce(gate.signum, second=gate.received > 1) from err
             with gate.deferred():  # the failure is recorded and said before a signal is heard
                 self.manifest.finish("failed", failure_reason(err))
                 self._list_failure_in_hparams()
