@@ -55,13 +55,7 @@ def build_trainer(
     validate(cfg)
     t = cfg.trainer
     here = distributed.place()
-    if t.batch_size % here.world_size:
-        raise ConfigError(
-            f"trainer.batch_size={t.batch_size} is the global batch and must be divisible by "
-            f"the {here.world_size} processes; use a multiple of {here.world_size}"
-        )
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
+    check_processes(t, here)
     device, precision = device_and_precision(cfg, here, manifest)
     torch.manual_seed(t.seed)
     data, cfg, (train_transform, eval_transform) = prepare_data(cfg, device)
@@ -69,11 +63,7 @@ def build_trainer(
     # A checkpoint brings the weights: a resumed run fetches no pretrained ones.
     net = MODELS.build(options if fresh else options.without_pretrained()).to(device)
     init_s = initialize_from_training_data(net, data, eval_transform, device) if fresh else None
-    if t.channels_last:
-        use_channels_last(net)
-    model = distributed.wrap(net, device, here)
-    if t.compile:
-        model = compile_model(model, t.compile_mode)
+    model = model_to_train(net, t, device, here)
     log_setup(cfg, net, device, data, here)
     mix = build_mix(OmegaConf.to_container(cfg.augment), cfg.dataset.num_classes)
     loaders = build_loaders(data, t, device, here, train_transform, eval_transform, mix)
@@ -93,14 +83,7 @@ def build_trainer(
     }
     checkpointer = build_checkpointer(cfg, parts, run_dir / CHECKPOINT_DIR, data, tracker.write)
     pictures = Pictures(
-        tracker,
-        list(data.classes),
-        train_transform,
-        eval_transform,
-        net,
-        images=t.log_images,
-        histogram_every=t.histogram_every,
-        graph=t.log_graph,
+        tracker, list(data.classes), train_transform, eval_transform, net, **picture_options(t)
     )
     trainer = Trainer(
         net=net,
@@ -118,6 +101,31 @@ def build_trainer(
         init_s=init_s,
     )
     return trainer, cfg
+
+
+def check_processes(t: DictConfig, here: distributed.Place) -> None:
+    """The global batch splits evenly over the processes; torch's CPU threads as asked."""
+    if t.batch_size % here.world_size:
+        raise ConfigError(
+            f"trainer.batch_size={t.batch_size} is the global batch and must be divisible by "
+            f"the {here.world_size} processes; use a multiple of {here.world_size}"
+        )
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+
+
+def model_to_train(
+    net: torch.nn.Module, t: DictConfig, device: torch.device, here: distributed.Place
+) -> torch.nn.Module:
+    """What trains `net`: in NHWC if asked, wrapped for several processes, compiled if asked."""
+    if t.channels_last:
+        use_channels_last(net)
+    model = distributed.wrap(net, device, here)
+    return compile_model(model, t.compile_mode) if t.compile else model
+
+
+def picture_options(t: DictConfig) -> dict[str, Any]:
+    return {"images": t.log_images, "histogram_every": t.histogram_every, "graph": t.log_graph}
 
 
 def ready_trainer(
