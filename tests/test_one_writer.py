@@ -17,7 +17,7 @@ import pytest
 from cifar_exp import lock
 from cifar_exp.commands import override
 from cifar_exp.errors import UserError
-from helpers.cli import run_cli, run_in_process
+from helpers.cli import run_cli, run_in_process, start_run
 from helpers.compare import snapshot
 from helpers.events import tensorboard_points
 from helpers.overrides import TINY
@@ -27,16 +27,6 @@ from helpers.paths import REPO
 # process, started at the same moment, reaches the lock.
 MORE = ("trainer.epochs=60", "trainer.epochs=40")
 HOLD = "import sys, time; from cifar_exp.lock import hold; hold(__import__('pathlib').Path(sys.argv[1]), 'x'); print('held', flush=True); time.sleep(60)"  # noqa: E501
-
-
-def start(*args, cwd):
-    return subprocess.Popen(
-        [sys.executable, "-m", "cifar_exp.run", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def holder_process(folder):
@@ -119,7 +109,7 @@ def test_two_resumes_at_once_one_runs_the_other_is_refused_naming_it(finished, t
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)
     second = MORE[1 - MORE.index(first)]
-    procs = [start(f"resume={run_dir}", epochs, cwd=tmp_path) for epochs in (first, second)]
+    procs = [start_run(f"resume={run_dir}", epochs, cwd=tmp_path) for epochs in (first, second)]
     refused = winner = None
     deadline = time.monotonic() + 240
     while refused is None:
@@ -152,7 +142,7 @@ def test_two_resumes_at_once_ten_times(finished, tmp_path, first, attempt):
 
 def test_a_run_into_a_running_runs_folder_is_refused_and_a_kill_frees_it_for_resume(tmp_path):
     run_dir = tmp_path / "r sp ace"
-    holder = start(*TINY, "trainer.epochs=100000", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    holder = start_run(*TINY, "trainer.epochs=100000", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     deadline = time.monotonic() + 240
     while not (run_dir / "checkpoints" / "last.pt").exists():
         assert holder.poll() is None and time.monotonic() < deadline
@@ -166,7 +156,7 @@ def test_a_run_into_a_running_runs_folder_is_refused_and_a_kill_frees_it_for_res
     holder.kill()  # SIGKILL mid-training: the lock goes with the process
     holder.communicate(timeout=60)
 
-    resumed = start(f"resume={run_dir}", cwd=tmp_path)  # at once: no stale lock to wait for
+    resumed = start_run(f"resume={run_dir}", cwd=tmp_path)  # at once: no stale lock to wait for
     for line in resumed.stdout:
         if "epoch" in line and "train loss" in line:  # it trains: it holds the folder now
             break
@@ -188,13 +178,13 @@ def test_a_sweep_or_one_of_its_jobs_started_while_it_runs_is_refused(tmp_path):
         "trainer.seed=0,1",
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    sweep = start(*args, cwd=tmp_path)
+    sweep = start_run(*args, cwd=tmp_path)
     deadline = time.monotonic() + 240
     while not list(sweep_dir.glob("0_*/checkpoints/last.pt")):
         assert sweep.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     (job,) = sweep_dir.glob("0_*")
-    again, alone = start(*args, cwd=tmp_path), start(override("resume", job), cwd=tmp_path)
+    again, alone = start_run(*args, cwd=tmp_path), start_run(override("resume", job), cwd=tmp_path)
     for proc, folder in ((again, sweep_dir), (alone, job)):
         out = proc.communicate(timeout=240)[0]
         assert proc.returncode == 1, out[-3000:]

@@ -16,7 +16,7 @@ from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.commands import override, run_command
 from cifar_exp.errors import UserError
 from cifar_exp.resume import resume_config, saved_config
-from helpers.cli import run_cli, run_in_process
+from helpers.cli import run_cli, run_in_process, start_run
 from helpers.compare import assert_same_run, assert_same_tensorboard
 from helpers.events import hparams_session, tensorboard_points
 from helpers.outputs import manifest
@@ -24,16 +24,6 @@ from helpers.overrides import TINY
 
 # 32 steps per epoch: long enough to be interrupted in the middle of one.
 LONG = [*TINY, "dataset.train_size=1024", "trainer.epochs=4"]
-
-
-def start(*args, cwd):
-    return subprocess.Popen(
-        [sys.executable, "-m", "cifar_exp.run", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def wait_for(condition, proc, timeout=180):
@@ -72,7 +62,7 @@ def copy_of(run_dir, tmp_path):
 
 def test_sigkill_mid_epoch_then_resume_ends_bitwise_like_the_uninterrupted_run(reference, tmp_path):
     run_dir = tmp_path / "run"
-    proc = start(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = start_run(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     last = run_dir / "checkpoints" / "last.pt"
     wait_for(last.exists, proc)
     proc.kill()
@@ -93,7 +83,7 @@ def test_sigkill_mid_epoch_then_resume_ends_bitwise_like_the_uninterrupted_run(r
 @pytest.mark.slow
 def test_sigint_saves_says_how_to_resume_and_the_resumed_run_matches(reference, tmp_path):
     run_dir = tmp_path / "run"
-    proc = start(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = start_run(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     wait_for((run_dir / "checkpoints" / "last.pt").exists, proc)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
@@ -113,7 +103,7 @@ def test_sigint_saves_says_how_to_resume_and_the_resumed_run_matches(reference, 
 def test_sigterm_stops_a_sweep_job_with_a_checkpoint_it_resumes_from(reference, tmp_path):
     sweep = tmp_path / "sweep"
     job = sweep / "0_trainer.seed=0"
-    proc = start("-m", *LONG, "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = start_run("-m", *LONG, "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     wait_for((job / "checkpoints" / "last.pt").exists, proc)
     proc.terminate()
     out, _ = proc.communicate(timeout=120)

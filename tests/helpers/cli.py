@@ -79,3 +79,14 @@ def run_printed(
         timeout=timeout,
         env={**os.environ, "PATH": path, **(env or {})},
     )
+
+
+def start_run(*args: str, cwd: Path) -> subprocess.Popen:
+    """`python -m cifar_exp.run *args` in the background, its output (both streams) in a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cifar_exp.run", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

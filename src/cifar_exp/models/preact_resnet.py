@@ -15,25 +15,8 @@ from torch import nn
 
 from cifar_exp.models.base import MODELS, WidthOptions
 from cifar_exp.models.init import he_init
+from cifar_exp.models.wrn import WideBlock  # the same pre-activation block, without dropout
 from cifar_exp.registry import option
-
-
-class PreActBlock(nn.Module):
-    def __init__(self, ch_in: int, ch_out: int, stride: int) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(ch_in)
-        self.conv1 = nn.Conv2d(ch_in, ch_out, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(ch_out)
-        self.conv2 = nn.Conv2d(ch_out, ch_out, 3, padding=1, bias=False)
-        self.shortcut = None
-        if stride != 1 or ch_in != ch_out:
-            self.shortcut = nn.Conv2d(ch_in, ch_out, 1, stride=stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        activated = F.relu(self.bn1(x))
-        skip = x if self.shortcut is None else self.shortcut(activated)
-        out = self.conv2(F.relu(self.bn2(self.conv1(activated))))
-        return out + skip
 
 
 class PreActResNet(nn.Module):
@@ -46,7 +29,7 @@ class PreActResNet(nn.Module):
             ch_out = width * 2**stage
             for index in range(blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
-                layers.append(PreActBlock(ch_in, ch_out, stride))
+                layers.append(WideBlock(ch_in, ch_out, stride, dropout=0.0))
                 ch_in = ch_out
         self.stages = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(ch_in)
