@@ -8,6 +8,10 @@ cutout, MixUp or CutMix as `augment.*` sets them, on random 8-bit 32x32 images),
 them and reversing the order every other round. It prints median images/s and each one's
 share of a training epoch that runs the augmentation and the step one after the other on the
 same cores: augmentation time / (augmentation time + step time).
+
+Then it trains resnet20 on each per-image policy's batches as a run does, with the batches
+made in the training loop (`augment.workers=0`) and prepared ahead by one worker process
+(`augment.workers=1`), alternating them, and prints images/s of each and their ratio.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchlib import Variant, build, provenance, random_batch, time_rate
+from benchlib import Trainer, Variant, build, provenance, random_batch, time_rate
 
 from cifar_exp.augment import build_mix, build_transforms
 from cifar_exp.batches import BatchLoader
@@ -41,7 +45,9 @@ AUGMENTATIONS = [
 ]
 
 
-def augmentation_loader(options: dict, batch_size: int, batches: int) -> BatchLoader:
+def augmentation_loader(
+    options: dict, batch_size: int, batches: int, workers: int = 0
+) -> BatchLoader:
     """A training loader over `batches` batches of random images with this augmentation."""
     gen = torch.Generator().manual_seed(0)
     n = batch_size * batches
@@ -51,7 +57,13 @@ def augmentation_loader(options: dict, batch_size: int, batches: int) -> BatchLo
     transform, _ = build_transforms(config, split)
     mix = build_mix(config, 10)
     return BatchLoader(
-        split, batch_size, torch.device("cpu"), shuffle=True, transform=transform, mix=mix
+        split,
+        batch_size,
+        torch.device("cpu"),
+        shuffle=True,
+        transform=transform,
+        mix=mix,
+        workers=workers,
     )
 
 
@@ -63,6 +75,46 @@ def loader_rate(loader: BatchLoader, epoch: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def train_rate(trainer: Trainer, loader: BatchLoader, epoch: int) -> float:
+    """Images/s of training on one pass over the loader, as a run's epoch does."""
+    loader.set_epoch(epoch)
+    start = time.perf_counter()
+    seen = 0
+    for images, labels in loader:
+        trainer.step(images, labels)
+        seen += len(labels)
+    return seen / (time.perf_counter() - start)
+
+
+def compare_workers(trainer: Trainer, args: argparse.Namespace) -> list[dict]:
+    """Training images/s on each per-image policy's batches with 0 and 1 workers."""
+    rows = []
+    for label, options in AUGMENTATIONS:
+        if "policy" not in options:
+            continue
+        loaders = {
+            workers: augmentation_loader(options, args.batch_size, args.train_batches, workers)
+            for workers in (0, 1)
+        }
+        for loader in loaders.values():
+            train_rate(trainer, loader, 0)  # warm-up (and the worker's start)
+        rates: dict[int, list[float]] = {0: [], 1: []}
+        for r in range(args.rounds):
+            for workers in (0, 1) if r % 2 == 0 else (1, 0):
+                rates[workers].append(train_rate(trainer, loaders[workers], r + 1))
+        in_loop, ahead = (statistics.median(rates[w]) for w in (0, 1))
+        print(f"{label}: workers=0 {in_loop:.0f} img/s, workers=1 {ahead:.0f} img/s")
+        rows.append(
+            {
+                "name": label,
+                "workers_0_images_per_s": round(in_loop, 1),
+                "workers_1_images_per_s": round(ahead, 1),
+                "ratio": round(ahead / in_loop, 3),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=128)
@@ -70,11 +122,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4, help="resnet20 steps per round")
     parser.add_argument("--batches", type=int, default=4, help="augmented batches per round")
+    parser.add_argument(
+        "--train-batches", type=int, default=8, help="batches per round of the worker race"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes: check the script")
     args = parser.parse_args()
     if args.dry_run:
-        args.batch_size, args.rounds, args.steps, args.batches = 8, 1, 1, 1
+        args.batch_size, args.rounds, args.steps, args.batches, args.train_batches = 8, 1, 1, 1, 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
 
@@ -123,11 +178,19 @@ def main() -> None:
             f"| {row['name']} | {row['images_per_s']:.0f} | {row['min']:.0f}-{row['max']:.0f} "
             f"| {share} |"
         )
+    worker_rows = compare_workers(trainer, args)
+    print("\n| policy | workers=0 images/s | workers=1 images/s | ratio |\n|---|---:|---:|---:|")
+    for row in worker_rows:
+        print(
+            f"| {row['name']} | {row['workers_0_images_per_s']:.0f} "
+            f"| {row['workers_1_images_per_s']:.0f} | {row['ratio']:.2f} |"
+        )
     if args.json:
         result = provenance(args.threads) | {
             "args": {k: getattr(args, k) for k in ("batch_size", "rounds", "steps", "batches")},
             "dry_run": args.dry_run,
             "rows": rows,
+            "workers": worker_rows,
         }
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

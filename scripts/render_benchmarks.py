@@ -276,7 +276,24 @@ def augment(result: dict) -> str:
         "time / (augmentation + resnet20 step) per image."
     )
     head = ["per batch", "images/s", "min-max", "share of a resnet20 epoch"]
-    return f"{setting}\n\n{table(head, 'lrrr', rows)}"
+    text = f"{setting}\n\n{table(head, 'lrrr', rows)}"
+    if not result.get("workers"):
+        return text
+    raced = [
+        [
+            f"`{r['name']}`",
+            number(r["workers_0_images_per_s"]),
+            number(r["workers_1_images_per_s"]),
+            f"{r['ratio']:.2f}",
+        ]
+        for r in result["workers"]
+    ]
+    head = ["policy", "`augment.workers=0`", "`augment.workers=1`", "ratio"]
+    return (
+        f"{text}\n\nTraining resnet20 on each policy's batches, {args['train_batches']} batches "
+        "a round, the batches made in the training loop or prepared ahead by one worker "
+        f"process (images/s, medians of the same rounds):\n\n{table(head, 'lrrr', raced)}"
+    )
 
 
 def milliseconds(seconds: float) -> str:
@@ -414,7 +431,8 @@ KINDS = {
         "batches (cut from a split of random 8-bit images, then crop + flip and the policy, "
         "cutout, MixUp or CutMix that `augment.*` sets), and gives each one's share of an epoch "
         "that augments and trains one after the other on the same cores. The per-image "
-        "policies run torchvision's transforms image by image.\n\n"
+        "policies run torchvision's transforms image by image. Then it trains resnet20 on each "
+        "policy's batches with `augment.workers=0` and `1`, alternating.\n\n"
         "```bash\n"
         "python scripts/bench_augment.py --threads 2 --json docs/benchmarks/augment-<label>.json\n"
         "```",

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 import torch
+import torch.utils.data
 
 from cifar_exp.datasets.base import Split
 from cifar_exp.errors import ConfigError
@@ -74,6 +75,9 @@ class BatchLoader:
     contiguous share of every batch (shares differ by at most one image), so together they
     see each image once per epoch. A last batch too small to give every process an image
     joins the batch before it.
+
+    `workers` > 0 prepares the batches ahead in that many processes (a split kept on the
+    device is prepared in place, as with 0), with the same result.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class BatchLoader:
         world_size: int = 1,
         transform: BatchTransform | None = None,
         mix: BatchMixer | None = None,
+        workers: int = 0,
     ) -> None:
         if len(split) < world_size:
             raise ConfigError(
@@ -97,6 +102,8 @@ class BatchLoader:
         self.split = split
         self.transform = transform
         self.mix = mix
+        self.workers = workers if split.images.device.type == "cpu" else 0
+        self._pool: torch.utils.data.DataLoader | None = None
         self.batch_size = batch_size
         self.device = device
         self.shuffle = shuffle
@@ -129,24 +136,99 @@ class BatchLoader:
         return start, start + size + (self.rank < extra)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(len(self.split), generator=gen).to(self.split.labels.device)
-        else:
-            order = None
+        if self.workers:
+            yield from self._prepared_ahead()
+            return
+        order = self.order(self.epoch)
         for b in range(self.start_batch, self.num_batches):
-            lo, hi = self._share(b)
-            if order is None:
-                images, labels = self.split.images[lo:hi], self.split.labels[lo:hi]
-            else:
-                index = order[lo:hi]
-                images, labels = self.split.images[index], self.split.labels[index]
-            images = to_model_input(images, self.device)
-            labels = labels.to(self.device, non_blocking=True)
-            generator = batch_generator(self.seed, self.epoch, b, self.rank)
-            if self.transform is not None:
-                positions = torch.arange(lo, hi) if order is None else index
-                images = self.transform(images, generator, positions, self.epoch)
-            if self.mix is not None:
-                images, labels = self.mix(images, labels, generator)
-            yield images, labels
+            yield self.batch(self.epoch, b, order, self.device)
+
+    def order(self, epoch: int) -> torch.Tensor | None:
+        """The epoch's shuffled positions (None: the split's own order)."""
+        if not self.shuffle:
+            return None
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.split), generator=gen).to(self.split.labels.device)
+
+    def batch(
+        self, epoch: int, b: int, order: torch.Tensor | None, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of batch `b` of `epoch`, transformed on `device`: a function of
+        (seed, epoch, b, rank) alone."""
+        lo, hi = self._share(b)
+        if order is None:
+            images, labels = self.split.images[lo:hi], self.split.labels[lo:hi]
+        else:
+            index = order[lo:hi]
+            images, labels = self.split.images[index], self.split.labels[index]
+        images = to_model_input(images, device)
+        labels = labels.to(device, non_blocking=True)
+        generator = batch_generator(self.seed, epoch, b, self.rank)
+        if self.transform is not None:
+            positions = torch.arange(lo, hi) if order is None else index
+            images = self.transform(images, generator, positions, epoch)
+        if self.mix is not None:
+            images, labels = self.mix(images, labels, generator)
+        return images, labels
+
+    def _prepared_ahead(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches as __iter__ yields them, each prepared on the CPU by one of `workers`
+        processes while the model trains on the ones before it. Every batch is a function of
+        (seed, epoch, batch, rank), so where it is made changes nothing in it."""
+        if self._pool is None:
+            self._pool = torch.utils.data.DataLoader(
+                _PreparedBatches(self),
+                batch_size=None,  # each item is a whole batch already
+                sampler=_EpochBatches(self),
+                num_workers=self.workers,
+                persistent_workers=True,
+                prefetch_factor=2,
+                worker_init_fn=_own_session,
+                multiprocessing_context="fork",
+                pin_memory=self.device.type == "cuda",
+            )
+        for images, labels in self._pool:
+            yield (
+                images.to(self.device, non_blocking=True),
+                labels.to(self.device, non_blocking=True),
+            )
+
+
+class _EpochBatches:
+    """The (epoch, batch) keys of the loader's current epoch from its start batch: read when
+    each epoch's iteration begins, so one pool of workers serves every epoch."""
+
+    def __init__(self, loader: BatchLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.loader.epoch
+        return ((epoch, b) for b in range(self.loader.start_batch, self.loader.num_batches))
+
+    def __len__(self) -> int:
+        return self.loader.num_batches - self.loader.start_batch
+
+
+class _PreparedBatches(torch.utils.data.Dataset):
+    """What a worker process makes: batch (epoch, b) of its copy of the loader, on the CPU."""
+
+    def __init__(self, loader: BatchLoader) -> None:
+        self.loader = loader
+        self.epoch: int | None = None
+        self.epoch_order: torch.Tensor | None = None
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, b = key
+        if epoch != self.epoch:
+            self.epoch, self.epoch_order = epoch, self.loader.order(epoch)
+        return self.loader.batch(epoch, b, self.epoch_order, torch.device("cpu"))
+
+
+def _own_session(_worker: int) -> None:
+    """A Ctrl-C or a SIGTERM sent to the run's process group (a terminal, torchrun, a job
+    scheduler's kill) is for the main process, which stops the run cleanly (signals.py) and
+    then ends its workers: a worker that died first would fail the main process's next batch.
+    So each worker leaves the group; it still exits when its parent does."""
+    import os
+
+    os.setsid()

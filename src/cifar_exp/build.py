@@ -66,7 +66,8 @@ def build_trainer(
     model = model_to_train(net, t, device, here)
     log_setup(cfg, net, device, data, here)
     mix = build_mix(OmegaConf.to_container(cfg.augment), cfg.dataset.num_classes)
-    loaders = build_loaders(data, t, device, here, train_transform, eval_transform, mix)
+    workers = cfg.augment.workers
+    loaders = build_loaders(data, t, device, here, train_transform, eval_transform, mix, workers)
     optimizer = OPTIMIZERS.build(cfg.optimizer, net)
     scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(loaders.train))
     average = weight_average(t, net, len(loaders.train)) if t.ema_decay else None
@@ -308,9 +309,10 @@ def build_loaders(
     train_transform: BatchTransform | None,
     eval_transform: BatchTransform | None,
     mix: BatchMixer | None = None,
+    workers: int = 0,
 ) -> Loaders:
     """This process's share of the train, test and (if held out) val splits, in batches
-    (`mix` mixes the training batches)."""
+    (`mix` mixes the training batches; `workers` processes prepare them ahead)."""
     shard = {"rank": here.rank, "world_size": here.world_size}
 
     def evaluation(split: Split) -> BatchLoader:
@@ -332,6 +334,7 @@ def build_loaders(
         limit_batches=t.limit_train_batches,
         transform=train_transform,
         mix=mix,
+        workers=workers,
         **shard,
     )
     val = None if data.val is None else evaluation(data.val)

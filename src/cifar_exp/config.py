@@ -64,6 +64,10 @@ class AugmentConfig:
     mix_prob: float = 1.0  # the probability that a batch is mixed at all (timm's mix_prob)
     # With both alphas set: the probability of CutMix for a batch, else MixUp (timm's).
     switch_prob: float = 0.5
+    # Processes that prepare the next training batches while the model trains on the CPU
+    # or GPU (worth it for a per-image policy); 0: prepared in the training loop. Batches
+    # are the same either way.
+    workers: int = option(0, plumbing=True, resumable=True)
 
     def check(self) -> None:
         require(self.crop_padding >= 0, "crop_padding", ">= 0", self.crop_padding)
@@ -83,6 +87,7 @@ class AugmentConfig:
             require(getattr(self, key) >= 0, key, ">= 0 (0 = off)", getattr(self, key))
         for key in ("mix_prob", "switch_prob"):
             require(0 <= getattr(self, key) <= 1, key, "in [0, 1]", getattr(self, key))
+        require(self.workers >= 0, "workers", ">= 0 (0 = none)", self.workers)
 
 
 @dataclass
