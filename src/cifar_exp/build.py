@@ -39,6 +39,7 @@ from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.pictures import Pictures
 from cifar_exp.precision import Precision
 from cifar_exp.resume import override_keys
+from cifar_exp.stopping import RuleStates, StopRule, early_stopping
 from cifar_exp.tracking import RunTracker, select_hparams
 
 log = logging.getLogger("cifar_exp")
@@ -73,6 +74,7 @@ def build_trainer(
     average = weight_average(t, net, len(loaders.train)) if t.ema_decay else None
     tracker = RunTracker(run_dir, run_info(cfg, net, device, here), write=here.is_main)
     progress = Progress(device)
+    stop_rules = build_stop_rules(t, has_val=loaders.val is not None)
     parts = {
         "model": net,
         "optimizer": optimizer,
@@ -81,6 +83,7 @@ def build_trainer(
         "tracker": tracker,
         "scaler": precision.scaler if precision.scaler.is_enabled() else None,
         "average": average,
+        "stop_rules": RuleStates(stop_rules) if stop_rules else None,
     }
     checkpointer = build_checkpointer(cfg, parts, run_dir / CHECKPOINT_DIR, data, tracker.write)
     pictures = Pictures(
@@ -100,8 +103,22 @@ def build_trainer(
         pictures=pictures,
         average=average,
         init_s=init_s,
+        stop_rules=stop_rules,
     )
     return trainer, cfg
+
+
+def build_stop_rules(t: DictConfig, has_val: bool) -> list[StopRule]:
+    """The rules that may end training before its last epoch (stopping.py)."""
+    rules: list[StopRule] = []
+    stopping = t.early_stopping
+    if stopping.monitor is not None:
+        rules.append(
+            early_stopping(
+                stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta, has_val
+            )
+        )
+    return rules
 
 
 def check_processes(t: DictConfig, here: distributed.Place) -> None:

@@ -28,6 +28,7 @@ from cifar_exp.registry import (
     require,
     typed_options,
 )
+from cifar_exp.stopping import MODES, MONITORS
 from cifar_exp.tta import TTA_MODES
 
 DEVICE_TYPES = ("auto", "cpu", "cuda")
@@ -99,6 +100,25 @@ class DeviceConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """Stop when the monitored metric stops improving (stopping.py); off while monitor=null."""
+
+    # val/acc, val/loss (the validation split, else the test split: with a warning, as it then
+    # selects on the test set), train/acc, train/loss.
+    monitor: str | None = None
+    mode: str = "auto"  # min, max, or auto: max for an accuracy, min for a loss
+    patience: int = 3  # evaluations without improvement before the run stops
+    min_delta: float = 0.0  # an improvement is a change by more than this
+
+    def check(self) -> None:
+        if self.monitor is not None:
+            require_one_of(self.monitor, "early_stopping.monitor", MONITORS)
+        require_one_of(self.mode, "early_stopping.mode", MODES)
+        require(self.patience >= 1, "early_stopping.patience", ">= 1", self.patience)
+        require(self.min_delta >= 0, "early_stopping.min_delta", ">= 0", self.min_delta)
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = option(10, resumable=True, compared=True)
     batch_size: int = option(32, compared=True)  # the global batch
@@ -134,6 +154,7 @@ class TrainerConfig:
     ema_start_epochs: float = 0.0  # epochs trained before the average starts
     ema_ramp_pow: float = 0.0  # > 0: the decay grows as decay * (progress of training)^pow
     tta: str = "none"  # test-time augmentation of evaluation: none, flip, flip_translate
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
     def check(self) -> None:
         for key in ("batch_size", "eval_batch_size", "log_every_n_steps", "eval_every"):
@@ -160,6 +181,7 @@ class TrainerConfig:
         require_one_of(self.precision, "precision", PRECISIONS)
         require_one_of(self.compile_mode, "compile_mode", COMPILE_MODES)
         require_one_of(self.tta, "tta", TTA_MODES)
+        self.early_stopping.check()
 
 
 @dataclass

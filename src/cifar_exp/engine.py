@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
@@ -31,6 +31,7 @@ from cifar_exp.guards import NonFiniteWatch, out_of_memory
 from cifar_exp.pictures import EvalDetails, Pictures
 from cifar_exp.precision import Precision
 from cifar_exp.signals import SignalGate, signal_name
+from cifar_exp.stopping import Stop, StopRule, first_stop
 from cifar_exp.tracking import RunTracker
 from cifar_exp.tta import tta_logits
 
@@ -51,6 +52,7 @@ class Progress:
         self.batch = 0  # batches done in the unfinished epoch (0 at an epoch boundary)
         # Best accuracy of the per-epoch evaluation (val split, else test): selects best.pt.
         self.best_acc = -math.inf
+        self.stopped: dict[str, Any] | None = None  # a stop rule's Stop, once one fired
         self.new_epoch()
 
     def new_epoch(self) -> None:
@@ -97,7 +99,7 @@ class Progress:
         return f"end of epoch {self.epoch}, step {self.step}"
 
     _TENSORS = ("loss_sum", "correct", "window_loss")
-    _NUMBERS = ("epoch", "step", "batch", "best_acc", "seen", "window_steps")
+    _NUMBERS = ("epoch", "step", "batch", "best_acc", "seen", "window_steps", "stopped")
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name) for name in self._NUMBERS}
@@ -106,7 +108,7 @@ class Progress:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in self._NUMBERS:
-            setattr(self, name, state[name])
+            setattr(self, name, state.get(name))  # `stopped`: absent from older checkpoints
         for name in self._TENSORS:
             setattr(self, name, state[name].to(self.device))
 
@@ -160,6 +162,7 @@ class Trainer:
     `net` is the model itself (checkpoints hold its weights); `model` what trains it: `net`
     wrapped for several processes and compiled as asked. `settings` is the trainer config.
     `checkpointer` saves the parts a resume needs (this trainer's progress among them).
+    `stop_rules` may end training after an epoch (stopping.py): the first that fires does.
     """
 
     net: nn.Module
@@ -175,6 +178,7 @@ class Trainer:
     pictures: Pictures | None = None
     average: WeightAverage | None = None
     init_s: float | None = None  # the data-dependent initialization's time, if one ran
+    stop_rules: list[StopRule] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         device = self.loaders.train.device
@@ -206,8 +210,9 @@ class Trainer:
 
         Writes checkpoints through `checkpointer`: last.pt every settings.checkpoint_every
         epochs and at the end, best.pt whenever the per-epoch accuracy improves, and last.pt
-        mid-epoch when `stop` reports a signal (then raises Interrupted). However training
-        ends, the tracker's HParams session records how."""
+        mid-epoch when `stop` reports a signal (then raises Interrupted). A stop rule that
+        fires ends training after that epoch (last.pt written) as if it were the last. However
+        training ends, the tracker's HParams session records how."""
         self.stop = stop
         start = time.perf_counter()
         first = self.progress.epoch + 1
@@ -217,8 +222,12 @@ class Trainer:
                 self.pictures.started(self.loaders.train, first_time=self.progress.step == 0)
             for epoch in range(first, self.settings.epochs + 1):
                 self.epoch(epoch, time_first_step=self.settings.compile and epoch == first)
+                if self.stopped is not None:
+                    break
             final = self.final_metrics()
-        final.update(epochs=self.settings.epochs, wall_s=time.perf_counter() - start)
+        final.update(epochs=self.progress.epoch, wall_s=time.perf_counter() - start)
+        if self.stopped is not None:
+            final.update(self.stopped.record())
         self.tracker.finish(final)
         return final
 
@@ -272,6 +281,11 @@ class Trainer:
         peak = torch.tensor(peak_memory_mb(loader.device), dtype=torch.float64)
         values["peak_mem_mb"] = all_reduce(peak, op="max").item()
 
+        self.end_epoch(epoch, values, split)
+
+    def end_epoch(self, epoch: int, values: dict[str, float], split: str) -> None:
+        """Record the epoch, ask the stop rules, checkpoint; stop here on a signal."""
+        p, t = self.progress, self.settings
         improved = values.get(f"{split}_acc", -math.inf) > p.best_acc
         p.end_epoch(epoch, values.get(f"{split}_acc") if improved else None)
         self.last_train = values
@@ -279,12 +293,23 @@ class Trainer:
         if self.pictures is not None:
             self.pictures.epoch_done(epoch)
         log.info("epoch %d/%d  %s", epoch, t.epochs, _epoch_line(values, split))
-        stopping = self.stop is not None and self.stop.requested
+        # Every epoch counts, the last too: a resume may add epochs (trainer.epochs).
+        stop = first_stop(self.stop_rules, epoch, values)
+        if stop is not None and epoch < t.epochs:
+            p.stopped = stop.state_dict()
+            log.info("%s: training ends after epoch %d of %d", stop.reason, epoch, t.epochs)
+        signalled = self.stop is not None and self.stop.requested
         if self.checkpointer is not None:
-            last = epoch % t.checkpoint_every == 0 or epoch == t.epochs or stopping
+            ends = epoch == t.epochs or self.stopped is not None
+            last = epoch % t.checkpoint_every == 0 or ends or signalled
             self.checkpointer.save(p.where(), last=last, best=improved)
-        if stopping and epoch < t.epochs:
+        if signalled and epoch < t.epochs and self.stopped is None:
             self.stop_now(saved=self.checkpointer is not None)
+
+    @property
+    def stopped(self) -> Stop | None:
+        """The stop rule's Stop that ended training, if one did."""
+        return None if self.progress.stopped is None else Stop(**self.progress.stopped)
 
     def _progress_bar(self, epoch: int) -> tqdm:
         loader = self.loaders.train
@@ -338,7 +363,7 @@ class Trainer:
             final.update(test_acc=test["acc"], test_loss=test["loss"])
             final.update(_part_scored("test", test, self.loaders.test))
         if self.pictures is not None:
-            self.pictures.finished(self.settings.epochs, self.details)
+            self.pictures.finished(self.progress.epoch, self.details)
         if self.last_train:
             final.update(
                 train_loss=self.last_train["train_loss"], train_acc=self.last_train["train_acc"]

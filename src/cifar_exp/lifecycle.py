@@ -179,8 +179,13 @@ class Job:
 
     def succeeded(self, final: dict[str, Any]) -> None:
         best = "best_val_acc" if "best_val_acc" in final else "best_test_acc"
+        stopped = self.trainer.stopped if self.trainer is not None else None
         with gate.deferred():
-            self.manifest.finish("ok")
+            if stopped is None:
+                self.manifest.finish("ok")
+            else:  # a stop rule ended it: its status, its reason, and what it records
+                self.manifest.data.update(stopped.record())
+                self.manifest.finish(stopped.status, stopped.reason)
             log.info(
                 "final test accuracy %.4f%s (%s %.4f); outputs in %s",
                 final["test_acc"],

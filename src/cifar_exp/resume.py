@@ -108,6 +108,12 @@ def prepare_resume(
     resumed = resume_config(
         saved_config(state["config"], str(path)), cfg, overrides, progress.get("epoch", 0)
     )
+    if progress.get("stopped"):
+        stopped = progress["stopped"]
+        raise UserError(
+            f"the run in {path.parent.parent} is finished: it stopped after epoch "
+            f"{stopped['epoch']} ({stopped['reason']}); start a new run to train it differently"
+        )
     if progress.get("epoch") == resumed.trainer.epochs and not progress.get("batch"):
         raise UserError(
             f"the run in {path.parent.parent} already finished its {resumed.trainer.epochs} "

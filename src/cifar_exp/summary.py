@@ -31,6 +31,9 @@ METRIC_COLUMNS = [
     ("final_train_loss", "train_loss", "final train loss"),
 ]
 GROUP_METRICS = ["val_acc", "best_val_acc", "test_acc", "best_test_acc"]
+# (column, heading) of the epoch a stop rule ended a job at (stopping.py), beside its epochs;
+# left out when no job stopped that way.
+STOP_COLUMNS = [("stopped_early_at_epoch", "stopped early at epoch")]
 
 
 @dataclass
@@ -178,17 +181,21 @@ def metric_columns(jobs: list[Job]) -> list[tuple[str, str]]:
     return [(c, h) for c, _, h in METRIC_COLUMNS if any(j.value(c) is not None for j in jobs)]
 
 
+def stop_columns(jobs: list[Job]) -> list[tuple[str, str]]:
+    return [(c, h) for c, h in STOP_COLUMNS if any(j.value(c) is not None for j in jobs)]
+
+
 def job_rows(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
     """The summary's columns and rows (raw numbers), best job first."""
     keys = varying_keys(jobs)
     metrics = [c for c, _ in metric_columns(jobs)]
-    columns = ["job", "overrides", *keys, *metrics, "epochs", "wall_s", "images_per_s"]
-    columns += ["status", "dir"]
+    numbers = [*metrics, "epochs", *(c for c, _ in stop_columns(jobs)), "wall_s", "images_per_s"]
+    columns = ["job", "overrides", *keys, *numbers, "status", "dir"]
     rows = []
     for job in rank(jobs):
         row: dict[str, Any] = {"job": job.num, "overrides": label(job, keys)}
         row.update({k: job.overrides.get(k, "") for k in keys})
-        row.update({c: job.value(c) for c in [*metrics, "epochs", "wall_s", "images_per_s"]})
+        row.update({c: job.value(c) for c in numbers})
         row.update(status=job.status, dir=job.name)
         rows.append(row)
     return columns, rows
@@ -249,7 +256,7 @@ def render(jobs: list[Job]) -> str:
     keys = set(varying_keys(jobs))
     common = [f"{k}={v}" for k, v in jobs[0].overrides.items() if k not in keys]
     shown = [c for c in columns if c not in keys and c != "dir"]
-    headings = dict((c, h) for c, h in metric_columns(jobs))
+    headings = dict(metric_columns(jobs)) | dict(stop_columns(jobs))
     headings.update(wall_s="wall time", images_per_s="images/s")
     parts = [f"Jobs: {len(jobs)}, {sum(j.ok for j in jobs)} ok, sorted by {sort_metric(jobs)}."]
     parts += [note for note in (ranking_note(jobs), limit_note(jobs)) if note]
