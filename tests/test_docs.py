@@ -204,3 +204,18 @@ def test_readme_holds_no_dated_or_machine_specific_figure(what, pattern):
     """Such figures live in docs/benchmarks.md with their machine and date, not here."""
     found = re.search(pattern, README.read_text(), re.IGNORECASE)
     assert found is None, f"README.md holds {what}: {found.group(0)!r}; put it in docs/"
+
+
+def test_the_resume_page_lists_exactly_the_keys_a_resume_may_change():
+    """docs/checkpoints.md names, in one paragraph, the overrides a resume accepts: the keys
+    registered as resumable (config.resumable_keys), no more and no fewer."""
+    from cifar_exp import config
+    from cifar_exp.rundir import setup_hydra
+
+    setup_hydra()
+    page = (REPO / "docs" / "checkpoints.md").read_text()
+    start = page.index("Overrides may change only what leaves the experiment alone")
+    paragraph = page[start : page.index("Any other change is", start)]
+    listed = {key for key in re.findall(r"`([a-z_]+\.[a-z_.]+)`", paragraph)}
+    # `expected` documents a preset (a resume may restate it); the page says so elsewhere.
+    assert listed == set(config.resumable_keys()) - {"expected"}
