@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from cifar_exp.device import compile_model, use_channels_last
+from cifar_exp.engine import Progress, clip_gradients
 from cifar_exp.models import MODELS, ModelOptions
 from cifar_exp.precision import Precision
 
@@ -35,6 +36,9 @@ class Variant:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    # The engine's per-step gradient bookkeeping: the total norm (engine.clip_gradients with
+    # clipping off) added to the logging window on the device (Progress.count_gradients).
+    grad_norm: bool = False
 
     @property
     def label(self) -> str:
@@ -43,6 +47,8 @@ class Variant:
             parts.append("channels_last")
         if self.compile:
             parts.append("compile")
+        if self.grad_norm:
+            parts.append("grad_norm")
         return "+".join(parts)
 
 
@@ -56,6 +62,12 @@ class Trainer:
     precision: Precision
     compile_s: float | None = None
     rates: list[float] = field(default_factory=list)
+    progress: Progress | None = None  # where grad_norm variants add up the norms
+
+    def __post_init__(self) -> None:
+        if self.variant.grad_norm:
+            self.progress = Progress(next(self.model.parameters()).device)
+            self.params = list(self.model.parameters())
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         with self.precision.autocast():
@@ -63,8 +75,25 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler
         scaler.scale(loss).backward()
+        if self.progress is not None:
+            scaler.unscale_(self.optimizer)
+            norm, clipped = clip_gradients(self.params, None, None)
+            self.progress.count_gradients(norm, clipped, may_overflow=scaler.is_enabled())
         scaler.step(self.optimizer)
         scaler.update()
+
+
+def grad_norm_us(trainer: Trainer, calls: int = 200) -> float:
+    """Microseconds of the gradient-norm bookkeeping alone (a grad_norm variant's, on the
+    gradients of its last step): a figure the machine's load blurs less than a ratio of rates."""
+    assert trainer.progress is not None
+    synchronize(trainer.params[0].device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        norm, clipped = clip_gradients(trainer.params, None, None)
+        trainer.progress.count_gradients(norm, clipped, may_overflow=False)
+    synchronize(trainer.params[0].device)
+    return (time.perf_counter() - start) / calls * 1e6
 
 
 def cpuinfo_field(name: str) -> str:

@@ -202,3 +202,22 @@ def test_augment_benchmark_dry_run(tmp_path):
     assert result["rows"][0]["epoch_share"] is None
     assert all(0 < r["epoch_share"] < 1 for r in result["rows"][1:])
     assert "share of a resnet20 epoch" in proc.stdout
+
+
+@pytest.mark.slow
+def test_cpu_benchmark_of_the_gradient_norm_dry_run(tmp_path):
+    run_script(
+        "bench_cpu.py", "--grad-norm", "--models", "lenet5", "--json", "n.json", cwd=tmp_path
+    )
+    rows = json.loads((tmp_path / "n.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["fp32", "fp32+grad_norm"]
+    assert all(r["images_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_accumulation_memory_benchmark_dry_run(tmp_path):
+    proc = run_script("bench_accumulate.py", "--json", "acc.json", cwd=tmp_path)
+    rows = json.loads((tmp_path / "acc.json").read_text())["rows"]
+    assert [(r["accumulate_grad_batches"], r["micro_batch"]) for r in rows] == [(1, 8), (4, 2)]
+    assert all(r["peak_rss_mb"] >= r["rss_after_build_mb"] > 0 for r in rows)
+    assert "| 4 | 2 |" in proc.stdout

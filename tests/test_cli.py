@@ -10,7 +10,13 @@ import pytest
 from cifar_exp.models import MODELS
 from cifar_exp.naming import MAX_DIRNAME
 from cifar_exp.rundir import run_name
-from cifar_exp.tracking import EPOCH_TAGS, LAYOUT_TAG, STEP_LOSS_TAG, STEP_LR_TAG
+from cifar_exp.tracking import (
+    EPOCH_TAGS,
+    LAYOUT_TAG,
+    STEP_GRAD_NORM_TAG,
+    STEP_LOSS_TAG,
+    STEP_LR_TAG,
+)
 from helpers.cli import run_cli, run_in_process
 from helpers.compare import strip_timing
 from helpers.events import hparams_session, load_events
@@ -36,11 +42,12 @@ def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
 
     acc = load_events(run_dir)
     tags = set(acc.Tags()["scalars"])
-    # compile_s only when compiled; init_s only for a model initialized from the data.
-    optional = ("compile_s",) if model == "airbench" else ("compile_s", "init_s")
+    # compile_s only when compiled; init_s only for a model initialized from the data;
+    # grad_clipped_share only when trainer.grad_clip clips.
+    optional = ("compile_s", "grad_clipped_share") + (() if model == "airbench" else ("init_s",))
     per_epoch = {tag for key, tag in EPOCH_TAGS.items() if key not in optional}
     no_val_split = {tag for tag in per_epoch if not tag.startswith("val/")}
-    expected = no_val_split | {STEP_LOSS_TAG, STEP_LR_TAG}
+    expected = no_val_split | {STEP_LOSS_TAG, STEP_LR_TAG, STEP_GRAD_NORM_TAG}
     assert expected <= tags, expected - tags
     # Curves only: final numbers and the parameter count live in HParams and metrics.json.
     assert not [tag for tag in tags if tag.startswith(("final/", "model/"))]

@@ -1,9 +1,6 @@
 """DDP under a real torchrun: two Gloo processes on the CPU against one process."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +11,7 @@ from cifar_exp.datasets import Split
 from cifar_exp.distributed import exit_code
 from cifar_exp.errors import ConfigError
 from cifar_exp.tracking import STEP_LOSS_TAG
-from helpers.cli import run_in_process
+from helpers.cli import run_in_process, torchrun
 from helpers.events import load_events, tensorboard_points
 from helpers.overrides import TINY
 
@@ -32,27 +29,6 @@ SHARED = [
 # 16 Adam steps (measured: at most 2.4e-7); a wrong shard, batch or reduction changes the
 # loss by far more than this.
 LOSS_TOLERANCE = 1e-5
-
-
-def torchrun(*overrides: str, cwd, nproc: int = 2) -> subprocess.CompletedProcess:
-    """A real `torchrun --standalone` launch (a free port, so parallel runs never collide)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
-            "-m",
-            "cifar_exp.run",
-            *overrides,
-        ],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
 
 
 def step_losses(run_dir):

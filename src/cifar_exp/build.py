@@ -30,7 +30,13 @@ from cifar_exp.checkpoint import (
 )
 from cifar_exp.config import compared_keys, is_plumbing, startup_keys, validate
 from cifar_exp.datasets import DataBundle, Split, load_dataset
-from cifar_exp.device import compile_model, describe_device, resolve_device, use_channels_last
+from cifar_exp.device import (
+    compile_model,
+    describe_device,
+    resolve_device,
+    set_deterministic,
+    use_channels_last,
+)
 from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError
 from cifar_exp.manifest import RunManifest, git_commit, typed_command
@@ -55,6 +61,7 @@ def build_trainer(
     `fresh`: a new run, not one a checkpoint continues (which holds data-dependent inits)."""
     validate(cfg)
     t = cfg.trainer
+    set_deterministic(t.deterministic)
     here = distributed.place()
     check_processes(t, here)
     device, precision = device_and_precision(cfg, here, manifest)
@@ -127,6 +134,13 @@ def check_processes(t: DictConfig, here: distributed.Place) -> None:
         raise ConfigError(
             f"trainer.batch_size={t.batch_size} is the global batch and must be divisible by "
             f"the {here.world_size} processes; use a multiple of {here.world_size}"
+        )
+    parts = here.world_size * t.accumulate_grad_batches
+    if t.batch_size % parts:
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={t.accumulate_grad_batches}: trainer.batch_size="
+            f"{t.batch_size} (the global batch) must be divisible by {here.world_size} "
+            f"process(es) x {t.accumulate_grad_batches} micro-batches; use a multiple of {parts}"
         )
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -388,11 +402,13 @@ def log_setup(
         why = "stdout is not a terminal" if t.progress_bar else "trainer.progress_bar=false"
         every = f"every {t.log_interval_s:g}s" if t.log_interval_s else "never"
         log.info("no progress bar (%s): a progress line %s (trainer.log_interval_s)", why, every)
+    k = t.accumulate_grad_batches
     log.info(
-        "batch %d (global) = %d process(es) x %d; channels_last %s, compile %s",
+        "batch %d (global) = %d process(es) x %d%s; channels_last %s, compile %s",
         t.batch_size,
         here.world_size,
         t.batch_size // here.world_size,
+        f" in {k} micro-batches of {t.batch_size // here.world_size // k}" if k > 1 else "",
         t.channels_last,
         t.compile_mode if t.compile else "off",
     )

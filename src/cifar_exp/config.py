@@ -119,6 +119,21 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class GradClipConfig:
+    """Gradient clipping before each optimizer step (after unscaling under fp16); null: off."""
+
+    norm: float | None = None  # the total L2 norm of all gradients at most this (clip_grad_norm_)
+    value: float | None = None  # every gradient element within [-value, value] (clip_grad_value_)
+
+    def check(self) -> None:
+        for key in ("norm", "value"):
+            value = getattr(self, key)
+            require(value is None or value > 0, f"grad_clip.{key}", "> 0 or null (off)", value)
+        ok = self.norm is None or self.value is None
+        require(ok, "grad_clip.value", "null when grad_clip.norm is set (one kind)", self.value)
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = option(10, resumable=True, compared=True)
     batch_size: int = option(32, compared=True)  # the global batch
@@ -155,6 +170,13 @@ class TrainerConfig:
     ema_ramp_pow: float = 0.0  # > 0: the decay grows as decay * (progress of training)^pow
     tta: str = "none"  # test-time augmentation of evaluation: none, flip, flip_translate
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    grad_clip: GradClipConfig = field(default_factory=GradClipConfig)
+    # Micro-batches per optimizer step: each process runs this many of
+    # batch_size / (processes x accumulate_grad_batches) images, then steps once.
+    accumulate_grad_batches: int = 1
+    # torch.use_deterministic_algorithms, cuDNN's deterministic kernels (no benchmark), and
+    # CUBLAS_WORKSPACE_CONFIG: the same numbers on a GPU from run to run, at some speed.
+    deterministic: bool = option(False, plumbing=True, resumable=True)
 
     def check(self) -> None:
         for key in ("batch_size", "eval_batch_size", "log_every_n_steps", "eval_every"):
@@ -182,6 +204,9 @@ class TrainerConfig:
         require_one_of(self.compile_mode, "compile_mode", COMPILE_MODES)
         require_one_of(self.tta, "tta", TTA_MODES)
         self.early_stopping.check()
+        self.grad_clip.check()
+        k = self.accumulate_grad_batches
+        require(k >= 1, "accumulate_grad_batches", ">= 1 (1 = no accumulation)", k)
 
 
 @dataclass

@@ -3,6 +3,7 @@ it: the memory format, compilation, and the peak memory a run took."""
 
 from __future__ import annotations
 
+import os
 import resource
 
 import torch
@@ -22,6 +23,22 @@ def resolve_device(kind: str) -> torch.device:
             "use device=cpu or device=auto"
         )
     return torch.device(kind)
+
+
+# cuBLAS's deterministic workspace (NVIDIA's cuBLAS docs, "Results reproducibility").
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_deterministic(on: bool) -> None:
+    """trainer.deterministic: only deterministic kernels (an operation without one raises),
+    cuDNN's deterministic algorithms without its benchmark; before anything is built, as
+    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when its first handle is made. Off: torch's defaults
+    (a process that ran a deterministic run in-process gets them back)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False
 
 
 def describe_device(device: torch.device) -> str:

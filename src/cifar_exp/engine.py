@@ -27,7 +27,7 @@ from cifar_exp.checkpoint import Checkpointer
 from cifar_exp.commands import override, run_command
 from cifar_exp.device import peak_memory_mb
 from cifar_exp.distributed import all_reduce
-from cifar_exp.guards import NonFiniteWatch, out_of_memory
+from cifar_exp.guards import NonFiniteWatch, deterministic_hint, out_of_memory
 from cifar_exp.pictures import EvalDetails, Pictures
 from cifar_exp.precision import Precision
 from cifar_exp.signals import SignalGate, signal_name
@@ -62,6 +62,11 @@ class Progress:
         self.seen = 0
         self.window_loss = torch.zeros((), device=self.device)
         self.window_steps = 0
+        # The window's total gradient norms (before clipping) and how many were finite (fp16
+        # skips the steps whose gradients overflowed); the epoch's steps that clipped.
+        self.window_grad_norm = torch.zeros((), device=self.device)
+        self.window_norms = torch.zeros((), device=self.device)
+        self.clipped = torch.zeros((), dtype=torch.int64, device=self.device)
 
     def count(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a step's batch to the epoch's sums (on the device: no synchronization).
@@ -73,6 +78,21 @@ class Progress:
         self.correct += (logits.argmax(1) == hard).sum()
         self.window_loss += loss
         self.window_steps += 1
+
+    def count_gradients(
+        self, norm: torch.Tensor, clipped: torch.Tensor | None, may_overflow: bool
+    ) -> None:
+        """Add a step's total gradient norm (and whether it clipped), on the device. Under
+        fp16 (`may_overflow`) a norm that overflowed is left out: the scaler skips its step."""
+        if may_overflow:
+            finite = torch.isfinite(norm)
+            norm = torch.where(finite, norm, 0.0)
+        else:
+            finite = True
+        self.window_grad_norm.add_(norm)
+        self.window_norms.add_(finite)
+        if clipped is not None:
+            self.clipped.add_(clipped)
 
     def epoch_sums(self, seconds: float, timed: int) -> dict[str, float]:
         """The epoch's training loss, accuracy and images/s over all processes (`timed`
@@ -98,7 +118,7 @@ class Progress:
             return f"epoch {self.epoch + 1} batch {self.batch}, step {self.step}"
         return f"end of epoch {self.epoch}, step {self.step}"
 
-    _TENSORS = ("loss_sum", "correct", "window_loss")
+    _TENSORS = ("loss_sum", "correct", "window_loss", "window_grad_norm", "window_norms", "clipped")
     _NUMBERS = ("epoch", "step", "batch", "best_acc", "seen", "window_steps", "stopped")
 
     def state_dict(self) -> dict[str, Any]:
@@ -110,7 +130,8 @@ class Progress:
         for name in self._NUMBERS:
             setattr(self, name, state.get(name))  # `stopped`: absent from older checkpoints
         for name in self._TENSORS:
-            setattr(self, name, state[name].to(self.device))
+            if name in state:  # the gradient sums: absent from older checkpoints
+                setattr(self, name, state[name].to(self.device))
 
 
 @torch.no_grad()
@@ -187,23 +208,42 @@ class Trainer:
         self.last_train: dict[str, float] = {}
         self.last_eval: dict[str, float] | None = None
         self.details: EvalDetails | None = None  # the last evaluation's, for the pictures
+        self.params = [p for p in self.net.parameters() if p.requires_grad]  # for clipping
+        # Read once: a config lookup every step costs more than the norm of a small model.
+        clip = self.settings.grad_clip
+        self.clip: tuple[float | None, float | None] = (clip.norm, clip.value)
+        self.accumulate: int = self.settings.accumulate_grad_batches
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One optimizer step on one batch; returns the (detached) loss and logits. `labels`
-        are class indices, or soft targets [N, classes] under MixUp or CutMix."""
-        with self.precision.autocast():
-            logits = self.model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=self.settings.label_smoothing)
+        """One optimizer step on one batch, in trainer.accumulate_grad_batches micro-batches;
+        returns the (detached) batch loss and logits. `labels` are class indices, or soft
+        targets [N, classes] under MixUp or CutMix."""
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.precision.scaler  # scales the loss under fp16; a no-op otherwise
-        scaler.scale(loss).backward()
+        parts = micro_batches(images, labels, self.accumulate)
+        losses, logits = [], []
+        for i, (x, y) in enumerate(parts):
+            with gradient_sync(self.model, last=i == len(parts) - 1):
+                with self.precision.autocast():
+                    out = self.model(x)
+                    loss = F.cross_entropy(out, y, label_smoothing=self.settings.label_smoothing)
+                # Weighted by its share of the batch: the parts' sum is the batch's mean loss.
+                loss = loss * (len(y) / len(labels)) if len(parts) > 1 else loss
+                scaler.scale(loss).backward()
+            losses.append(loss.detach())
+            logits.append(out.detach())
+        scaler.unscale_(self.optimizer)  # clipping and the norm see the true gradients
+        norm, clipped = clip_gradients(self.params, *self.clip)
+        self.progress.count_gradients(norm, clipped, may_overflow=scaler.is_enabled())
         scaler.step(self.optimizer)  # under fp16: skipped when the gradients overflowed
         scaler.update()
         self.scheduler.step()
         self.progress.step += 1
         if self.average is not None:
             self.average.update(self.progress.step)
-        return loss.detach(), logits.detach()
+        if len(parts) == 1:
+            return losses[0], logits[0]
+        return sum(losses[1:], losses[0]), torch.cat(logits)
 
     def fit(self, stop: SignalGate | None = None) -> dict[str, float]:
         """Train from `progress` to settings.epochs, record the final metrics, return them.
@@ -216,7 +256,7 @@ class Trainer:
         self.stop = stop
         start = time.perf_counter()
         first = self.progress.epoch + 1
-        with self.tracker.session():
+        with self.tracker.session(), deterministic_hint(self.loaders.train.device):
             if self.pictures is not None and first <= self.settings.epochs:
                 self.loaders.train.set_epoch(first, start_batch=self.progress.batch)
                 self.pictures.started(self.loaders.train, first_time=self.progress.step == 0)
@@ -271,6 +311,8 @@ class Trainer:
         if epoch == 1 and self.init_s is not None:
             values["init_s"] = self.init_s
         values["lr"] = self.optimizer.param_groups[0]["lr"]
+        if t.grad_clip.norm is not None or t.grad_clip.value is not None:
+            values["grad_clipped_share"] = p.clipped.item() / p.batch
         split, eval_loader = self.loaders.per_epoch
         if epoch % t.eval_every == 0 or epoch == t.epochs:
             with self.out_of_memory_hint("evaluation", eval_loader):
@@ -329,10 +371,15 @@ class Trainer:
         p, loader = self.progress, self.loaders.train
         if self.watch is not None:
             self.watch.check(len(loader), self.kept())
-        # Shares are equal, so the mean of the processes' means is the batch's mean.
-        mean_loss = all_reduce(p.window_loss).item() / p.window_steps / loader.world_size
-        self.tracker.log_step(p.step, mean_loss, self.optimizer.param_groups[0]["lr"])
-        p.window_loss.zero_()
+        # Shares are equal, so the mean of the processes' means is the batch's mean; the
+        # gradient norms are the same on every process (their ratio is unchanged by the sum).
+        sums = all_reduce(torch.stack([p.window_loss, p.window_grad_norm, p.window_norms]))
+        loss_sum, norm_sum, norms = sums.tolist()
+        mean_loss = loss_sum / p.window_steps / loader.world_size
+        grad_norm = norm_sum / norms if norms else math.nan
+        self.tracker.log_step(p.step, mean_loss, self.optimizer.param_groups[0]["lr"], grad_norm)
+        for window in (p.window_loss, p.window_grad_norm, p.window_norms):
+            window.zero_()
         p.window_steps = 0
         return mean_loss
 
@@ -398,6 +445,44 @@ class Trainer:
             f"stopped by {name} at {p.where()}; saved {self.checkpointer.last}. "
             f"Continue with: {run_command([resume])}"
         )
+
+
+def micro_batches(
+    images: torch.Tensor, labels: torch.Tensor, k: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The batch in `k` parts of (nearly) equal size (an epoch's short last batch may split
+    unevenly, or into fewer parts than k)."""
+    if k == 1:
+        return [(images, labels)]
+    pairs = zip(images.tensor_split(k), labels.tensor_split(k), strict=True)
+    return [(x, y) for x, y in pairs if len(y)]
+
+
+def gradient_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """DDP's all-reduce of the gradients on the `last` micro-batch only (no_sync before it)."""
+    ddp = getattr(model, "_orig_mod", model)  # under torch.compile, the module it compiled
+    if last or not isinstance(ddp, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return ddp.no_sync()
+
+
+def clip_gradients(
+    parameters: list[nn.Parameter], max_norm: float | None, max_value: float | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Clip the gradients to a total L2 norm of `max_norm` or elementwise to `max_value`
+    (trainer.grad_clip; None: not that way); the total L2 norm before clipping and whether
+    this step clipped (None when nothing clips), both on the device."""
+    params = [p for p in parameters if p.grad is not None]
+    if max_norm is not None:
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return norm, norm > max_norm
+    grads = [p.grad for p in params]
+    norm = torch.nn.utils.get_total_norm(grads)
+    if max_value is None:
+        return norm, None
+    clipped = torch.nn.utils.get_total_norm(grads, norm_type=math.inf) > max_value
+    torch.nn.utils.clip_grad_value_(params, max_value)
+    return norm, clipped
 
 
 class Heartbeat:

@@ -3,6 +3,9 @@ accelerator memory; each with a message that says what to try."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from cifar_exp.errors import UserError
@@ -14,6 +17,27 @@ class NonFiniteLoss(UserError):
 
 class OutOfMemory(UserError):
     """The accelerator ran out of memory."""
+
+
+class NoDeterministicKernel(UserError):
+    """trainer.deterministic=true met an operation that has no deterministic implementation."""
+
+
+@contextlib.contextmanager
+def deterministic_hint(device: torch.device) -> Iterator[None]:
+    """torch's error for an operation without a deterministic implementation (under
+    trainer.deterministic=true) as one line naming the operation."""
+    try:
+        yield
+    except RuntimeError as err:
+        text = str(err)
+        if "does not have a deterministic implementation" not in text:
+            raise
+        op = text.split(" does not have a deterministic implementation")[0].strip()
+        raise NoDeterministicKernel(
+            f"trainer.deterministic=true: {op} has no deterministic implementation on "
+            f"{device}; use another model or option, or trainer.deterministic=false"
+        ) from None
 
 
 class NonFiniteWatch:
@@ -65,7 +89,8 @@ def out_of_memory(
         f"out of memory on {device} during {phase} with {batch_key}={batch_size} "
         f"({first_line}). Use a smaller batch, e.g. {batch_key}={smaller}"
         + (
-            " (a new run: the batch size is part of the experiment)"
+            ", or keep it in micro-batches, e.g. trainer.accumulate_grad_batches=2 (a new "
+            "run: both are part of the experiment)"
             if batch_key == "trainer.batch_size"
             else ""
         )

@@ -43,6 +43,7 @@ EPOCH_TAGS = {
     "init_s": "train/init_s",  # a data-dependent initialization before it (epoch 1)
     "compile_s": "train/compile_s",
     "peak_mem_mb": "train/peak_mem_mb",
+    "grad_clipped_share": "train/grad_clipped_share",  # of the epoch's steps (grad_clip)
 }
 # Measured, not determined by the seed: they differ between two runs of the same config.
 TIMING_TAGS = {
@@ -52,7 +53,8 @@ TIMING_TAGS = {
 # Per-step scalars (x axis: optimizer step).
 STEP_LOSS_TAG = "train_step/loss"
 STEP_LR_TAG = "train_step/lr"
-STEP_TAGS = {STEP_LOSS_TAG, STEP_LR_TAG}
+STEP_GRAD_NORM_TAG = "train_step/grad_norm"  # the total gradient norm, before clipping
+STEP_TAGS = {STEP_LOSS_TAG, STEP_LR_TAG, STEP_GRAD_NORM_TAG}
 # The Text tab: what produced the run.
 TEXT_TAGS = {
     "config": "run/config",
@@ -245,11 +247,12 @@ class RunTracker:
             self._end(api_pb2.STATUS_FAILURE)
             raise
 
-    def log_step(self, step: int, loss: float, lr: float) -> None:
+    def log_step(self, step: int, loss: float, lr: float, grad_norm: float) -> None:
         if not self.write:
             return
         self.writer.add_scalar(STEP_LOSS_TAG, loss, step)
         self.writer.add_scalar(STEP_LR_TAG, lr, step)
+        self.writer.add_scalar(STEP_GRAD_NORM_TAG, grad_norm, step)
 
     def log_epoch(self, epoch: int, values: dict[str, float]) -> None:
         if not self.write:

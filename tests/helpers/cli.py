@@ -90,3 +90,24 @@ def start_run(*args: str, cwd: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def torchrun(*overrides: str, cwd, nproc: int = 2) -> subprocess.CompletedProcess:
+    """A real `torchrun --standalone` launch (a free port, so parallel runs never collide)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "cifar_exp.run",
+            *overrides,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
