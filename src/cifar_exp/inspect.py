@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.atomic import write_json
@@ -27,13 +25,13 @@ from cifar_exp.build import check_num_classes
 from cifar_exp.config import InspectOptions, validate
 from cifar_exp.datasets import DATASETS
 from cifar_exp.device import resolve_device
-from cifar_exp.errors import ConfigError, UserError
+from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
 from cifar_exp.models.base import ModelOptions
 from cifar_exp.modelstats import ModelSummary, activation_memory, meta_model, summarize
 from cifar_exp.precision import Precision
 from cifar_exp.registry import typed_options
-from cifar_exp.rundir import setup_hydra
+from cifar_exp.rundir import in_output_dir, setup_hydra
 
 log = logging.getLogger("cifar_exp")
 
@@ -156,11 +154,7 @@ def format_summary(summary: ModelSummary) -> str:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="inspect")
 def main(cfg: DictConfig) -> None:
-    try:
-        inspect_model(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except UserError as err:
-        log.error("%s", err)
-        sys.exit(1)
+    in_output_dir(inspect_model, cfg)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from cifar_exp.engine import Trainer
 from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.naming import override_key
 from cifar_exp.registry import typed_options
-from cifar_exp.rundir import setup_hydra
+from cifar_exp.rundir import in_output_dir, setup_hydra
 
 log = logging.getLogger("cifar_exp")
 
@@ -168,12 +167,8 @@ def range_test(cfg: DictConfig, out_dir: Path, typed: list[str]) -> dict[str, An
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="lr_find")
 def main(cfg: DictConfig) -> None:
-    hydra_cfg = HydraConfig.get()
-    try:
-        range_test(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
-    except UserError as err:
-        log.error("%s", err)
-        sys.exit(1)
+    typed = list(HydraConfig.get().overrides.task)
+    in_output_dir(lambda cfg, out_dir: range_test(cfg, out_dir, typed), cfg)
 
 
 if __name__ == "__main__":
