@@ -3,11 +3,17 @@
     python scripts/bench_cpu.py            # seed ResNet and resnet20
     python scripts/bench_cpu.py --compile --json bench_cpu.json    # + compiled variants
     python scripts/bench_cpu.py --grad-norm     # fp32 with the engine's gradient-norm logging
+    python scripts/bench_cpu.py --models lenet5 --start-cost      # + what a run's start costs
 
 For each model, every variant trains its own copy on one fixed batch (the seed's batch 32 by
 default); rounds alternate the variants and the table gives median images/s and the ratio to
 fp32. Compile time is measured in the warm-up and reported apart. Keep threads x processes
 within the machine's cores, and nothing else heavy running meanwhile.
+
+--start-cost also times what every run does once at its start to log and record the model's
+size (build.model_size: its parameters, and its FLOPs per 32x32 image counted by building it
+on the meta device and running FlopCounterMode over one image), cold each round, against one
+epoch of CIFAR-10's 50,000 training images at the fp32 rate measured here.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import argparse
 import json
 import logging
 import statistics
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from benchlib import (
@@ -34,7 +42,11 @@ from benchlib import (
 )
 
 from cifar_exp.errors import ConfigError
+from cifar_exp.models import MODELS
+from cifar_exp.modelstats import count_flops, meta_model, param_counts
 from cifar_exp.precision import read_cpu_flags
+
+EPOCH_IMAGES = 50_000  # CIFAR-10's training split
 
 VARIANTS = [
     Variant("fp32"),
@@ -79,6 +91,9 @@ def main() -> None:
         action="store_true",
         help="fp32 against fp32 with the per-step gradient norm the engine logs (alone)",
     )
+    parser.add_argument(
+        "--start-cost", action="store_true", help="time a run's model-size count at its start"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--dry-run", action="store_true", help="a seconds-long smoke run (tiny sizes)"
@@ -108,7 +123,7 @@ def main() -> None:
     if args.grad_norm:
         variants = [Variant("fp32"), Variant("fp32", grad_norm=True)]
     batch = random_batch(args.batch_size, device)
-    rows, notes = [], []
+    rows, notes, starts = [], [], []
     for name in args.models:
         trainers = [build(name, v, device) for v in variants]
         for trainer in trainers:
@@ -118,6 +133,8 @@ def main() -> None:
         rows += summary(name, trainers)
         if args.grad_norm:
             notes.append(grad_norm_note(name, trainers, len(batch[1])))
+        if args.start_cost:
+            starts.append(start_cost(name, trainers[0], args.rounds))
     print(
         f"\nbatch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, "
         f"{torch.get_num_threads()} threads, CPU capability "
@@ -126,6 +143,8 @@ def main() -> None:
     )
     print(table(rows))
     print("\n".join(notes))
+    if starts:
+        print("\n" + start_table(starts))
     if args.json:
         result = provenance(torch.get_num_threads()) | {
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -134,7 +153,45 @@ def main() -> None:
         }
         if notes:
             result["notes"] = notes
+        if starts:
+            result["start_cost"] = starts
         args.json.write_text(json.dumps(result, indent=2))
+
+
+def start_cost(spec: str, fp32: Any, rounds: int) -> dict:
+    """The seconds of build.model_size's work at a run's start (parameters, then the FLOPs
+    of one image on a meta-device copy), median of `rounds` cold counts, and their share of
+    one epoch of EPOCH_IMAGES images at `fp32`'s measured training rate."""
+    options = model_options(spec)
+    net = MODELS.build(options)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        sum(param_counts(net))
+        count_flops(meta_model(options), (3, 32, 32)).get_total_flops()
+        times.append(time.perf_counter() - start)
+    epoch_s = EPOCH_IMAGES / statistics.median(fp32.rates)
+    count_s = statistics.median(times)
+    return {
+        "model": spec,
+        "count_s": round(count_s, 5),
+        "max_s": round(max(times), 5),
+        "epoch_s": round(epoch_s, 1),
+        "share_of_epoch": count_s / epoch_s,
+    }
+
+
+def start_table(starts: list[dict]) -> str:
+    lines = [
+        "| model | size count at start (median, max) | fp32 epoch of 50,000 images | share |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in starts:
+        lines.append(
+            f"| {r['model']} | {r['count_s'] * 1e3:.1f} ms, {r['max_s'] * 1e3:.1f} ms | "
+            f"{r['epoch_s']:.1f} s | {100 * r['share_of_epoch']:.3f}% |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

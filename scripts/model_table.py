@@ -21,10 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from cifar_exp.models import MODELS
+from cifar_exp.modelstats import forward_flops, meta_model, param_counts
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "models.md"
@@ -73,15 +71,10 @@ def measured(name: str, changed: tuple[tuple[str, Any], ...] = ()) -> tuple[int,
 
 
 def measure(node: dict[str, Any]) -> tuple[int, int]:
-    """Parameters and forward FLOPs of one 32x32 image, at 10 classes. On the meta device:
-    only shapes are needed, so no weight is initialized nor product computed."""
-    with torch.device("meta"):
-        model = MODELS.build({**node, "num_classes": 10}).eval()
-        params = sum(p.numel() for p in model.parameters())
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            model(torch.zeros(1, 3, 32, 32))
-    return params, counter.get_total_flops()
+    """Parameters and forward FLOPs of one 32x32 image, at 10 classes, as a run counts them
+    at its start (cifar_exp.modelstats, on the meta device)."""
+    options = {**node, "num_classes": 10}
+    return sum(param_counts(meta_model(options))), forward_flops(options, (3, 32, 32))
 
 
 def millions(n: int) -> str:

@@ -17,3 +17,17 @@ def compose():
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         yield lambda overrides=(): hydra_compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def compose_tool():
+    """Compose an entrypoint's config (inspect, lr_find, ...): compose_tool(name, overrides)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from cifar_exp.rundir import setup_hydra
+
+    setup_hydra()
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda name, overrides=(): hydra_compose(name, overrides=list(overrides))

@@ -16,7 +16,14 @@ from helpers.overrides import TINY
 from helpers.paths import REPO
 
 PACKAGE = REPO / "src" / "cifar_exp"
-ENTRYPOINTS = {"cifar_exp.run", "cifar_exp.eval", "cifar_exp.predict", "cifar_exp.report"}
+ENTRYPOINTS = {
+    "cifar_exp.run",
+    "cifar_exp.eval",
+    "cifar_exp.predict",
+    "cifar_exp.report",
+    "cifar_exp.inspect",
+    "cifar_exp.lr_find",
+}
 # Lower modules that must not reach up into what builds on them.
 FORBIDDEN = {
     ("cifar_exp.tracking", "cifar_exp.config"),
@@ -156,8 +163,8 @@ def test_a_key_is_plumbing_as_a_group_only_when_all_its_keys_are():
     assert not is_plumbing("trainer") and not is_plumbing("dataset")
     assert not is_plumbing("trainer.batch_size")
     keys = compared_keys()
-    # The model's compared options, then its parameter count, in one run of columns.
+    # The model's compared options, then its parameter count and FLOPs, in one run of columns.
     model_keys = [k for k in keys if k.startswith("model.")]
     first = keys.index(model_keys[0])
-    assert "model.width" in model_keys and model_keys[-1] == "model.params"
+    assert "model.width" in model_keys and model_keys[-2:] == ["model.params", "model.flops"]
     assert list(keys[first : first + len(model_keys)]) == model_keys

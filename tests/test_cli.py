@@ -6,6 +6,8 @@ import math
 import re
 
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from cifar_exp.models import MODELS
 from cifar_exp.naming import MAX_DIRNAME
@@ -55,9 +57,13 @@ def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
         assert all(math.isfinite(e.value) for e in acc.Scalars(tag)), tag
     assert [e.step for e in acc.Scalars("test/acc")] == [1]
     hparams, status = hparams_session(run_dir)
-    assert hparams["model.params"] == sum(
-        p.numel() for p in MODELS.build({"name": model}).parameters()
-    )
+    with torch.device("meta"):
+        net = MODELS.build({"name": model}).eval()
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            net(torch.zeros(1, 3, 32, 32))
+    assert hparams["model.params"] == sum(p.numel() for p in net.parameters())
+    assert hparams["model.flops"] == counter.get_total_flops()
     assert (hparams["model.name"], status) == (model, "STATUS_SUCCESS")
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -80,6 +86,7 @@ def test_hparams_text_and_layout_are_recorded_for_tensorboard(tmp_path):
     assert hparams["optimizer.name"] == "sgd" and hparams["optimizer.lr"] == pytest.approx(0.05)
     assert hparams["augment.flip"] is True and hparams["dataset.noise"] == 30
     assert hparams["model.params"] == 62006 and hparams["trainer.epochs"] == 1
+    assert hparams["model.flops"] == 1_303_440  # docs/models.md: 1.30M
     # No unset values ("None") and no plumbing (paths, threads, progress bar, resume).
     for key in ("trainer.limit_train_batches", "trainer.num_threads", "resume", "device.type"):
         assert key not in hparams

@@ -12,7 +12,7 @@ from cifar_exp.naming import MAX_DIRNAME, job_dirname
 from cifar_exp.sweep import available_cpus, threads_per_job
 from helpers.cli import run_cli, run_in_process
 from helpers.events import hparams_session, load_events
-from helpers.outputs import final_metrics, job_dirs, read_csv
+from helpers.outputs import final_metrics, job_dirs, manifest, read_csv
 from helpers.overrides import TINY
 from helpers.plugins import needs_plugin
 
@@ -62,13 +62,17 @@ def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
         hparams, _ = hparams_session(job_dir)
         assert hparams["model.name"] == row["model"]
         assert hparams["optimizer.lr"] == pytest.approx(float(row["optimizer.lr"]))
+        # The model's size: the same numbers in the summary, HParams and the manifest.
+        size = manifest(job_dir)["model"]
+        assert int(row["params"]) == size["params"] == hparams["model.params"]
+        assert int(row["flops"]) == size["flops"] == hparams["model.flops"] > 0
         final_test_acc = load_events(job_dir).Scalars("test/acc")[-1].value
         assert final_test_acc == pytest.approx(float(row["test_acc"]))
 
     md = (sweep_dir / "summary.md").read_text()
     assert "| model=resnet optimizer.lr=0.003 |" in md
     assert "Common overrides: debug=tiny" in md
-    assert "| final train loss |" in md
+    assert "| final train loss |" in md and "| params | FLOPs / image |" in md
     assert md.strip().splitlines()[-1] in output  # the table is printed too
     # No validation split: the summary says in one line that it ranks on the test set.
     (note,) = [line for line in md.splitlines() if "Ranked by test accuracy" in line]

@@ -40,7 +40,8 @@ from cifar_exp.device import (
 from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError
 from cifar_exp.manifest import RunManifest, git_commit, typed_command
-from cifar_exp.models import MODELS, InitializedFromData, initialize_from_data
+from cifar_exp.models import MODELS, InitializedFromData, ModelOptions, initialize_from_data
+from cifar_exp.modelstats import forward_flops, param_counts
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.pictures import Pictures
 from cifar_exp.precision import Precision
@@ -54,11 +55,17 @@ INIT_IMAGES = 5000  # training images a data-dependent initialization sees (airb
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path, manifest: RunManifest | None = None, fresh: bool = True
+    cfg: DictConfig,
+    run_dir: Path,
+    manifest: RunManifest | None = None,
+    fresh: bool = True,
+    record: bool = True,
 ) -> tuple[Trainer, DictConfig]:
     """The Trainer the config describes, and the config completed with what the data
     decided (the number of classes, the normalization statistics), as checkpoints store it.
-    `fresh`: a new run, not one a checkpoint continues (which holds data-dependent inits)."""
+    `fresh`: a new run, not one a checkpoint continues (which holds data-dependent inits).
+    `record=False`: its tracker and checkpointer write nothing (the lr finder's throwaway
+    training)."""
     validate(cfg)
     t = cfg.trainer
     set_deterministic(t.deterministic)
@@ -72,14 +79,18 @@ def build_trainer(
     net = MODELS.build(options if fresh else options.without_pretrained()).to(device)
     init_s = initialize_from_training_data(net, data, eval_transform, device) if fresh else None
     model = model_to_train(net, t, device, here)
-    log_setup(cfg, net, device, data, here)
+    size = model_size(net, options, data)
+    if manifest is not None:
+        manifest.update(model=size)
+    log_setup(cfg, size, device, data, here)
     mix = build_mix(OmegaConf.to_container(cfg.augment), cfg.dataset.num_classes)
     workers = cfg.augment.workers
     loaders = build_loaders(data, t, device, here, train_transform, eval_transform, mix, workers)
     optimizer = OPTIMIZERS.build(cfg.optimizer, net)
     scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(loaders.train))
     average = weight_average(t, net, len(loaders.train)) if t.ema_decay else None
-    tracker = RunTracker(run_dir, run_info(cfg, net, device, here), write=here.is_main)
+    info = run_info(cfg, size, device, here)
+    tracker = RunTracker(run_dir, info, write=here.is_main and record)
     progress = Progress(device)
     stop_rules = build_stop_rules(t, has_val=loaders.val is not None)
     parts = {
@@ -172,10 +183,11 @@ def ready_trainer(
     trainer, cfg = build_trainer(cfg, run_dir, manifest, fresh=checkpoint is None)
     if checkpoint is not None:
         continue_from(trainer, checkpoint)
-    params = sum(p.numel() for p in trainer.net.parameters())
+    options = MODELS.options(cfg.model)
+    size = model_size(trainer.net, options, trainer.checkpointer.meta["input_shape"])
     config_yaml = trainer.checkpointer.meta["config"]
     trainer.tracker.start(
-        run_hparams(cfg, overrides or [], params), describe_run(config_yaml, overrides or [])
+        run_hparams(cfg, overrides or [], size), describe_run(config_yaml, overrides or [])
     )
     return trainer
 
@@ -285,12 +297,25 @@ def initialize_from_training_data(
     return seconds
 
 
+def model_size(
+    net: torch.nn.Module, options: ModelOptions, data: DataBundle | list[int]
+) -> dict[str, int]:
+    """The model's parameters and the FLOPs of one forward pass on one of the data's images
+    (or one of this [C, H, W] shape), counted on the meta device (modelstats.py): a few
+    milliseconds for LeNet5, a tenth of a second for WRN-28-10, whatever the device."""
+    shape = data if isinstance(data, list) else list(data.train.images.shape[1:])
+    trainable, frozen = param_counts(net)
+    flops = forward_flops(options, tuple(shape))
+    return {"params": trainable + frozen, "trainable": trainable, "frozen": frozen, "flops": flops}
+
+
 def run_info(
-    cfg: DictConfig, net: torch.nn.Module, device: torch.device, here: distributed.Place
+    cfg: DictConfig, size: dict[str, int], device: torch.device, here: distributed.Place
 ) -> dict[str, Any]:
     return {
         "model": cfg.model.name,
-        "params": sum(p.numel() for p in net.parameters()),
+        "params": size["params"],
+        "flops": size["flops"],
         "device": str(device),
         "world_size": here.world_size,
         "batch_size_per_process": cfg.trainer.batch_size // here.world_size,
@@ -374,16 +399,20 @@ def build_loaders(
 
 def log_setup(
     cfg: DictConfig,
-    net: torch.nn.Module,
+    size: dict[str, int],
     device: torch.device,
     data: DataBundle,
     here: distributed.Place,
 ) -> None:
     t = cfg.trainer
+    frozen = f", {size['frozen']:,} frozen" if size["frozen"] else ""
     log.info(
-        "model %s (%s parameters) on %s; %d train / %d val / %d test images, %d classes",
+        "model %s (%s parameters%s, %s FLOPs per image) on %s; %d train / %d val / %d test "
+        "images, %d classes",
         cfg.model.name,
-        f"{sum(p.numel() for p in net.parameters()):,}",
+        f"{size['params']:,}",
+        frozen,
+        f"{size['flops'] / 1e6:,.2f}M",
         device,
         len(data.train),
         0 if data.val is None else len(data.val),
@@ -414,11 +443,15 @@ def log_setup(
     )
 
 
-def run_hparams(cfg: DictConfig, overrides: list[str], params: int | None = None) -> dict[str, Any]:
+def run_hparams(
+    cfg: DictConfig, overrides: list[str], size: dict[str, int] | None = None
+) -> dict[str, Any]:
     """The run's entries in TensorBoard's HParams: the keys typed (in a sweep, those it
-    varies) that change what is trained, then the keys every run compares."""
+    varies) that change what is trained, then the keys every run compares (the model's
+    `size`, model_size(), among them once it is built)."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    config["model"]["params"] = params
+    config["model"]["params"] = (size or {}).get("params")
+    config["model"]["flops"] = (size or {}).get("flops")
     typed = [k for k in override_keys(overrides) if not is_plumbing(k)]
     return select_hparams(config, [*typed, *compared_keys()])
 

@@ -280,6 +280,59 @@ class PredictConfig:
         require_one_of(self.tta, "tta", TTA_MODES)
 
 
+@dataclass
+class InspectOptions:
+    """`python -m cifar_exp.inspect <run overrides> [inspect.<key>=...]`: the model's table."""
+
+    depth: int = 2  # module levels the table shows (1: the model's children)
+    # Measure the activation memory of one training batch (a forward and backward pass of
+    # trainer.batch_size random images on the device); false: shapes, parameters, FLOPs only.
+    memory: bool = True
+
+    def check(self) -> None:
+        require(self.depth >= 1, "depth", ">= 1 (1: the model's children)", self.depth)
+
+
+@dataclass
+class InspectConfig(Config):
+    """A run's config, and the inspector's options under `inspect.`."""
+
+    inspect: InspectOptions = field(default_factory=InspectOptions)
+
+
+@dataclass
+class LrFindOptions:
+    """`python -m cifar_exp.lr_find <run overrides> [lr_find.<key>=...]`: Smith's range test."""
+
+    start_lr: float = 1e-7  # the first step's lr (of the optimizer's main parameter group)
+    end_lr: float = 10.0  # the last step's, reached after num_steps; exponential in between
+    num_steps: int = 100  # training steps of the sweep at most
+    # Weight of the previous smoothed loss in its exponential moving average (debiased).
+    smoothing: float = 0.98
+    # Stop once the smoothed loss exceeds the lowest one so far by this factor (or is not
+    # finite): the loss diverged, larger lrs say nothing more.
+    diverge_factor: float = 4.0
+    # Points left out at the start of the curve when choosing the steepest descent (the
+    # smoothed loss has not settled there yet).
+    skip_start: int = 10
+
+    def check(self) -> None:
+        require(self.start_lr > 0, "start_lr", "> 0", self.start_lr)
+        ok = self.end_lr > self.start_lr
+        require(ok, "end_lr", f"> start_lr ({self.start_lr:g})", self.end_lr)
+        require(self.num_steps >= 2, "num_steps", ">= 2", self.num_steps)
+        require(0 <= self.smoothing < 1, "smoothing", "in [0, 1) (0 = none)", self.smoothing)
+        require(self.diverge_factor > 1, "diverge_factor", "> 1", self.diverge_factor)
+        require(self.skip_start >= 0, "skip_start", ">= 0", self.skip_start)
+
+
+@dataclass
+class LrFindConfig(Config):
+    """A run's config, and the range test's options under `lr_find.`."""
+
+    lr_find: LrFindOptions = field(default_factory=LrFindOptions)
+
+
 def check_entrypoint(schema: type[EvalConfig] | type[PredictConfig], cfg: DictConfig) -> None:
     """Raise ConfigError naming the first value of eval's or predict's config that cannot
     work (their keys are typed at the top level: `tta=flip`)."""
@@ -293,6 +346,8 @@ def register_schemas() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="predict_schema", node=PredictConfig)
+    cs.store(name="inspect_schema", node=InspectConfig)
+    cs.store(name="lr_find_schema", node=LrFindConfig)
     for group, node in SECTIONS.items():
         cs.store(name=f"{group}_{group}_schema", node=node)
     for registry in REGISTRIES:
@@ -363,7 +418,8 @@ def startup_keys() -> tuple[str, ...]:
 
 
 def compared_keys() -> tuple[str, ...]:
-    """HParams' columns in every run, the model's parameter count after its options."""
+    """HParams' columns in every run, the model's parameter count and FLOPs per image after
+    its options."""
     keys = keys_with(COMPARED)
     last_model = max(i for i, k in enumerate(keys) if k.startswith("model."))
-    return (*keys[: last_model + 1], "model.params", *keys[last_model + 1 :])
+    return (*keys[: last_model + 1], "model.params", "model.flops", *keys[last_model + 1 :])

@@ -8,14 +8,12 @@ and `confusion_matrix.png` in the eval's own output folder.
 from __future__ import annotations
 
 import logging
-import sys
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.atomic import write_json
@@ -29,7 +27,7 @@ from cifar_exp.engine import evaluate
 from cifar_exp.errors import UserError
 from cifar_exp.inference import load_trained, required
 from cifar_exp.pictures import EvalDetails
-from cifar_exp.rundir import setup_hydra
+from cifar_exp.rundir import in_output_dir, setup_hydra
 
 log = logging.getLogger("cifar_exp")
 
@@ -156,11 +154,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float:
-    try:
-        return evaluate_checkpoint(cfg, Path(HydraConfig.get().runtime.output_dir))["acc"]
-    except UserError as err:
-        log.error("%s", err)
-        sys.exit(1)
+    return in_output_dir(evaluate_checkpoint, cfg)["acc"]
 
 
 if __name__ == "__main__":

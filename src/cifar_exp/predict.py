@@ -9,14 +9,12 @@ training's evaluation (`data.to_model_input`, then the run's normalization if it
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.atomic import write_json
@@ -26,7 +24,7 @@ from cifar_exp.config import PredictConfig, check_entrypoint
 from cifar_exp.device import resolve_device
 from cifar_exp.errors import UserError
 from cifar_exp.inference import load_trained, required
-from cifar_exp.rundir import setup_hydra
+from cifar_exp.rundir import in_output_dir, setup_hydra
 from cifar_exp.tta import tta_logits
 
 log = logging.getLogger("cifar_exp")
@@ -96,11 +94,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    try:
-        predict(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except UserError as err:
-        log.error("%s", err)
-        sys.exit(1)
+    in_output_dir(predict, cfg)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -36,6 +38,7 @@ from cifar_exp.naming import MAX_DIRNAME, NOT_SWEPT, job_dirname, override_key
 from cifar_exp.signals import gate
 
 log = logging.getLogger("cifar_exp")
+T = TypeVar("T")
 
 MULTIRUN_RECORD = "multirun.yaml"  # the sweep's config, saved by Hydra's sweepers (and ours)
 # What a job's folder keeps when the job starts over: the record of earlier attempts, and
@@ -379,6 +382,17 @@ class RunDirGuard(Callback):
         except UserError as err:
             log.error("%s", err)
             sys.exit(1)
+
+
+def in_output_dir(task: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T:
+    """The body of the tools beside the run (eval, predict, inspect, lr_find): `task` given
+    the config and the output folder Hydra made for it (OutputDirGuard checked it); a
+    UserError ends the process with its one line and exit code 1."""
+    try:
+        return task(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except UserError as err:
+        log.error("%s", err)
+        sys.exit(1)
 
 
 class OutputDirGuard(Callback):

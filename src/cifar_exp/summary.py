@@ -34,6 +34,8 @@ GROUP_METRICS = ["val_acc", "best_val_acc", "test_acc", "best_test_acc"]
 # (column, heading) of the epoch a stop rule ended a job at (stopping.py), beside its epochs;
 # left out when no job stopped that way.
 STOP_COLUMNS = [("stopped_early_at_epoch", "stopped early at epoch")]
+# The model's size, from the manifest (runs made before it was recorded have none).
+SIZE_COLUMNS = ["params", "flops"]
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Job:
     epochs: list[dict[str, float]] = field(default_factory=list)
     # The folder as the table names it: its name, or sweep/name in a report of several sweeps.
     name: str = ""
+    # The model's parameters and FLOPs per image, as its manifest records them.
+    size: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.path.name
@@ -61,6 +65,8 @@ class Job:
         key = dict((c, k) for c, k, _ in METRIC_COLUMNS).get(column, column)
         if key in self.final:
             return self.final[key]
+        if column in SIZE_COLUMNS:
+            return self.size.get(column)
         if column == "epochs":
             return len(self.epochs)
         if column == "wall_s":
@@ -98,6 +104,7 @@ def load_job(path: Path) -> Job:
         metrics = json.loads((path / "metrics.json").read_text())
     final = metrics.get("final") or {}
     status = job_status(path, final)
+    size = (read_manifest(path) or {}).get("model") or {}
     return Job(
         num=int(num),
         path=path,
@@ -107,6 +114,7 @@ def load_job(path: Path) -> Job:
         status=status,
         final=final,
         epochs=metrics.get("epochs", []),
+        size={k: v for k, v in size.items() if k in SIZE_COLUMNS},
     )
 
 
@@ -189,7 +197,9 @@ def job_rows(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
     """The summary's columns and rows (raw numbers), best job first."""
     keys = varying_keys(jobs)
     metrics = [c for c, _ in metric_columns(jobs)]
-    numbers = [*metrics, "epochs", *(c for c, _ in stop_columns(jobs)), "wall_s", "images_per_s"]
+    size = [c for c in SIZE_COLUMNS if any(j.value(c) is not None for j in jobs)]
+    stops = [c for c, _ in stop_columns(jobs)]
+    numbers = [*metrics, *size, "epochs", *stops, "wall_s", "images_per_s"]
     columns = ["job", "overrides", *keys, *numbers, "status", "dir"]
     rows = []
     for job in rank(jobs):
@@ -239,6 +249,8 @@ def _cell(column: str, value: Any) -> str:
         return f"{value:.1f}s"
     if column == "images_per_s":
         return f"{value:.0f}"
+    if column in SIZE_COLUMNS:
+        return f"{value / 1e6:,.2f}M"
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value).replace("|", "\\|")
@@ -257,7 +269,7 @@ def render(jobs: list[Job]) -> str:
     common = [f"{k}={v}" for k, v in jobs[0].overrides.items() if k not in keys]
     shown = [c for c in columns if c not in keys and c != "dir"]
     headings = dict(metric_columns(jobs)) | dict(stop_columns(jobs))
-    headings.update(wall_s="wall time", images_per_s="images/s")
+    headings.update(wall_s="wall time", images_per_s="images/s", flops="FLOPs / image")
     parts = [f"Jobs: {len(jobs)}, {sum(j.ok for j in jobs)} ok, sorted by {sort_metric(jobs)}."]
     parts += [note for note in (ranking_note(jobs), limit_note(jobs)) if note]
     if len(jobs) > 1 and common:

@@ -65,3 +65,11 @@ class DatasetOptions(Options):
         ok = self.num_classes is None or self.num_classes >= 2
         require(ok, "num_classes", ">= 2 or null (follow the data)", self.num_classes)
         require(self.val_size >= 0, "val_size", ">= 0", self.val_size)
+
+    def image_shape(self) -> tuple[int, int, int]:
+        """[3, H, W] of the images, from the options alone (no file is read): CIFAR's."""
+        return (3, 32, 32)
+
+    def known_classes(self) -> int | None:
+        """The number of classes as far as the options say, without reading any image."""
+        return self.num_classes

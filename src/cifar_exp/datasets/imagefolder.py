@@ -64,6 +64,18 @@ class ImageFolderOptions(DatasetOptions):
             self.num_workers,
         )
 
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
+
+    def known_classes(self) -> int | None:
+        """dataset.num_classes, else the class folders of <root>/train (listed, not read)."""
+        if self.num_classes is not None:
+            return self.num_classes
+        train = Path(self.root).expanduser().absolute() / "train"
+        if not train.is_dir():
+            return None
+        return len(subfolders(train)) or None
+
 
 @DATASETS.register("imagefolder", ImageFolderOptions)
 def imagefolder(o: ImageFolderOptions) -> DataBundle:

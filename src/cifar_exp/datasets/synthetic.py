@@ -24,11 +24,17 @@ class SyntheticOptions(DatasetOptions):
             require(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
         require(self.noise >= 0, "noise", ">= 0", self.noise)
 
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
+
+    def known_classes(self) -> int:
+        return 10 if self.num_classes is None else self.num_classes
+
 
 @DATASETS.register("synthetic", SyntheticOptions)
 def synthetic(o: SyntheticOptions) -> DataBundle:
     """Each class is a random pattern; its images are noisy copies of it, so it is learnable."""
-    num_classes = 10 if o.num_classes is None else o.num_classes
+    num_classes = o.known_classes()
     gen = torch.Generator().manual_seed(o.seed)
     shape = (3, o.image_size, o.image_size)
     patterns = torch.randint(0, 256, (num_classes, *shape), generator=gen).float()

@@ -1,0 +1,135 @@
+"""`python -m cifar_exp.lr_find`: Smith's range test on synthetic data, in a real process;
+its curve checked against training replayed at the lrs it wrote."""
+
+import json
+import math
+import re
+
+import pytest
+from PIL import Image
+
+from cifar_exp.build import build_trainer
+from cifar_exp.config import LrFindOptions
+from cifar_exp.errors import UserError
+from cifar_exp.lr_find import range_test, sweep_config
+from helpers.cli import printed_command, run_cli, run_printed
+from helpers.compare import snapshot
+from helpers.overrides import TINY
+
+LR_FIND = "cifar_exp.lr_find"
+TYPED = [*TINY, "dataset.train_size=512", "lr_find.num_steps=40"]
+
+
+def moving_average(losses, beta):
+    """The smoothed loss, written again here: a debiased exponential moving average."""
+    out, average = [], 0.0
+    for i, loss in enumerate(losses):
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta ** (i + 1)))
+    return out
+
+
+def test_the_range_test_writes_the_curve_it_measured_and_a_suggestion_in_range(
+    tmp_path, compose_tool
+):
+    out = tmp_path / "lr"
+    proc = run_cli(*TYPED, f"hydra.run.dir={out}", cwd=tmp_path, module=LR_FIND)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "lr_find.json").read_text())
+    options = LrFindOptions(**result["options"])
+    lrs, losses = result["lr"], result["loss"]
+
+    # The sweep: exponential from start_lr towards end_lr, one lr per step taken.
+    growth = (options.end_lr / options.start_lr) ** (1 / (options.num_steps - 1))
+    assert lrs[0] == pytest.approx(options.start_lr)
+    assert all(b / a == pytest.approx(growth) for a, b in zip(lrs, lrs[1:], strict=False))
+    assert len(lrs) == len(losses) == result["steps"] <= options.num_steps
+    # Synthetic data, Adam up to lr 10: the loss blows up before the last step, and the test
+    # stopped there.
+    assert result["stopped"].startswith("diverged at step") and result["steps"] < 40
+    curve = moving_average(losses, options.smoothing)
+    assert result["smoothed_loss"] == pytest.approx(curve)
+    assert not curve[-1] <= options.diverge_factor * min(curve[:-1])
+    assert max(curve[:-1]) <= options.diverge_factor * min(curve[:-1])
+
+    # The suggestion: one of the lrs swept, inside the range, where the curve falls.
+    best = result["suggested_step"]
+    assert result["suggested_lr"] == lrs[best]
+    assert options.start_lr <= lrs[best] <= options.end_lr
+    assert options.skip_start <= best < len(lrs) - 1
+    assert curve[best + 1] < curve[best - 1]
+
+    # The curve is what training measured: the run's own build, stepped at the lrs written.
+    trainer, _ = build_trainer(
+        sweep_config(compose_tool("lr_find", TYPED), options), tmp_path / "replay", record=False
+    )
+    trainer.model.train()
+    replayed, batches = [], iter([])
+    for lr in lrs:
+        batch = next(batches, None)
+        if batch is None:  # a new epoch, as the range test walks the loader
+            trainer.loaders.train.set_epoch(len(replayed) // len(trainer.loaders.train) + 1)
+            batches = iter(trainer.loaders.train)
+            batch = next(batches)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+        replayed.append(trainer.step(*batch)[0].item())
+    assert replayed[:-1] == pytest.approx(losses[:-1], rel=1e-6)
+    assert not math.isfinite(losses[-1]) or losses[-1] == pytest.approx(replayed[-1], rel=1e-4)
+
+    with Image.open(out / "lr_find.png") as png:
+        assert png.format == "PNG" and png.size == (700, 450)
+    printed = proc.stdout
+    assert f"suggested lr {lrs[best]:.3g}" in printed
+    command = printed_command(printed, "train with: ")
+    assert command == result["command"]
+    assert command == (
+        f"python -m cifar_exp.run debug=tiny dataset.train_size=512 optimizer.lr={lrs[best]:.3g}"
+    )
+    assert not (tmp_path / "outputs").exists()  # no run folder was made
+    trained = run_printed(command, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert f"lr: {float(f'{lrs[best]:.3g}')}" in config
+
+
+def test_a_misspelled_option_is_hydras_one_line_and_a_nonzero_exit(tmp_path):
+    out = tmp_path / "lr"
+    proc = run_cli(
+        *TINY, "lr_find.num_stepz=5", f"hydra.run.dir={out}", cwd=tmp_path, module=LR_FIND
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert "Key 'num_stepz' not in 'LrFindOptions'" in output and "Traceback" not in output
+    assert not (out / "lr_find.json").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["lr_find.end_lr=1e-8"], "lr_find.end_lr must be > start_lr (1e-07), got 1e-08"),
+        (["lr_find.num_steps=1"], "lr_find.num_steps must be >= 2, got 1"),
+        (["lr_find.start_lr=0"], "lr_find.start_lr must be > 0, got 0.0"),
+        (["lr_find.smoothing=1"], "lr_find.smoothing must be in [0, 1) (0 = none), got 1.0"),
+        (["lr_find.diverge_factor=1"], "lr_find.diverge_factor must be > 1, got 1.0"),
+        (["trainer.batch_size=0"], "trainer.batch_size must be >= 1, got 0"),
+    ],
+)
+def test_a_bad_option_names_its_key(compose_tool, tmp_path, overrides, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        range_test(compose_tool("lr_find", [*TINY, *overrides]), tmp_path, overrides)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resume_is_refused_and_its_run_folder_left_as_it_was(compose_tool, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"a checkpoint")
+    (run_dir / "manifest.json").write_text('{"status": "interrupted"}')
+    before = snapshot(run_dir)
+    out = tmp_path / "lr"
+    out.mkdir()
+    with pytest.raises(UserError, match=re.escape(f"resume={run_dir} continues a run; lr_find")):
+        range_test(compose_tool("lr_find", [*TINY, f"resume={run_dir}"]), out, [])
+    assert snapshot(run_dir) == before and list(out.iterdir()) == []
