@@ -149,3 +149,22 @@ def test_without_a_current_optuna_the_search_says_what_to_install(tmp_path):
     )
     assert "Traceback" not in output
     assert not list(sweep_dir.glob("[0-9]*"))  # no trial ran
+
+
+@needs_optuna
+def test_a_search_whose_first_trials_fail_alike_before_training_stops_non_zero(tmp_path):
+    # The preset holds out 5000 validation images; debug=tiny has 256 to train on.
+    sweep_dir = tmp_path / "sweep"
+    args = ["hparams_search=optuna", *TINY, "hydra.sweeper.n_trials=5"]
+    proc = run_cli(*args, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    reason = "dataset.val_size=5000 leaves no training images (the train split has 256)"
+    (last,) = [line for line in output.splitlines() if "the sweep stopped" in line]
+    assert "the first 2 trials failed before training with the same error" in last
+    assert reason in last and "Traceback" not in output
+    assert [t.state.name for t in trials(sweep_dir)] == ["FAIL", "FAIL"]  # not 5
+    summary = (sweep_dir / "summary.md").read_text()
+    # What the jobs were configured with, not "hold out no validation split".
+    assert "configured to hold out a validation split (dataset.val_size=5000)" in summary
+    assert "hold out no validation split" not in summary

@@ -236,3 +236,13 @@ def test_optuna_search_optimizes_validation_accuracy_and_goes_on_after_a_failed_
     assert best.best_params["optimizer.lr"] == 0.003
     assert best.best_value == pytest.approx(max(f["val_acc"] for f in trials))
     assert "sorted by val_acc" in output and "Ranked by test accuracy" not in output
+
+
+def test_a_sweep_in_which_every_job_failed_exits_non_zero_with_one_line(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli("-m", *TINY, "optimizer.lr=-1,-2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    assert "every job of the sweep failed (2 job(s)) (see the status column above)" in output
+    assert "Traceback" not in output
+    assert len(read_csv(sweep_dir / "summary.csv")) == 2  # the summary is still written

@@ -7,7 +7,10 @@ preemption continues to `n_trials` when the same command runs again into the sam
 finished trials are kept, and the trials it left running are run again (their jobs resume
 from their last checkpoint, see lifecycle.continue_sweep_job). Several machines that reach one
 database (PostgreSQL, MySQL) share a study: each asks for trials until the study has
-`n_trials`.
+`n_trials`. While a sweep runs a trial it beats for it in the study (Optuna's heartbeat); a
+trial whose beat stopped longer than `grace_period` ago (its machine was killed) is failed by
+the next sweep that looks, and its parameters run again as a new trial, which resumes from
+the stale trial's last.pt when that folder is reachable from here.
 
 Hydra finds the sweeper through hydra_plugins/cifar_exp_optuna, which imports this module
 only when a search starts: Optuna is an optional dependency (the `sweeps` extra).
@@ -17,12 +20,17 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
+from sqlalchemy.engine import make_url
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.utils import JobReturn
@@ -33,7 +41,18 @@ from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
 )
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
+
+from cifar_exp.errors import UserError
+from cifar_exp.manifest import read_manifest
+from cifar_exp.naming import job_dirname
+
+# Heartbeats and the stale-trial callback are "experimental" in Optuna since 2.8; they are
+# what reclaims a killed machine's trials, and the warning says nothing a user can act on.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# Optuna expects heartbeats from study.optimize only; this sweeper beats itself (Heartbeat).
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +69,7 @@ class TrialJob:
 
     number: int
     overrides: tuple[str, ...]
+    trial_id: int | None = None  # the storage's id, for heartbeats
 
 
 def distribution(override: Override) -> BaseDistribution:
@@ -79,6 +99,69 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
     return storage or f"sqlite:///{(sweep_dir / STUDY_FILE).absolute()}"
 
 
+# What a storage URL's scheme needs installed, for the line that says so.
+DRIVERS = {
+    "postgresql": "pip install 'psycopg[binary]' (or the sweeps extra: pip install -e '.[sweeps]')",
+    "mysql": "pip install PyMySQL and name it in the URL: mysql+pymysql://...",
+}
+
+
+def shown_url(url: str) -> str:
+    """The URL as a message may show it: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def open_storage(url: str, options: DictConfig) -> RDBStorage:
+    """The study's database, reached once here so that a URL that cannot work is one line
+    naming hydra.sweeper.storage before any trial starts: a driver that is missing, a server
+    that does not answer, a user or password it refuses."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=options.get("stale_retries"))
+    interval = options.get("heartbeat_interval")
+    key = f"hydra.sweeper.storage={shown_url(url)}"
+    try:
+        return RDBStorage(
+            url,
+            heartbeat_interval=interval or None,
+            grace_period=options.get("grace_period") if interval else None,
+            heartbeat_stale_trial_callback=retry if interval else None,
+            engine_kwargs=engine_options(url),
+        )
+    except ImportError as err:
+        scheme = make_url(url).get_backend_name()
+        fix = DRIVERS.get(scheme, f"install the database driver SQLAlchemy uses for {scheme}://")
+        raise UserError(f"{key}: no driver for {scheme}:// is installed ({err}); {fix}") from err
+    except sqlalchemy.exc.ArgumentError as err:
+        raise UserError(f"{key} is not a database URL ({err}); see docs/sweeps.md") from err
+    except sqlalchemy.exc.OperationalError as err:
+        raise UserError(f"{key}: {database_problem(err)}") from err
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """A server that does not answer is said within seconds, not after the OS's timeout."""
+    if make_url(url).get_backend_name() in ("postgresql", "mysql"):
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    return {}
+
+
+def database_problem(err: sqlalchemy.exc.OperationalError) -> str:
+    """What to check, from the driver's message."""
+    message = " ".join(str(err.orig or err).split())
+    lowered = message.lower()
+    if "password" in lowered or "authentication" in lowered or "access denied" in lowered:
+        return f"the server refused the user or password ({message}); check both in the URL"
+    if "does not exist" in lowered or "unknown database" in lowered:
+        return f"no such database on the server ({message}); create it, e.g. createdb"
+    if "connect" in lowered or "timeout" in lowered or "refused" in lowered:
+        return (
+            f"the database server does not answer ({message}); check that it runs and that "
+            "the host and port in the URL reach it"
+        )
+    return f"the database cannot be used ({message})"
+
+
 def consecutive(jobs: Sequence[TrialJob]) -> Iterator[list[TrialJob]]:
     """Runs of consecutive trial numbers: a launcher numbers the jobs of one launch from its
     first. Other machines sharing the study can take the numbers in between."""
@@ -90,6 +173,70 @@ def consecutive(jobs: Sequence[TrialJob]) -> Iterator[list[TrialJob]]:
         run.append(job)
     if run:
         yield run
+
+
+def counted(study: optuna.Study) -> int:
+    """The trials that count towards n_trials: all but the stale ones whose parameters
+    another trial runs again."""
+    trials = study.get_trials(deepcopy=False)
+    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return sum(t.number not in replaced for t in trials)
+
+
+def job_folder(sweep_dir: Path, number: int) -> Path | None:
+    """Trial `number`'s job folder in `sweep_dir` (named `<number>_<overrides>`), if any."""
+    found = sorted(sweep_dir.glob(f"{number}_*")) if sweep_dir.is_dir() else []
+    return found[0] if found else None
+
+
+def failure_before_training(folder: Path | None) -> str | None:
+    """The one-line reason a job failed before its first epoch, from its folder; None when
+    it trained, finished, or left no record."""
+    if folder is None:
+        return None
+    manifest = read_manifest(folder) or {}
+    if manifest.get("status") != "failed" or (folder / "checkpoints").exists():
+        return None
+    reason = (manifest.get("reason") or "").strip().splitlines()
+    return reason[0] if reason else None
+
+
+class Heartbeat:
+    """Beats in the study for the trials this sweep runs, from a thread of the sweep's own
+    process: the beat stops when the machine, or the sweep, is killed. (Optuna beats only
+    inside study.optimize; this sweeper asks and tells.)"""
+
+    def __init__(self, storage: RDBStorage) -> None:
+        self.storage = storage
+        self.trial_ids: set[int] = set()
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def beat(self, trial_id: int) -> None:
+        if self.storage.get_heartbeat_interval() is None:
+            return
+        self.trial_ids.add(trial_id)
+        self.storage.record_heartbeat(trial_id)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._loop, name="optuna-heartbeat", daemon=True)
+            self.thread.start()
+
+    def done(self, trial_id: int) -> None:
+        self.trial_ids.discard(trial_id)
+
+    def _loop(self) -> None:
+        interval = self.storage.get_heartbeat_interval() or 60
+        while not self.stop.wait(interval):
+            for trial_id in list(self.trial_ids):
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception as err:  # a database hiccup: the next beat tries again
+                    log.warning("could not record the heartbeat of a trial: %s", err)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
 
 
 def trial_value(ret: JobReturn) -> float | None:
@@ -113,11 +260,17 @@ class Search:
         self.sweep_dir = sweep_dir.absolute()
         self.failed = 0
         self.ran = 0
+        # Why the first trials failed before training, while they all fail that way.
+        self.first_failures: list[str] = []
+        self.stopped_because: str | None = None
+        self.heartbeat: Heartbeat | None = None
 
     def open_study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+        storage = open_storage(storage_url(self.options.storage, self.sweep_dir), self.options)
+        self.heartbeat = Heartbeat(storage)
         study = optuna.create_study(
             study_name=self.options.study_name,
-            storage=storage_url(self.options.storage, self.sweep_dir),
+            storage=storage,
             sampler=sampler,
             direction=self.options.direction,
             load_if_exists=True,
@@ -133,38 +286,91 @@ class Search:
         """Run the trials this folder left running, then new ones until the study is full."""
         params = self.options.params or {}
         space = search_space([f"{k}={v}" for k, v in params.items()] + list(arguments))
-        left = self.left_running(study)
-        if left:
-            log.info("running again the %d trial(s) this sweep left running", len(left))
-            self.launch(study, left)
-        if len(study.trials) >= self.options.n_trials:
-            log.info(
-                "the study has %d trial(s), hydra.sweeper.n_trials=%d: no new trial; ask for "
-                "more with a larger hydra.sweeper.n_trials",
-                len(study.trials),
-                self.options.n_trials,
-            )
-        while (to_go := self.options.n_trials - len(study.trials)) > 0 and self.may_go_on():
-            batch = [self.new_trial(study, space) for _ in range(min(self.options.n_jobs, to_go))]
-            self.launch(study, batch)
+        try:
+            left = self.left_running(study)
+            if left:
+                log.info("running again the %d trial(s) this sweep left running", len(left))
+                self.launch(study, left)
+            self.reclaim_stale(study)
+            if counted(study) >= self.options.n_trials and not self.waiting(study):
+                log.info(
+                    "the study has %d trial(s), hydra.sweeper.n_trials=%d: no new trial; ask "
+                    "for more with a larger hydra.sweeper.n_trials",
+                    counted(study),
+                    self.options.n_trials,
+                )
+            while self.may_go_on():
+                self.reclaim_stale(study)
+                to_go = self.options.n_trials - counted(study) + self.waiting(study)
+                if to_go <= 0:
+                    break
+                batch = [self.new_trial(study, space) for _ in range(min(self.options.n_jobs, to_go))]
+                self.launch(study, batch)
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.close()
         self.write_results(study)
+
+    @staticmethod
+    def waiting(study: optuna.Study) -> int:
+        """Trials queued to run again (a stale trial's retry): asked for before new ones."""
+        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def reclaim_stale(self, study: optuna.Study) -> None:
+        """Fail the trials whose heartbeat stopped longer than the grace period ago (their
+        sweep was killed); Optuna queues each one's parameters to run again."""
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        fail_stale_trials(study)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if trial.number not in before:
+                log.warning(
+                    "trial %d (run by %s) stopped beating for longer than "
+                    "hydra.sweeper.grace_period: marked failed, its parameters run again",
+                    trial.number,
+                    trial.user_attrs.get(SWEEP_DIR_ATTR, "another sweep"),
+                )
 
     def left_running(self, study: optuna.Study) -> list[TrialJob]:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return [
-            TrialJob(t.number, tuple(t.user_attrs[OVERRIDES_ATTR]))
-            for t in running
-            if t.user_attrs.get(SWEEP_DIR_ATTR) == str(self.sweep_dir)
-        ]
+        mine = [t for t in running if t.user_attrs.get(SWEEP_DIR_ATTR) == str(self.sweep_dir)]
+        for trial in mine:  # before another sweep takes them for stale
+            self.beat(trial._trial_id)
+        return [TrialJob(t.number, tuple(t.user_attrs[OVERRIDES_ATTR]), t._trial_id) for t in mine]
+
+    def beat(self, trial_id: int) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat(trial_id)
 
     def new_trial(self, study: optuna.Study, space: dict[str, BaseDistribution | str]) -> TrialJob:
         searched = {k: d for k, d in space.items() if isinstance(d, BaseDistribution)}
         trial = study.ask(searched)
+        self.beat(trial._trial_id)
         values = {**space, **trial.params}
         overrides = tuple(f"{key}={values[key]}" for key in space)
+        retried = study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        if retried is not None:
+            self.adopt(study, retried, trial.number, overrides)
         trial.set_user_attr(SWEEP_DIR_ATTR, str(self.sweep_dir))
         trial.set_user_attr(OVERRIDES_ATTR, list(overrides))
-        return TrialJob(trial.number, overrides)
+        return TrialJob(trial.number, overrides, trial._trial_id)
+
+    def adopt(self, study: optuna.Study, stale: int, number: int, overrides: Sequence[str]) -> None:
+        """A stale trial's parameters run again as trial `number`: its job starts from what
+        the stale trial's folder holds (checkpoints, metrics, manifest), when this machine
+        reaches it, and so resumes from its last.pt (lifecycle.continue_sweep_job)."""
+        old_sweep = study.get_trials(deepcopy=False)[stale].user_attrs.get(SWEEP_DIR_ATTR)
+        source = job_folder(Path(old_sweep), stale) if old_sweep else None
+        if source is None or not (source / "checkpoints" / "last.pt").is_file():
+            log.info("trial %d runs stale trial %d's parameters from the start", number, stale)
+            return
+        target = self.sweep_dir / job_dirname(number, list(overrides))
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("checkpoints", "metrics.json", "manifest.json"):
+            if (source / name).is_dir():
+                shutil.copytree(source / name, target / name, dirs_exist_ok=True)
+            elif (source / name).is_file():
+                shutil.copy2(source / name, target / name)
+        log.info("trial %d resumes stale trial %d from %s", number, stale, source)
 
     def launch(self, study: optuna.Study, jobs: Sequence[TrialJob]) -> None:
         for run in consecutive(jobs):
@@ -174,14 +380,44 @@ class Search:
             for job, ret in zip(run, returns, strict=True):
                 value = trial_value(ret)
                 self.ran += 1
+                self.note_first_failure(job.number, value)
                 if value is None:
                     self.failed += 1
                     study.tell(job.number, state=TrialState.FAIL)
                 else:
                     study.tell(job.number, value)
+                if job.trial_id is not None and self.heartbeat is not None:
+                    self.heartbeat.done(job.trial_id)
+
+    def note_first_failure(self, number: int, value: float | None) -> None:
+        """Keep why each of the first trials failed before training, while they all did."""
+        if len(self.first_failures) < self.ran - 1:
+            return  # a trial before this one trained: fail-fast is off for this search
+        folder = job_folder(self.sweep_dir, number)
+        reason = failure_before_training(folder) if value is None else None
+        if reason is not None:
+            self.first_failures.append(reason)
+
+    def fails_fast(self) -> bool:
+        """True when the first trials (2, or a first batch of n_jobs) all failed before
+        training with one and the same reason: a configuration error the searched values do
+        not change, which every other trial would meet too."""
+        first = min(self.options.n_trials, max(2, self.options.n_jobs))
+        reasons = self.first_failures
+        if self.ran < first or len(reasons) < first or len(set(reasons[:first])) != 1:
+            return False
+        # The summary callback says it, last, and ends the sweep non-zero (sweep.outcome).
+        self.stopped_because = (
+            f"the first {first} trials failed before training with the same error, so every "
+            f"trial would: {reasons[0]}"
+        )
+        return True
 
     def may_go_on(self) -> bool:
-        """False once more trials failed than max_failure_rate allows (1.0: never)."""
+        """False once the first trials failed alike (fails_fast), or more trials failed
+        than max_failure_rate allows (1.0: never)."""
+        if self.stopped_because or self.fails_fast():
+            return False
         if self.ran and self.failed / self.ran > self.options.max_failure_rate:
             log.error(
                 "%d of %d trials failed, more than hydra.sweeper.max_failure_rate=%s allows: "

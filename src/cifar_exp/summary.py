@@ -52,6 +52,9 @@ class Job:
     name: str = ""
     # The model's parameters and FLOPs per image, as its manifest records them.
     size: dict[str, int] = field(default_factory=dict)
+    # dataset.val_size as the job was configured (its .hydra/config.yaml), failed or not;
+    # None when the folder does not say.
+    val_size: int | None = None
 
     def __post_init__(self) -> None:
         self.name = self.name or self.path.name
@@ -105,6 +108,10 @@ def load_job(path: Path) -> Job:
     final = metrics.get("final") or {}
     status = job_status(path, final)
     size = (read_manifest(path) or {}).get("model") or {}
+    config = path / ".hydra" / "config.yaml"
+    val_size = None
+    if config.is_file():
+        val_size = OmegaConf.select(OmegaConf.load(config), "dataset.val_size", default=None)
     return Job(
         num=int(num),
         path=path,
@@ -115,6 +122,7 @@ def load_job(path: Path) -> Job:
         final=final,
         epochs=metrics.get("epochs", []),
         size={k: v for k, v in size.items() if k in SIZE_COLUMNS},
+        val_size=None if val_size is None else int(val_size),
     )
 
 
@@ -169,9 +177,18 @@ def limit_note(jobs: list[Job]) -> str | None:
 
 
 def ranking_note(jobs: list[Job]) -> str | None:
-    """One line warning that the order comes from the test set, when no job has a val split."""
+    """One line warning that the order comes from the test set, when no job has a val split;
+    when none finished, what the jobs were configured with (they may have failed *because*
+    of their validation split)."""
     if sort_metric(jobs) == "val_acc":
         return None
+    held_out = sorted({j.val_size for j in jobs if j.val_size})
+    if held_out and not any(j.ok for j in jobs):
+        sizes = ", ".join(str(n) for n in held_out)
+        return (
+            f"No job finished; they were configured to hold out a validation split "
+            f"(dataset.val_size={sizes}), so a finished one is ranked by validation accuracy."
+        )
     return (
         "Ranked by test accuracy: these runs hold out no validation split, so choosing among "
         "them selects on the test set; add dataset.val_size=5000 to rank on a validation split."

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_exp.commands import command
 from cifar_exp.errors import UserError
 from cifar_exp.naming import SWEPT_KEYS_ENV
-from cifar_exp.summary import write_summary
+from cifar_exp.summary import Job, find_jobs, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,16 @@ def threads_per_job(launcher: DictConfig | dict[str, Any]) -> int | None:
     return max(1, cpus // max(1, parallel))
 
 
+class SweepOutcome:
+    """Why a sweeper stopped a sweep early, for the callback that ends it: the sweeper and
+    Hydra's callbacks run in one process, and Hydra passes nothing from one to the other."""
+
+    stopped_because: str | None = None
+
+
+outcome = SweepOutcome()
+
+
 class SweepSummary(Callback):
     """Names job folders by the swept keys; writes summary.csv/summary.md when a sweep ends."""
 
@@ -75,9 +86,24 @@ class SweepSummary(Callback):
         table = write_summary(sweep_dir)
         if table is None:
             log.warning("no job folders in %s: no summary written", sweep_dir)
+            self.exit_if_nothing_succeeded([])
             return
         # The table is the sweep's answer for the user, not a diagnostic: print it plainly.
         print(f"\n{table}\nSummary: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}")
         print(f"Plot: {command('cifar_exp.report', [str(sweep_dir)])}", flush=True)
         # Its own --logdir: TensorBoard then names each job by its folder alone (0_..., 1_...).
         print(f"Compare: tensorboard --logdir {shlex.quote(str(sweep_dir))}", flush=True)
+        self.exit_if_nothing_succeeded(find_jobs(sweep_dir))
+
+    @staticmethod
+    def exit_if_nothing_succeeded(jobs: list[Job]) -> None:
+        """A sweep with a finished job exits 0 (the summary says which failed); one where
+        every job failed, or that its sweeper stopped early, exits 1 with one line."""
+        if outcome.stopped_because:
+            log.error("the sweep stopped: %s", outcome.stopped_because)
+            sys.exit(1)
+        if jobs and not any(job.ok for job in jobs):
+            reasons = {job.status for job in jobs}
+            why = f": {reasons.pop()}" if len(reasons) == 1 else " (see the status column above)"
+            log.error("every job of the sweep failed (%d job(s))%s", len(jobs), why)
+            sys.exit(1)

@@ -37,7 +37,9 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
+        from cifar_exp.errors import UserError
         from cifar_exp.rundir import MULTIRUN_RECORD
+        from cifar_exp.sweep import outcome
 
         try:
             from cifar_exp.search import Search
@@ -54,5 +56,11 @@ class OptunaSweeper(Sweeper):
         # What continuing this sweep is checked against (rundir.check_same_sweep).
         OmegaConf.save(self.config, sweep_dir / MULTIRUN_RECORD)
         search = Search(self.options, self.launcher, sweep_dir)
-        study = search.open_study(instantiate(self.options.sampler))
+        try:
+            study = search.open_study(instantiate(self.options.sampler))
+        except UserError as err:  # before any trial starts
+            log.error("%s", err)
+            sys.exit(1)
         search.run(study, arguments)
+        # The summary callback, which runs after this, ends the sweep with it (non-zero).
+        outcome.stopped_because = search.stopped_because
