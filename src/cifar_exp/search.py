@@ -30,7 +30,6 @@ from typing import Any
 
 import optuna
 import sqlalchemy.exc
-from sqlalchemy.engine import make_url
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.utils import JobReturn
@@ -43,6 +42,7 @@ from optuna.distributions import (
 )
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from cifar_exp.errors import UserError
 from cifar_exp.manifest import read_manifest
@@ -304,8 +304,8 @@ class Search:
                 to_go = self.options.n_trials - counted(study) + self.waiting(study)
                 if to_go <= 0:
                     break
-                batch = [self.new_trial(study, space) for _ in range(min(self.options.n_jobs, to_go))]
-                self.launch(study, batch)
+                size = min(self.options.n_jobs, to_go)
+                self.launch(study, [self.new_trial(study, space) for _ in range(size)])
         finally:
             if self.heartbeat is not None:
                 self.heartbeat.close()
