@@ -22,6 +22,7 @@ import logging
 import math
 import shutil
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -99,10 +100,16 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
     return storage or f"sqlite:///{(sweep_dir / STUDY_FILE).absolute()}"
 
 
-# What a storage URL's scheme needs installed, for the line that says so.
+# What a storage URL's dialect needs installed, for the line that says so. SQLAlchemy 2.1
+# reads postgresql:// as psycopg 3 (not psycopg2).
+PSYCOPG = "pip install 'psycopg[binary]' (or the sweeps extra: pip install -e '.[sweeps]')"
 DRIVERS = {
-    "postgresql": "pip install 'psycopg[binary]' (or the sweeps extra: pip install -e '.[sweeps]')",
+    "postgresql": PSYCOPG,
+    "postgresql+psycopg": PSYCOPG,
+    "postgresql+psycopg2": "pip install psycopg2-binary, or write postgresql:// to use psycopg 3 "
+    "(the sweeps extra installs it)",
     "mysql": "pip install PyMySQL and name it in the URL: mysql+pymysql://...",
+    "mysql+pymysql": "pip install PyMySQL",
 }
 
 
@@ -122,15 +129,24 @@ def open_storage(url: str, options: DictConfig) -> RDBStorage:
     interval = options.get("heartbeat_interval")
     key = f"hydra.sweeper.storage={shown_url(url)}"
     try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=interval or None,
-            grace_period=options.get("grace_period") if interval else None,
-            heartbeat_stale_trial_callback=retry if interval else None,
-            engine_kwargs=engine_options(url),
-        )
+        for attempt in range(3):
+            try:
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=interval or None,
+                    grace_period=options.get("grace_period") if interval else None,
+                    heartbeat_stale_trial_callback=retry if interval else None,
+                    engine_kwargs=engine_options(url),
+                )
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # Two searches starting at once on a new database both create Optuna's
+                # tables; the one that lost finds them made when it tries again.
+                if attempt == 2:
+                    raise
+                time.sleep(1 + attempt)
+        raise AssertionError("unreachable")
     except ImportError as err:
-        scheme = make_url(url).get_backend_name()
+        scheme = make_url(url).drivername
         fix = DRIVERS.get(scheme, f"install the database driver SQLAlchemy uses for {scheme}://")
         raise UserError(f"{key}: no driver for {scheme}:// is installed ({err}); {fix}") from err
     except sqlalchemy.exc.ArgumentError as err:

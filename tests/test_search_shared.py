@@ -1,0 +1,227 @@
+"""A study shared by several searches, on a real PostgreSQL server started by the test (and
+on SQLite): searches at once from their own sweep folders, storage URLs that cannot work,
+and a trial whose search was SIGKILLed reclaimed by another after the grace period."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.cli import run_cli
+from helpers.overrides import TINY
+from helpers.plugins import needs_plugin
+from helpers.postgres import free_port, postgres  # noqa: F401 (a fixture)
+
+needs_optuna = needs_plugin("optuna")
+pytestmark = needs_optuna
+
+STUDY = "shared"
+# Tiny trials: 256 training images, 64 of them held out for validation.
+SEARCH = [
+    "hparams_search=optuna",
+    *TINY,
+    "dataset.val_size=64",
+    f"hydra.sweeper.study_name={STUDY}",
+]
+# Trials long enough to be killed while one trains (14 steps an epoch, 2 epochs).
+LONG = ["dataset.train_size=512", "dataset.val_size=64", "trainer.epochs=2"]
+# Heartbeats every second; a trial without one for 3 s is stale. A study of its own on the
+# module's server.
+STALE = "stale"
+QUICK_HEARTBEAT = [
+    "hydra.sweeper.heartbeat_interval=1",
+    "hydra.sweeper.grace_period=3",
+    f"hydra.sweeper.study_name={STALE}",
+]
+
+
+def search_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cifar_exp.run", *SEARCH, *args]
+
+
+def study_trials(storage: str, study: str = STUDY) -> list:
+    import optuna
+
+    return optuna.load_study(study_name=study, storage=storage).trials
+
+
+def job_folders(*sweep_dirs: Path) -> dict[int, list[Path]]:
+    """Trial number -> the job folders named by it, over all sweep folders."""
+    found: dict[int, list[Path]] = {}
+    for sweep_dir in sweep_dirs:
+        for path in sweep_dir.glob("[0-9]*_*"):
+            found.setdefault(int(path.name.split("_")[0]), []).append(path)
+    return found
+
+
+def test_two_searches_at_once_share_one_postgres_study(tmp_path, postgres):  # noqa: F811
+    storage = postgres.url()
+    sweeps = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    procs = [
+        subprocess.Popen(
+            search_command(
+                "hydra.sweeper.n_trials=6", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={d}"
+            ),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for d in sweeps
+    ]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-3000:]
+
+    trials = study_trials(storage)
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    folders = job_folders(*sweeps)
+    assert sorted(folders) == list(range(6))
+    assert all(len(paths) == 1 for paths in folders.values())  # each in one sweep folder
+    for trial in trials:
+        (folder,) = folders[trial.number]
+        assert trial.user_attrs["sweep_dir"] == str(folder.parent)
+        final = json.loads((folder / "metrics.json").read_text())["final"]
+        assert trial.value == pytest.approx(final["val_acc"])
+    for sweep_dir in sweeps:
+        rows = (sweep_dir / "summary.csv").read_text().strip().splitlines()
+        assert len(rows) == 1 + len(list(sweep_dir.glob("[0-9]*_*")))
+
+
+def storage_refused(tmp_path: Path, storage: str, env: dict | None = None) -> str:
+    """Run a search on `storage`; assert it ends 1 before any trial, return its output."""
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli(
+        *SEARCH,
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        env=env,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    assert "Traceback" not in output
+    assert not list(sweep_dir.glob("[0-9]*_*"))  # no trial started
+    (line,) = [line for line in output.splitlines() if "hydra.sweeper.storage=" in line]
+    return line
+
+
+def test_a_wrong_password_is_one_line_naming_the_storage(tmp_path, postgres):  # noqa: F811
+    line = storage_refused(tmp_path, postgres.url(password="wrong"))
+    assert f"hydra.sweeper.storage=postgresql://cifar:***@127.0.0.1:{postgres.port}" in line
+    assert "the server refused the user or password" in line and "check both" in line
+    assert "wrong" not in line
+
+
+def refusal(url: str) -> str:
+    """The one line open_storage refuses `url` with (the CLI's path: see the password test)."""
+    from omegaconf import OmegaConf
+
+    from cifar_exp.errors import UserError
+    from cifar_exp.search import open_storage
+
+    options = OmegaConf.create({"heartbeat_interval": 60, "grace_period": 180, "stale_retries": 3})
+    with pytest.raises(UserError) as refused:
+        open_storage(url, options)
+    return str(refused.value)
+
+
+def test_a_server_that_does_not_answer_is_one_line_naming_the_storage():
+    pytest.importorskip("psycopg", reason="no psycopg: pip install -e '.[dev]'")
+    port = free_port()
+    line = refusal(f"postgresql://cifar:secret@127.0.0.1:{port}/db")
+    assert line.startswith(f"hydra.sweeper.storage=postgresql://cifar:***@127.0.0.1:{port}/db: ")
+    assert "the database server does not answer" in line
+    assert "check that it runs and that the host and port in the URL reach it" in line
+
+
+def test_a_missing_driver_is_one_line_saying_what_to_install(monkeypatch):
+    # A psycopg that cannot be imported, as on a machine without the sweeps extra.
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    line = refusal("postgresql://cifar:secret@127.0.0.1:1/db")
+    assert "no driver for postgresql:// is installed" in line
+    assert "pip install 'psycopg[binary]'" in line
+    line = refusal("postgresql+psycopg2://cifar:secret@127.0.0.1:1/db")
+    assert "pip install psycopg2-binary, or write postgresql:// to use psycopg 3" in line
+
+
+def kill_while_trial_trains(sweep_dir: Path, storage: str, number: int) -> None:
+    """Start a search and SIGKILL it while trial `number` trains (it has a last.pt)."""
+    proc = subprocess.Popen(
+        search_command(
+            *LONG,
+            *QUICK_HEARTBEAT,
+            "hydra.sweeper.n_trials=3",
+            f"hydra.sweeper.storage={storage}",
+            f"hydra.sweep.dir={sweep_dir}",
+        ),
+        cwd=sweep_dir.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list(sweep_dir.glob(f"{number}_*/checkpoints/last.pt")):
+        assert proc.poll() is None, f"the search ended ({proc.returncode}) before it was killed"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+def reclaimed_by_another_search(tmp_path: Path, storage: str) -> None:
+    """Search A is SIGKILLed while trial 1 trains; after the grace period search B, from
+    its own folder, fails trial 1, runs its parameters again from A's last.pt, and the study
+    ends with 3 completed trials."""
+    first, second = tmp_path / "machine-a", tmp_path / "machine-b"
+    kill_while_trial_trains(first, storage, number=1)
+    assert [t.state.name for t in study_trials(storage, STALE)] == ["COMPLETE", "RUNNING"]
+    time.sleep(4)  # past the grace period: nothing beats for trial 1 any more
+
+    proc = run_cli(
+        *SEARCH,
+        *LONG,
+        *QUICK_HEARTBEAT,
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={second}",
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "trial 1 (run by" in output and "marked failed, its parameters run again" in output
+
+    trials = study_trials(storage, STALE)
+    assert [(t.number, t.state.name) for t in trials] == [
+        (0, "COMPLETE"),
+        (1, "FAIL"),
+        (2, "COMPLETE"),
+        (3, "COMPLETE"),
+    ]
+    assert trials[2].params == trials[1].params  # the stale trial's parameters, again
+    assert trials[1].number in trials[2].system_attrs["retry_history"]
+    (retry,) = second.glob("2_*")
+    manifest = json.loads((retry / "manifest.json").read_text())
+    assert manifest["resumed_from"].endswith("last.pt")  # from where A's trial 1 stopped
+    assert manifest["status"] == "ok"
+    assert len(json.loads((retry / "metrics.json").read_text())["epochs"]) == 2
+    assert trials[2].value == pytest.approx(
+        json.loads((retry / "metrics.json").read_text())["final"]["val_acc"]
+    )
+    assert sorted(job_folders(second)) == [2, 3] and sorted(job_folders(first)) == [0, 1]
+
+
+def test_a_killed_searchs_trial_is_reclaimed_on_postgres(tmp_path, postgres):  # noqa: F811
+    reclaimed_by_another_search(tmp_path, postgres.url())
+
+
+def test_a_killed_searchs_trial_is_reclaimed_on_sqlite(tmp_path):
+    reclaimed_by_another_search(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
