@@ -5,7 +5,6 @@ and a trial whose search was SIGKILLed reclaimed by another after the grace peri
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -67,7 +66,9 @@ def test_two_searches_at_once_share_one_postgres_study(tmp_path, postgres):  # n
     procs = [
         subprocess.Popen(
             search_command(
-                "hydra.sweeper.n_trials=6", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={d}"
+                "hydra.sweeper.n_trials=6",
+                f"hydra.sweeper.storage={storage}",
+                f"hydra.sweep.dir={d}",
             ),
             cwd=tmp_path,
             stdout=subprocess.PIPE,
