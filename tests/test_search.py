@@ -90,7 +90,7 @@ def test_a_killed_search_continues_to_n_trials_keeping_the_finished_ones(tmp_pat
 
 
 @needs_optuna
-def test_a_finished_search_asked_for_more_trials_adds_them_after_its_own(tmp_path):
+def test_a_finished_search_asked_for_more_trials_adds_them_after_its_own(tmp_path, capsys):
     sweep_dir = tmp_path / "sweep"
     args = [*SEARCH, "dataset.train_size=256", "trainer.epochs=1", f"hydra.sweep.dir={sweep_dir}"]
     assert run_cli(*args, "hydra.sweeper.n_trials=1", cwd=tmp_path).returncode == 0
@@ -101,6 +101,15 @@ def test_a_finished_search_asked_for_more_trials_adds_them_after_its_own(tmp_pat
     assert "continuing study cifar_exp: 1 trial(s) kept" in proc.stdout + proc.stderr
     assert [t.number for t in trials(sweep_dir)] == [0, 1]
     assert snapshot(first) == kept and len(list(sweep_dir.glob("1_*"))) == 1
+
+    # The report of a search draws its study too, beside report.png, and lists the plots.
+    from cifar_exp.report import main as report
+
+    assert report([str(sweep_dir)]) == 0
+    (listed,) = [line for line in capsys.readouterr().out.splitlines() if "Study plots:" in line]
+    for name in ("history", "importances", "parallel", "slice"):
+        png = sweep_dir / f"optuna-{name}.png"
+        assert str(png) in listed and png.read_bytes()[:4] == b"\x89PNG"
 
 
 @needs_optuna

@@ -22,6 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.errors import UserError
+from cifar_exp.study_plots import write_study_plots
 from cifar_exp.summary import (
     SEED_KEY,
     Job,
@@ -193,12 +194,15 @@ def report(paths: list[Path], out: Path | None = None) -> tuple[Path, str, list[
 
     One sweep's table goes to its summary files, one run's nowhere (it is printed); the
     table of several folders goes beside the plot (default: report.png where you stand).
+    A search's folder also gets its study's plots beside the PNG (study_plots.py).
     """
     if len(paths) == 1:
         jobs, is_sweep = collect(paths[0])
         out = out or paths[0] / "report.png"
         plot(jobs, out)
         table = write_summary(paths[0], jobs) if is_sweep else render(jobs)
+        if is_sweep and (studied := write_study_plots(paths[0], out.parent)):
+            table = (table or "") + "\nStudy plots: " + ", ".join(str(p) for p in studied) + "\n"
         return out, table or "", jobs
     jobs = collect_all(paths)
     out = out or Path("report.png")

@@ -280,6 +280,7 @@ class Search:
         self.first_failures: list[str] = []
         self.stopped_because: str | None = None
         self.heartbeat: Heartbeat | None = None
+        self.searched: list[str] = []  # the keys the search draws values for
 
     def open_study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
         storage = open_storage(storage_url(self.options.storage, self.sweep_dir), self.options)
@@ -302,6 +303,7 @@ class Search:
         """Run the trials this folder left running, then new ones until the study is full."""
         params = self.options.params or {}
         space = search_space([f"{k}={v}" for k, v in params.items()] + list(arguments))
+        self.searched = [k for k, d in space.items() if isinstance(d, BaseDistribution)]
         try:
             left = self.left_running(study)
             if left:
@@ -411,13 +413,15 @@ class Search:
             return  # a trial before this one trained: fail-fast is off for this search
         folder = job_folder(self.sweep_dir, number)
         reason = failure_before_training(folder) if value is None else None
-        if reason is not None:
+        # An error that names a searched key may come from the values drawn (lr=-1 among
+        # the choices): other draws may work, so only other errors stop the search.
+        if reason is not None and not any(key in reason for key in self.searched):
             self.first_failures.append(reason)
 
     def fails_fast(self) -> bool:
         """True when the first trials (2, or a first batch of n_jobs) all failed before
-        training with one and the same reason: a configuration error the searched values do
-        not change, which every other trial would meet too."""
+        training with one and the same reason that names no searched key: a configuration
+        error the searched values do not change, which every other trial would meet too."""
         first = min(self.options.n_trials, max(2, self.options.n_jobs))
         reasons = self.first_failures
         if self.ran < first or len(reasons) < first or len(set(reasons[:first])) != 1:
