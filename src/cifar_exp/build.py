@@ -45,6 +45,7 @@ from cifar_exp.modelstats import forward_flops, param_counts
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.pictures import Pictures
 from cifar_exp.precision import Precision
+from cifar_exp.pruning import trial_pruning
 from cifar_exp.resume import override_keys
 from cifar_exp.stopping import RuleStates, StopRule, early_stopping
 from cifar_exp.tracking import RunTracker, select_hparams
@@ -136,6 +137,8 @@ def build_stop_rules(t: DictConfig, has_val: bool) -> list[StopRule]:
                 stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta, has_val
             )
         )
+    if (pruning := trial_pruning(has_val)) is not None:  # a job of a search with a pruner
+        rules.append(pruning)
     return rules
 
 

@@ -145,7 +145,7 @@ def mean_curve(members: list[Job], metric: str) -> tuple[list[int], list[float],
 
 def plot(jobs: list[Job], out: Path) -> None:
     """Accuracy (the ranking metric) and train loss per epoch, one line per job or seed group
-    (mean, with a ± std band); failed jobs dashed."""
+    (mean, with a ± std band); failed and pruned jobs dashed, a pruned one's end crossed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,6 +162,9 @@ def plot(jobs: list[Job], out: Path) -> None:
         for ax, metric in ((acc_ax, acc), (loss_ax, "train_loss")):
             epochs, means, stds = mean_curve(members, metric)
             (line,) = ax.plot(epochs, means, style, marker=".", label=text)
+            if len(members) == 1 and members[0].pruned and epochs:
+                # Where the search's pruner stopped it: a cross at the curve's end.
+                ax.plot(epochs[-1:], means[-1:], "x", color=line.get_color(), markersize=10)
             if len(members) > 1:
                 low = [m - s for m, s in zip(means, stds, strict=True)]
                 high = [m + s for m, s in zip(means, stds, strict=True)]

@@ -35,6 +35,7 @@ from cifar_exp.errors import UserError
 from cifar_exp.lock import LOCK_FILE, FolderInUse, hold, holder_of
 from cifar_exp.manifest import MANIFEST_FILE, read_manifest
 from cifar_exp.naming import MAX_DIRNAME, NOT_SWEPT, job_dirname, override_key
+from cifar_exp.pruning import PRUNERS
 from cifar_exp.signals import gate
 
 log = logging.getLogger("cifar_exp")
@@ -144,7 +145,8 @@ def plan_job(job_dir: Path, rerun_failed: bool) -> str:
     untouched), 'failed' (keep it, unless rerun_failed), 'resume' (from its last.pt) or
     'start' (from scratch)."""
     status = attempt_status(job_dir)
-    if status == "ok" and (job_dir / "metrics.json").is_file():
+    # A pruned job ended as its search asked (pruning.py): continuing keeps it pruned.
+    if status in ("ok", "pruned") and (job_dir / "metrics.json").is_file():
         return "finished"
     if status == "failed":
         return "start" if rerun_failed else "failed"
@@ -286,6 +288,12 @@ def check_sweeper(sweeper: DictConfig) -> None:
         value = sweeper.get(key)
         if value is not None and value < 1:
             raise UserError(f"hydra.sweeper.{key}={value} must be at least 1 ({meaning})")
+    pruner = sweeper.get("pruner")
+    if pruner is not None and pruner.get("name") not in PRUNERS:
+        raise UserError(
+            f"hydra.sweeper.pruner.name={pruner.get('name')} is not a pruner; choose one of "
+            f"{', '.join(PRUNERS)}"
+        )
     rate = sweeper.get("max_failure_rate")
     if rate is not None and not 0 <= rate <= 1:
         raise UserError(

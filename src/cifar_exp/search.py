@@ -217,6 +217,11 @@ def failure_before_training(folder: Path | None) -> str | None:
     return reason[0] if reason else None
 
 
+def was_pruned(folder: Path | None) -> bool:
+    """Whether the job in `folder` ended pruned (its manifest's status)."""
+    return folder is not None and (read_manifest(folder) or {}).get("status") == "pruned"
+
+
 class Heartbeat:
     """Beats in the study for the trials this sweep runs, from a thread of the sweep's own
     process: the beat stops when the machine, or the sweep, is killed. (Optuna beats only
@@ -285,10 +290,13 @@ class Search:
     def open_study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
         storage = open_storage(storage_url(self.options.storage, self.sweep_dir), self.options)
         self.heartbeat = Heartbeat(storage)
+        from cifar_exp.pruning import build_pruner
+
         study = optuna.create_study(
             study_name=self.options.study_name,
             storage=storage,
             sampler=sampler,
+            pruner=build_pruner(self.options.get("pruner")) or optuna.pruners.NopPruner(),
             direction=self.options.direction,
             load_if_exists=True,
         )
@@ -402,6 +410,10 @@ class Search:
                 if value is None:
                     self.failed += 1
                     study.tell(job.number, state=TrialState.FAIL)
+                elif was_pruned(job_folder(self.sweep_dir, job.number)):
+                    # The job stopped at the pruner's word (pruning.py); the study keeps
+                    # the values it reported, the last one as the trial's.
+                    study.tell(job.number, state=TrialState.PRUNED)
                 else:
                     study.tell(job.number, value)
                 if job.trial_id is not None and self.heartbeat is not None:
@@ -450,6 +462,11 @@ class Search:
         return True
 
     def write_results(self, study: optuna.Study) -> None:
+        pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if pruned:
+            log.info(
+                "%d trial(s) pruned: %s", len(pruned), ", ".join(str(t.number) for t in pruned)
+            )
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not done:
             log.warning("no trial finished: no %s written", RESULTS_FILE)

@@ -63,6 +63,11 @@ class Job:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def pruned(self) -> bool:
+        """Stopped by a search's pruner (pruning.py): it trained, and ended as asked."""
+        return self.status.startswith("pruned")
+
     def value(self, column: str) -> float | None:
         """A column's number, or None when the job has none."""
         key = dict((c, k) for c, k, _ in METRIC_COLUMNS).get(column, column)
@@ -88,6 +93,8 @@ def job_status(path: Path, final: dict[str, Any]) -> str:
     """'ok', or '<failed|interrupted>: <one-line reason>' from the job's manifest."""
     manifest = read_manifest(path) or {}
     status = manifest.get("status")
+    if status == "pruned":
+        return f"pruned at epoch {manifest.get('pruned_at_epoch', '?')}"
     if status in ("failed", "interrupted"):
         reason = (manifest.get("reason") or "no reason recorded").strip().splitlines()
         return f"{status}: {reason[0] if reason else 'no reason recorded'}"

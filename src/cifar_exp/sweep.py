@@ -102,7 +102,7 @@ class SweepSummary(Callback):
         if outcome.stopped_because:
             log.error("the sweep stopped: %s", outcome.stopped_because)
             sys.exit(1)
-        if jobs and not any(job.ok for job in jobs):
+        if jobs and not any(job.ok or job.pruned for job in jobs):
             reasons = {job.status for job in jobs}
             why = f": {reasons.pop()}" if len(reasons) == 1 else " (see the status column above)"
             log.error("every job of the sweep failed (%d job(s))%s", len(jobs), why)
