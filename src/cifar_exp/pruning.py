@@ -13,6 +13,7 @@ Optuna is imported only when a search with a pruner builds a job's trainer.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -23,8 +24,14 @@ from cifar_exp.stopping import Stop, StopRule
 log = logging.getLogger(__name__)
 
 SWEEPER = "cifar_exp_optuna"
+STUDY_FILE = "optuna.db"  # the study's SQLite file in the sweep folder, without a storage
 PRUNED = "pruned"
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
+
+
+def storage_url(storage: str | None, sweep_dir: Path) -> str:
+    """The study's database: `storage` when given, else a SQLite file in the sweep folder."""
+    return storage or f"sqlite:///{(sweep_dir / STUDY_FILE).absolute()}"
 
 
 def build_pruner(options: DictConfig | None) -> Any:
@@ -104,11 +111,7 @@ def trial_pruning(has_val: bool) -> StopRule | None:
 
 def open_trial(hydra_cfg: DictConfig, sweeper: DictConfig, pruner: Any, has_val: bool) -> Any:
     """The job's trial (number = the job's number) in the sweeper's study."""
-    from pathlib import Path
-
     import optuna
-
-    from cifar_exp.search import storage_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(sweeper.get("storage"), Path(hydra_cfg.sweep.dir).absolute())

@@ -48,6 +48,9 @@ from sqlalchemy.engine import make_url
 from cifar_exp.errors import UserError
 from cifar_exp.manifest import read_manifest
 from cifar_exp.naming import job_dirname
+from cifar_exp.pruning import STUDY_FILE, build_pruner, storage_url
+
+__all__ = ["STUDY_FILE", "Search", "storage_url"]
 
 # Heartbeats and the stale-trial callback are "experimental" in Optuna since 2.8; they are
 # what reclaims a killed machine's trials, and the warning says nothing a user can act on.
@@ -57,7 +60,6 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 log = logging.getLogger(__name__)
 
-STUDY_FILE = "optuna.db"
 RESULTS_FILE = "optimization_results.yaml"
 # Trial attributes: which sweep folder runs the trial, and the overrides of its job.
 SWEEP_DIR_ATTR = "sweep_dir"
@@ -93,11 +95,6 @@ def search_space(overrides: Sequence[str]) -> dict[str, BaseDistribution | str]:
         else:
             space[key] = override.get_value_element_as_str()
     return space
-
-
-def storage_url(storage: str | None, sweep_dir: Path) -> str:
-    """The study's database: `storage` when given, else a SQLite file in the sweep folder."""
-    return storage or f"sqlite:///{(sweep_dir / STUDY_FILE).absolute()}"
 
 
 # What a storage URL's dialect needs installed, for the line that says so. SQLAlchemy 2.1
@@ -290,8 +287,6 @@ class Search:
     def open_study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
         storage = open_storage(storage_url(self.options.storage, self.sweep_dir), self.options)
         self.heartbeat = Heartbeat(storage)
-        from cifar_exp.pruning import build_pruner
-
         study = optuna.create_study(
             study_name=self.options.study_name,
             storage=storage,
