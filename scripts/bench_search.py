@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -71,6 +72,17 @@ def run_search(args: argparse.Namespace, folder: Path, pruner: str) -> dict[str,
     return {"train_s": train_s, "wall_s": wall, "epochs": epochs, "pruned": pruned, "best": best}
 
 
+def cpu_model() -> str:
+    """The CPU's model name, as lscpu gives it (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def table(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     lines = [
         "| pruner | trials | epochs trained | trials pruned | training time | search wall time "
@@ -101,7 +113,7 @@ def main() -> None:
     folder = args.out.absolute()
     results = {pruner: run_search(args, folder, pruner) for pruner in CONTENDERS}
     print(" ".join(sys.argv))
-    print(f"{platform.processor() or platform.machine()}, {datetime.date.today()}")
+    print(f"{cpu_model()}, {os.cpu_count()} cores, {datetime.date.today()}")
     print(table(results, args))
     saving = results["none"]["epochs"] / max(1, results["median"]["epochs"])
     print(f"epochs: {saving:.2f}x fewer with the default pruner (median)")
