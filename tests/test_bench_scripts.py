@@ -221,3 +221,22 @@ def test_accumulation_memory_benchmark_dry_run(tmp_path):
     assert [(r["accumulate_grad_batches"], r["micro_batch"]) for r in rows] == [(1, 8), (4, 2)]
     assert all(r["peak_rss_mb"] >= r["rss_after_build_mb"] > 0 for r in rows)
     assert "| 4 | 2 |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_search_benchmark_dry_run(tmp_path):
+    """bench_search.py on synthetic data: both searches run and the table has a row each."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_search.py"), "--trials", "1"]
+        + ["--epochs", "1", "--model", "lenet5", "--val-size", "64", "--threads", "1"]
+        + ["--out", str(tmp_path / "bench")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| none", "| median"]
+    assert all("| 1 | 1 of 1 | 0 |" in row for row in rows[1:])
+    assert "fewer with the default pruner" in proc.stdout
