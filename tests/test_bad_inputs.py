@@ -98,6 +98,10 @@ def test_eval_and_predict_from_a_folder_they_cannot_write_in_say_so(tmp_path, mo
         ("hydra.sweeper.n_trials=-3", "hydra.sweeper.n_trials=-3 must be at least 1"),
         ("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0 must be at least 1"),
         ("hydra.sweeper.max_failure_rate=2", "max_failure_rate=2 must be in [0, 1]"),
+        ("hydra.sweeper.pruner.name=often", "hydra.sweeper.pruner.name=often is not a pruner"),
+        ("hydra.sweeper.heartbeat_interval=0", "hydra.sweeper.heartbeat_interval=0 must be an"),
+        ("hydra.sweeper.grace_period=-5", "hydra.sweeper.grace_period=-5 must be an integer >="),
+        ("hydra.sweeper.pruner.n_warmup_steps=-1", "pruner.n_warmup_steps=-1 must be an"),
     ],
 )
 def test_a_search_asked_for_no_trials_is_refused_before_its_folder_is_made(

@@ -294,6 +294,17 @@ def check_sweeper(sweeper: DictConfig) -> None:
             f"hydra.sweeper.pruner.name={pruner.get('name')} is not a pruner; choose one of "
             f"{', '.join(PRUNERS)}"
         )
+    at_least = {
+        "heartbeat_interval": (1, "seconds between a trial's heartbeats; null: none"),
+        "grace_period": (1, "seconds without a heartbeat before a trial is stale"),
+        "stale_retries": (0, "times a stale trial's parameters run again; null: no limit"),
+        "pruner.n_startup_trials": (0, "trials that finish before any is pruned"),
+        "pruner.n_warmup_steps": (0, "epochs before a trial may be pruned"),
+    }
+    for key, (low, meaning) in at_least.items():
+        value = OmegaConf.select(sweeper, key, default=None)
+        if value is not None and (not isinstance(value, int) or value < low):
+            raise UserError(f"hydra.sweeper.{key}={value} must be an integer >= {low} ({meaning})")
     rate = sweeper.get("max_failure_rate")
     if rate is not None and not 0 <= rate <= 1:
         raise UserError(
