@@ -93,7 +93,7 @@ def build_trainer(
     info = run_info(cfg, size, device, here)
     tracker = RunTracker(run_dir, info, write=here.is_main and record)
     progress = Progress(device)
-    stop_rules = build_stop_rules(t, has_val=loaders.val is not None)
+    stop_rules = build_stop_rules(t, loaders.val is not None, device)
     parts = {
         "model": net,
         "optimizer": optimizer,
@@ -127,7 +127,7 @@ def build_trainer(
     return trainer, cfg
 
 
-def build_stop_rules(t: DictConfig, has_val: bool) -> list[StopRule]:
+def build_stop_rules(t: DictConfig, has_val: bool, device: torch.device) -> list[StopRule]:
     """The rules that may end training before its last epoch (stopping.py)."""
     rules: list[StopRule] = []
     stopping = t.early_stopping
@@ -137,7 +137,7 @@ def build_stop_rules(t: DictConfig, has_val: bool) -> list[StopRule]:
                 stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta, has_val
             )
         )
-    if (pruning := trial_pruning(has_val)) is not None:  # a job of a search with a pruner
+    if (pruning := trial_pruning(has_val, device)) is not None:  # a job of a search with a pruner
         rules.append(pruning)
     return rules
 

@@ -16,8 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
+from cifar_exp import distributed
 from cifar_exp.errors import UserError
 from cifar_exp.stopping import Stop, StopRule
 
@@ -63,19 +65,26 @@ def build_pruner(options: DictConfig | None) -> Any:
 class TrialPruning:
     """Report `key` (the per-epoch value the search optimizes) to the trial after each
     evaluation; a Stop with status `pruned` when the study's pruner says the trial is
-    hopeless. Its decisions live in the study, so there is no state of its own to save."""
+    hopeless. Its decisions live in the study, so there is no state of its own to save.
+
+    Under torchrun the first process alone reports and asks, and tells the others (through
+    a tensor on `device`): the pruner's answer may change from one moment to the next, and
+    every process must stop at the same epoch."""
 
     KEY = "pruned_at_epoch"
 
-    def __init__(self, trial: Any, key: str, pruner: str) -> None:
-        self.trial, self.key, self.pruner = trial, key, pruner
+    def __init__(self, trial: Any, key: str, pruner: str, device: torch.device) -> None:
+        self.trial, self.key, self.pruner, self.device = trial, key, pruner, device
 
     def after_evaluation(self, epoch: int, values: dict[str, float]) -> Stop | None:
         if self.key not in values:
             return None
         value = values[self.key]
-        self.trial.report(value, epoch)
-        if not self.trial.should_prune():
+        prune = torch.zeros((), device=self.device)
+        if distributed.place().is_main:
+            self.trial.report(value, epoch)
+            prune.fill_(float(self.trial.should_prune()))
+        if not distributed.all_reduce(prune, op="max").item():
             return None
         reason = (
             f"pruned at epoch {epoch}: the {self.pruner} pruner found {self.key} {value:.4f} "
@@ -90,7 +99,7 @@ class TrialPruning:
         pass
 
 
-def trial_pruning(has_val: bool) -> StopRule | None:
+def trial_pruning(has_val: bool, device: torch.device) -> StopRule | None:
     """The rule for a job of a search whose sweeper has a pruner; None otherwise (a single
     run, another sweeper, `pruner.name=none`, a trial that is not running)."""
     from hydra.core.hydra_config import HydraConfig
@@ -106,10 +115,12 @@ def trial_pruning(has_val: bool) -> StopRule | None:
     pruner = build_pruner(sweeper.get("pruner"))
     if pruner is None:
         return None
-    return open_trial(hydra_cfg, sweeper, pruner, has_val)
+    return open_trial(hydra_cfg, sweeper, pruner, has_val, device)
 
 
-def open_trial(hydra_cfg: DictConfig, sweeper: DictConfig, pruner: Any, has_val: bool) -> Any:
+def open_trial(
+    hydra_cfg: DictConfig, sweeper: DictConfig, pruner: Any, has_val: bool, device: torch.device
+) -> Any:
     """The job's trial (number = the job's number) in the sweeper's study."""
     import optuna
 
@@ -126,4 +137,4 @@ def open_trial(hydra_cfg: DictConfig, sweeper: DictConfig, pruner: Any, has_val:
     key = "val_acc" if has_val else "test_acc"
     name = sweeper.pruner.name
     log.info("pruning: each epoch's %s goes to trial %d (%s pruner)", key, number, name)
-    return TrialPruning(optuna.trial.Trial(study, trial_id), key, name)
+    return TrialPruning(optuna.trial.Trial(study, trial_id), key, name, device)
