@@ -29,7 +29,16 @@ def test_wheel_ships_configs_and_runs_from_elsewhere(tmp_path):
     assert "cifar_exp/conf/config.yaml" in names
     assert "cifar_exp/conf/hydra/sweeper/cifar_exp_optuna.yaml" in names
     assert "hydra_plugins/cifar_exp_optuna/optuna_sweeper.py" in names  # found by Hydra there
-    groups = ["model", "optimizer", "scheduler", "dataset", "augment", "device", "trainer"]
+    groups = [
+        "model",
+        "optimizer",
+        "scheduler",
+        "dataset",
+        "augment",
+        "device",
+        "trainer",
+        "tracker",
+    ]
     for group in [*groups, "experiment", "hparams_search"]:
         for option in group_options(group):
             assert f"cifar_exp/conf/{group}/{option}.yaml" in names

@@ -61,12 +61,13 @@ def build_trainer(
     manifest: RunManifest | None = None,
     fresh: bool = True,
     record: bool = True,
+    sweep_dir: Path | None = None,
 ) -> tuple[Trainer, DictConfig]:
     """The Trainer the config describes, and the config completed with what the data
     decided (the number of classes, the normalization statistics), as checkpoints store it.
     `fresh`: a new run, not one a checkpoint continues (which holds data-dependent inits).
     `record=False`: its tracker and checkpointer write nothing (the lr finder's throwaway
-    training)."""
+    training). `sweep_dir`: the sweep folder of a sweep's job (trackers group its jobs by it)."""
     validate(cfg)
     t = cfg.trainer
     set_deterministic(t.deterministic)
@@ -90,8 +91,13 @@ def build_trainer(
     optimizer = OPTIMIZERS.build(cfg.optimizer, net)
     scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(loaders.train))
     average = weight_average(t, net, len(loaders.train)) if t.ema_decay else None
-    info = run_info(cfg, size, device, here)
-    tracker = RunTracker(run_dir, info, write=here.is_main and record)
+    tracker = RunTracker(
+        run_dir,
+        run_info(cfg, size, device, here),
+        write=here.is_main and record,
+        trackers=OmegaConf.to_container(cfg.tracker),
+        sweep_dir=sweep_dir,
+    )
     progress = Progress(device)
     stop_rules = build_stop_rules(t, loaders.val is not None, device)
     parts = {
@@ -180,10 +186,14 @@ def ready_trainer(
     manifest: RunManifest | None = None,
     checkpoint: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
+    sweep_dir: Path | None = None,
 ) -> Trainer:
     """build_trainer, then the checkpoint's states loaded (when continuing) and the run's
-    record opened: TensorBoard's HParams lists the keys typed (`overrides`) first."""
-    trainer, cfg = build_trainer(cfg, run_dir, manifest, fresh=checkpoint is None)
+    record opened: TensorBoard's HParams lists the keys typed (`overrides`) first; the
+    trackers' run ids go into the manifest (and with the tracker's state, the checkpoints)."""
+    trainer, cfg = build_trainer(
+        cfg, run_dir, manifest, fresh=checkpoint is None, sweep_dir=sweep_dir
+    )
     if checkpoint is not None:
         continue_from(trainer, checkpoint)
     options = MODELS.options(cfg.model)
@@ -192,6 +202,8 @@ def ready_trainer(
     trainer.tracker.start(
         run_hparams(cfg, overrides or [], size), describe_run(config_yaml, overrides or [])
     )
+    if manifest is not None and trainer.tracker.run_ids:
+        manifest.update(tracker_runs=trainer.tracker.run_ids)
     return trainer
 
 

@@ -32,6 +32,7 @@ from cifar_exp.stopping import MODES, MONITORS
 from cifar_exp.tta import TTA_MODES
 
 DEVICE_TYPES = ("auto", "cpu", "cuda")
+WANDB_MODES = ("offline", "online", "disabled")  # tracker.wandb.mode
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -131,6 +132,54 @@ class GradClipConfig:
             require(value is None or value > 0, f"grad_clip.{key}", "> 0 or null (off)", value)
         ok = self.norm is None or self.value is None
         require(ok, "grad_clip.value", "null when grad_clip.norm is set (one kind)", self.value)
+
+
+@dataclass
+class TensorBoardTracker:
+    """tracker=[tensorboard]: event files in the run folder (tracking/tensorboard.py)."""
+
+
+@dataclass
+class CsvTracker:
+    """tracker=[...,csv]: metrics.csv in the run folder (tracking/csv_writer.py)."""
+
+
+@dataclass
+class MlflowTracker:
+    """tracker=[...,mlflow]: a run in an MLflow tracking store (tracking/mlflow_writer.py)."""
+
+    # null: $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db in the launch folder.
+    tracking_uri: str | None = option(None, plumbing=True, resumable=True)
+    experiment: str | None = option(None, plumbing=True, resumable=True)  # null: cifar-exp
+
+
+@dataclass
+class WandbTracker:
+    """tracker=[...,wandb]: a Weights & Biases run (tracking/wandb_writer.py)."""
+
+    project: str | None = option(None, plumbing=True, resumable=True)  # null: cifar-exp
+    entity: str | None = option(None, plumbing=True, resumable=True)  # null: wandb's default
+    # null: $WANDB_MODE, else offline (sync later with `wandb sync`).
+    mode: str | None = option(None, plumbing=True, resumable=True)
+
+    def check(self) -> None:
+        modes = (None, *WANDB_MODES)
+        require(self.mode in modes, "wandb.mode", f"one of {list(WANDB_MODES)} or null", self.mode)
+
+
+@dataclass
+class TrackerConfig:
+    """Where the run's record goes besides metrics.json: `tracker=[tensorboard,mlflow]`
+    picks conf/tracker/*.yaml, each filling in its key; an unpicked tracker stays null."""
+
+    tensorboard: TensorBoardTracker | None = option(None, plumbing=True, resumable=True)
+    csv: CsvTracker | None = option(None, plumbing=True, resumable=True)
+    mlflow: MlflowTracker | None = option(None, plumbing=True, resumable=True)
+    wandb: WandbTracker | None = option(None, plumbing=True, resumable=True)
+
+    def check(self) -> None:
+        if self.wandb is not None:
+            self.wandb.check()
 
 
 @dataclass
@@ -234,6 +283,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     # A run directory or checkpoint to continue (see resume.py); relative to the launch folder.
     resume: str | None = option(None, plumbing=True, startup=True)
     # The run's name in its folder (outputs/<date>/<time>_<name>_<pid>) and so in TensorBoard;
@@ -356,7 +406,12 @@ def register_schemas() -> None:
 
 REGISTRIES = (MODELS, OPTIMIZERS, SCHEDULERS, DATASETS)
 # The groups with one schema each (the others are a registry's component options).
-SECTIONS = {"augment": AugmentConfig, "device": DeviceConfig, "trainer": TrainerConfig}
+SECTIONS = {
+    "augment": AugmentConfig,
+    "device": DeviceConfig,
+    "trainer": TrainerConfig,
+    "tracker": TrackerConfig,
+}
 
 
 def validate(cfg: DictConfig) -> None:
@@ -368,7 +423,16 @@ def validate(cfg: DictConfig) -> None:
 
 
 # The groups in the order HParams shows their compared keys.
-GROUP_ORDER = ("model", "optimizer", "scheduler", "trainer", "augment", "dataset", "device")
+GROUP_ORDER = (
+    "model",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "augment",
+    "dataset",
+    "device",
+    "tracker",
+)
 
 
 def schema_fields() -> Iterator[tuple[str, list[Field]]]:

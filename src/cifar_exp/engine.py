@@ -331,7 +331,7 @@ class Trainer:
         improved = values.get(f"{split}_acc", -math.inf) > p.best_acc
         p.end_epoch(epoch, values.get(f"{split}_acc") if improved else None)
         self.last_train = values
-        self.tracker.log_epoch(epoch, values)
+        self.tracker.log_epoch(epoch, values, step=p.step)
         if self.pictures is not None:
             self.pictures.epoch_done(epoch)
         log.info("epoch %d/%d  %s", epoch, t.epochs, _epoch_line(values, split))

@@ -174,7 +174,7 @@ class Job:
             return
         for path in self.earlier_events:
             path.unlink()
-        if self.in_sweep:
+        if self.in_sweep and OmegaConf.select(self.cfg, "tracker.tensorboard") is not None:
             record_failure_before_training(self.run_dir, run_hparams(self.cfg, self.overrides))
 
     def succeeded(self, final: dict[str, Any]) -> None:

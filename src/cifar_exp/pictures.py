@@ -173,7 +173,7 @@ class Pictures:
     def started(self, loader: BatchLoader, first_time: bool) -> None:
         """At the start of training (first_time: of the run, not of a resumed attempt), with
         the training loader set to the epoch about to run."""
-        if not self.tracker.write or not (self.images and first_time or self.graph):
+        if self.tracker.writer is None or not (self.images and first_time or self.graph):
             return
         # The batch the model is about to see: the loader repeats it exactly when iterated.
         batch = next(iter(loader))[0]
@@ -199,14 +199,14 @@ class Pictures:
             self.net.train(was_training)
 
     def evaluated(self, split: str, epoch: int, details: EvalDetails | None) -> None:
-        if details is None or details.confusion is None or not self.tracker.write:
+        if details is None or details.confusion is None or self.tracker.writer is None:
             return
         figure = confusion_figure(details.confusion, self.classes, f"{split}, epoch {epoch}")
         self.tracker.writer.add_figure(confusion_tag(split), figure, epoch)
 
     def finished(self, epoch: int, test: EvalDetails | None) -> None:
         """At the end, with the details of the last test-split evaluation."""
-        if test is None or test.confusion is None or not self.tracker.write:
+        if test is None or test.confusion is None or self.tracker.writer is None:
             return
         writer = self.tracker.writer
         writer.add_figure(PER_CLASS_TAG, per_class_figure(test.confusion, self.classes), epoch)
@@ -220,7 +220,7 @@ class Pictures:
 
     def epoch_done(self, epoch: int) -> None:
         """Weight and gradient histograms every `histogram_every` epochs (0: never)."""
-        if not self.histogram_every or epoch % self.histogram_every or not self.tracker.write:
+        if not self.histogram_every or epoch % self.histogram_every or self.tracker.writer is None:
             return
         writer = self.tracker.writer
         for name, param in self.net.named_parameters():

@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cifar_exp.checkpoint import find_checkpoint, load_checkpoint
 from cifar_exp.config import Config, resumable_keys, startup_keys
 from cifar_exp.errors import UserError
+from cifar_exp.tracking import DEFAULT_TRACKERS
 
 # trainer.epochs may change (config.resumable_keys) only with schedules that do not depend on it.
 EPOCH_FREE_SCHEDULERS = ("none", "step")
@@ -26,7 +27,10 @@ EPOCH_FREE_SCHEDULERS = ("none", "step")
 def saved_config(yaml_text: str, source: str) -> DictConfig:
     """The config stored in a checkpoint, typed by today's schemas."""
     try:
-        return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(yaml_text))
+        stored = OmegaConf.create(yaml_text)
+        if "tracker" not in stored:  # written before trackers were chosen: TensorBoard's
+            stored.tracker = DEFAULT_TRACKERS
+        return OmegaConf.merge(OmegaConf.structured(Config), stored)
     except OmegaConfBaseException as err:
         raise UserError(
             f"checkpoint {source} holds a config this cifar-exp does not accept ({err}); "

@@ -37,7 +37,12 @@ class TrainJob:
             if start_job(job):
                 with job.recorded():
                     job.trainer = ready_trainer(
-                        job.cfg, job.run_dir, job.manifest, job.checkpoint, job.overrides
+                        job.cfg,
+                        job.run_dir,
+                        job.manifest,
+                        job.checkpoint,
+                        job.overrides,
+                        job.run_dir.parent if job.in_sweep else None,
                     )
                     with gate.training():
                         job.succeeded(job.trainer.fit(gate))

@@ -23,6 +23,7 @@ from cifar_exp.commands import command
 from cifar_exp.errors import UserError
 from cifar_exp.naming import SWEPT_KEYS_ENV
 from cifar_exp.summary import Job, find_jobs, write_summary
+from cifar_exp.tracking.mlflow_writer import end_sweep_runs
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        end_sweep_runs(sweep_dir)
         table = write_summary(sweep_dir)
         if table is None:
             log.warning("no job folders in %s: no summary written", sweep_dir)

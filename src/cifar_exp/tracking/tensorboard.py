@@ -1,6 +1,6 @@
-"""What a run records: TensorBoard event files in the run folder itself (per-epoch and
-per-step scalars, an HParams session with its status, a custom scalars layout, the config
-as text) and metrics.json beside them.
+"""The TensorBoard writer: event files in the run folder itself (per-epoch and per-step
+scalars, an HParams session with its status, a custom scalars layout, the run's Text tab),
+and the pictures (pictures.py) through its SummaryWriter.
 
 The event files sit directly in the run folder, so TensorBoard names each run by its
 folder and nothing else; HParams names its row by the folder's own name first (`trial_id`).
@@ -9,9 +9,7 @@ folder and nothing else; HParams names its row by the folder's own name first (`
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +20,10 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
-from cifar_exp.atomic import write_json
-from cifar_exp.checkpoint import resume_hint
 from cifar_exp.naming import trial_id
-from cifar_exp.signals import Interrupted, gate
+from cifar_exp.signals import gate
+from cifar_exp.tracking.tags import STEP_TAGS, TEXT_TAGS, HParamValue
 
-# metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch). TensorBoard
-# orders its groups by name: `test/` and `train/` come first, so the page opens on the curves.
-EPOCH_TAGS = {
-    "train_loss": "train/loss",
-    "train_acc": "train/acc",
-    "val_loss": "val/loss",
-    "val_acc": "val/acc",
-    "test_loss": "test/loss",
-    "test_acc": "test/acc",
-    "lr": "train/lr",
-    "images_per_s": "train/images_per_s",
-    "epoch_s": "train/epoch_s",  # training and the epoch's evaluation
-    "train_s": "train/train_s",  # training alone
-    "init_s": "train/init_s",  # a data-dependent initialization before it (epoch 1)
-    "compile_s": "train/compile_s",
-    "peak_mem_mb": "train/peak_mem_mb",
-    "grad_clipped_share": "train/grad_clipped_share",  # of the epoch's steps (grad_clip)
-}
-# Measured, not determined by the seed: they differ between two runs of the same config.
-TIMING_TAGS = {
-    EPOCH_TAGS[key]
-    for key in ("images_per_s", "epoch_s", "train_s", "init_s", "compile_s", "peak_mem_mb")
-}
-# Per-step scalars (x axis: optimizer step).
-STEP_LOSS_TAG = "train_step/loss"
-STEP_LR_TAG = "train_step/lr"
-STEP_GRAD_NORM_TAG = "train_step/grad_norm"  # the total gradient norm, before clipping
-STEP_TAGS = {STEP_LOSS_TAG, STEP_LR_TAG, STEP_GRAD_NORM_TAG}
-# The Text tab: what produced the run.
-TEXT_TAGS = {
-    "config": "run/config",
-    "overrides": "run/overrides",
-    "command": "run/command",
-    "git_commit": "run/git_commit",
-}
 LAYOUT_TAG = "custom_scalars__config__"  # where SummaryWriter.add_custom_scalars writes
 # Training and evaluation side by side in one chart each (the Custom Scalars tab).
 LAYOUT = {
@@ -73,28 +35,6 @@ LAYOUT = {
 # Written once per attempt (a resumed run writes its own): dropped when earlier events are
 # trimmed. "final/" and "model/params" are what earlier versions wrote once at the end.
 _PER_ATTEMPT = ("_hparams_/", "run/", LAYOUT_TAG, "final/", "model/params")
-
-HParamValue = bool | int | float | str
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def select_hparams(config: dict[str, Any], keys: list[str]) -> dict[str, HParamValue]:
-    """The run's HParams entries: `keys` in order, with typed values; unset (None) ones left
-    out so that numeric columns hold only numbers."""
-    flat = flatten(config)
-    keys = list(dict.fromkeys(k for k in keys if flat.get(k) is not None))
-    return {k: flat[k] if isinstance(flat[k], HParamValue) else str(flat[k]) for k in keys}
 
 
 def trim_events(old_files: list[Path], writer: SummaryWriter, epoch: int, step: int) -> None:
@@ -176,19 +116,22 @@ def code_block(text: str) -> str:
     return "\n".join(f"    {line}" for line in text.splitlines())
 
 
-class RunTracker:
-    """Writes the run's records; with write=False (every rank but 0 under torchrun) nothing.
+# How a run ended (the manifest's words) -> HParams' status. TensorBoard has no status of its
+# own for an interruption: unknown.
+_STATUS = {
+    "ok": api_pb2.STATUS_SUCCESS,
+    "failed": api_pb2.STATUS_FAILURE,
+    "interrupted": api_pb2.STATUS_UNKNOWN,
+}
 
-    Call start() once training is set up (after continue_from() when resuming), log while
-    training, and finish() at the end; session() ends the HParams session as failed or
-    interrupted when training raises."""
 
-    def __init__(self, run_dir: Path, info: dict[str, Any], write: bool = True) -> None:
+class TensorBoardWriter:
+    """tracker=[tensorboard]: the run's event files (see the module's docstring)."""
+
+    name = "tensorboard"
+
+    def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.write = write
-        self.metrics: dict[str, Any] = {**info, "epochs": [], "final": None}
-        if not write:
-            return
         # A resumed run rewrites these up to its checkpoint (see continue_from), moving those
         # of a run made before the event files moved out of a tensorboard/ subfolder. A new run
         # replaces them (start): they are then what a failed attempt left, which the run
@@ -198,18 +141,7 @@ class RunTracker:
         )
         self.writer = SummaryWriter(log_dir=str(run_dir))
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"metrics": copy.deepcopy(self.metrics)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.metrics = copy.deepcopy(state["metrics"])
-
     def continue_from(self, epoch: int, step: int) -> None:
-        """After loading a checkpoint: cut TensorBoard and metrics.json back to it."""
-        self.metrics["epochs"] = [e for e in self.metrics["epochs"] if e["epoch"] <= epoch]
-        self.metrics["final"] = None
-        if not self.write:
-            return
         # Not cut by a signal: the old files go only once the new one holds their events,
         # else the next resume would trim both and every point would appear twice.
         with gate.deferred():
@@ -217,14 +149,9 @@ class RunTracker:
             self.earlier_event_files = []
         with contextlib.suppress(OSError):  # the old layout's folder, now empty
             (self.run_dir / "tensorboard").rmdir()
-        self._write_metrics()
 
-    def start(self, hparams: dict[str, HParamValue], texts: dict[str, str]) -> None:
-        """Open the run's HParams session and write its Text tab and chart layout.
-
-        `texts` maps TEXT_TAGS keys to plain text; each is shown verbatim."""
-        if not self.write:
-            return
+    def start(self, hparams: dict[str, HParamValue], texts: dict[str, str], run_id: Any) -> None:
+        """Open the HParams session; write the Text tab (each text verbatim) and the layout."""
         for path in self.earlier_event_files:
             path.unlink()
         self.writer.file_writer.add_summary(session_start_summary(hparams, self.run_dir))
@@ -233,57 +160,15 @@ class RunTracker:
         self.writer.add_custom_scalars(LAYOUT)
         self.writer.flush()
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
-        """Record in HParams how training ended when it raises: interrupted (Ctrl-C, SIGTERM)
-        as STATUS_UNKNOWN, TensorBoard having no status of its own for it; anything else as
-        STATUS_FAILURE. The metrics logged so far stay."""
-        try:
-            yield
-        except (Interrupted, KeyboardInterrupt):
-            self._end(api_pb2.STATUS_UNKNOWN)
-            raise
-        except BaseException:
-            self._end(api_pb2.STATUS_FAILURE)
-            raise
+    def log_step(self, step: int, epoch: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
 
-    def log_step(self, step: int, loss: float, lr: float, grad_norm: float) -> None:
-        if not self.write:
-            return
-        self.writer.add_scalar(STEP_LOSS_TAG, loss, step)
-        self.writer.add_scalar(STEP_LR_TAG, lr, step)
-        self.writer.add_scalar(STEP_GRAD_NORM_TAG, grad_norm, step)
-
-    def log_epoch(self, epoch: int, values: dict[str, float]) -> None:
-        if not self.write:
-            return
-        for key, value in values.items():
-            self.writer.add_scalar(EPOCH_TAGS[key], value, epoch)
+    def log_epoch(self, epoch: int, step: int | None, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, epoch)
         self.writer.flush()
-        self.metrics["epochs"].append({"epoch": epoch, **values})
-        self._write_metrics()
 
-    def finish(self, final: dict[str, Any]) -> None:
-        """Record the final metrics and end the HParams session as a success.
-
-        The test split scored once at the end (with a validation split, or after 0 epochs)
-        joins the test/ curves at the last epoch, where HParams reads its final value."""
-        if not self.write:
-            return
-        epochs = final["epochs"]
-        logged = self.metrics["epochs"][-1] if self.metrics["epochs"] else {}
-        if logged.get("epoch") != epochs or "test_acc" not in logged:
-            self.writer.add_scalar(EPOCH_TAGS["test_acc"], final["test_acc"], epochs)
-            self.writer.add_scalar(EPOCH_TAGS["test_loss"], final["test_loss"], epochs)
-        self._end(api_pb2.STATUS_SUCCESS)
-        self.metrics["final"] = final
-        self._write_metrics()
-
-    def _write_metrics(self) -> None:
-        write_json(self.run_dir / "metrics.json", self.metrics, then=resume_hint(self.run_dir))
-
-    def _end(self, status: int) -> None:
-        if not self.write:
-            return
-        self.writer.file_writer.add_summary(session_end_summary(status))
+    def end(self, status: str, reason: str | None, final: dict[str, Any] | None) -> None:
+        self.writer.file_writer.add_summary(session_end_summary(_STATUS[status]))
         self.writer.close()

@@ -1,0 +1,295 @@
+"""The trackers beside TensorBoard (tracker=[...]): MLflow on a real SQLite store read back
+with MLflow's own client, metrics.csv, Weights & Biases offline; one tracker run per job,
+grouped by sweep, continued on resume; a tracker that cannot be used is one line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from cifar_exp.errors import UserError
+from cifar_exp.tracking import EPOCH_TAGS, STEP_TAGS, TIMING_TAGS, RunTracker
+from helpers.cli import run_cli, run_in_process, start_run
+from helpers.compare import TIMING_KEYS
+from helpers.outputs import job_dirs, manifest, read_csv
+from helpers.overrides import TINY
+
+mlflow = pytest.importorskip("mlflow", reason='the MLflow tests need pip install -e ".[mlflow]"')
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+# 32 steps an epoch, 4 epochs: long enough to be killed in the middle of one.
+LONG = [*TINY, "dataset.train_size=1024", "trainer.epochs=4"]
+MLFLOW = "tracker=[tensorboard,mlflow]"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One SQLite store for the module (creating its tables takes seconds); each test logs
+    into its own experiment."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def mlflow_args(store: str, experiment: str) -> list[str]:
+    return [
+        MLFLOW,
+        f"tracker.mlflow.tracking_uri={store}",
+        f"tracker.mlflow.experiment={experiment}",
+    ]
+
+
+def runs_of(store: str, experiment: str) -> list:
+    client = MlflowClient(tracking_uri=store)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def history(store: str, run_id: str, tag: str) -> list[tuple[int, float]]:
+    points = MlflowClient(tracking_uri=store).get_metric_history(run_id, tag)
+    return sorted((m.step, m.value) for m in points)
+
+
+def assert_epochs_as_in_metrics_json(store: str, run, run_dir: Path, timings: bool = True) -> None:
+    """Every per-epoch value of metrics.json in the run, once per epoch, and nothing more."""
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    for key, tag in EPOCH_TAGS.items():
+        if tag in TIMING_TAGS and not timings:
+            continue
+        expected = [(e["epoch"], e[key]) for e in epochs if key in e]
+        assert history(store, run.info.run_id, tag) == expected, tag
+
+
+def assert_no_step_twice(store: str, run) -> None:
+    for tag in run.data.metrics:
+        steps = [s for s, _ in history(store, run.info.run_id, tag)]
+        assert steps == sorted(set(steps)), f"{tag}: {steps}"
+
+
+def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_their_statuses(store, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # lr=1e4 diverges to a non-finite loss: those jobs fail, the others finish.
+    swept = ["optimizer=sgd", "optimizer.lr=0.01,1e4", "trainer.seed=0,1"]
+    code = run_in_process(
+        "-m",
+        *TINY,
+        "trainer.epochs=2",
+        *swept,
+        *mlflow_args(store, "sweep"),
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    assert code == 0
+    runs = runs_of(store, "sweep")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 5 and len(children) == 4
+    assert parent.info.status == "FINISHED" and parent.info.run_name == sweep_dir.name
+    by_dir = {r.data.tags["run_dir"]: r for r in children}
+    assert sorted(by_dir) == [str(p) for p in job_dirs(sweep_dir)]
+    for job in job_dirs(sweep_dir):
+        run = by_dir[str(job)]
+        assert manifest(job)["tracker_runs"] == {"mlflow": run.info.run_id}
+        typed = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+        lr = float(run.data.params["optimizer.lr"])
+        assert lr == float(typed["optimizer.lr"])
+        assert run.data.params["trainer.seed"] == typed["trainer.seed"]
+        if lr > 1:
+            assert run.info.status == "FAILED"
+            assert "non-finite" in run.data.tags["failure_reason"]
+            assert manifest(job)["status"] == "failed"
+        else:
+            assert run.info.status == "FINISHED"
+            assert_epochs_as_in_metrics_json(store, run, job)
+            final = json.loads((job / "metrics.json").read_text())["final"]
+            assert run.data.metrics["final/test_acc"] == final["test_acc"]
+            assert run.data.params["model.name"] == "lenet5"
+            client = MlflowClient(tracking_uri=store)
+            assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stdout.read()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def epochs_logged(run_dir: Path) -> int:
+    try:
+        return len(json.loads((run_dir / "metrics.json").read_text())["epochs"])
+    except (OSError, ValueError):
+        return 0
+
+
+def test_a_run_killed_mid_epoch_and_resumed_is_one_mlflow_run_without_a_step_twice(store, tmp_path):
+    reference = tmp_path / "reference"
+    assert run_in_process(*LONG, f"hydra.run.dir={reference}", cwd=tmp_path) == 0
+    run_dir = tmp_path / "run"
+    # Checkpoints every 2 epochs: killed in epoch 4, the run has logged epoch 3 into MLflow
+    # beyond its checkpoint (epoch 2), which the resumed attempt trains and logs again.
+    args = [*LONG, "trainer.checkpoint_every=2", *mlflow_args(store, "resume")]
+    proc = start_run(*args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    wait_for(lambda: epochs_logged(run_dir) >= 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    (killed,) = runs_of(store, "resume")
+    assert killed.info.status == "RUNNING"  # killed: nobody could say otherwise
+    assert (
+        max(
+            m.step for m in MlflowClient(store).get_metric_history(killed.info.run_id, "train/loss")
+        )
+        == 3
+    )
+
+    assert run_in_process(f"resume={run_dir}", cwd=tmp_path) == 0
+    (run,) = runs_of(store, "resume")
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert manifest(run_dir)["tracker_runs"] == {"mlflow": run.info.run_id}
+    assert_no_step_twice(store, run)
+    assert_epochs_as_in_metrics_json(store, run, reference, timings=False)
+    final = json.loads((reference / "metrics.json").read_text())["final"]
+    for key, value in final.items():
+        if key not in TIMING_KEYS:
+            assert run.data.metrics[f"final/{key}"] == value, key
+
+
+def test_a_continued_sweep_logs_into_the_same_child_runs(store, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "-m",
+        *TINY,
+        "dataset.train_size=1024",
+        "trainer.epochs=2",
+        "optimizer.lr=1e-3,2e-3",
+        *mlflow_args(store, "continued"),
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    proc = start_run(*args, cwd=tmp_path)
+    wait_for(lambda: bool(list(sweep_dir.glob("1_*/checkpoints/last.pt"))), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    before = {r.data.tags.get("run_dir"): r.info.run_id for r in runs_of(store, "continued")}
+    assert len(before) == 3  # the parent and two jobs
+
+    assert run_in_process(*args, cwd=tmp_path) == 0
+    runs = runs_of(store, "continued")
+    assert {r.data.tags.get("run_dir"): r.info.run_id for r in runs} == before
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for job in job_dirs(sweep_dir):
+        (run,) = [r for r in runs if r.data.tags.get("run_dir") == str(job)]
+        assert_no_step_twice(store, run)
+        assert_epochs_as_in_metrics_json(store, run, job, timings=False)
+
+
+def csv_points(run_dir: Path) -> dict[tuple[str, int], float]:
+    rows = read_csv(run_dir / "metrics.csv")
+    points = {}
+    for row in rows:
+        if row["tag"] not in STEP_TAGS:
+            key = (row["tag"], int(row["epoch"]))
+            assert key not in points, f"{key} twice"
+            points[key] = float(row["value"])
+    return points
+
+
+def test_metrics_csv_holds_the_points_of_metrics_json_once_across_a_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    # csv alone: no TensorBoard event files either.
+    args = [*TINY, "trainer.epochs=2", "tracker=[csv]", f"hydra.run.dir={run_dir}"]
+    assert run_in_process(*args, cwd=tmp_path) == 0
+    assert not list(run_dir.glob("events.out.tfevents.*"))
+    assert run_in_process(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path) == 0
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    expected = {
+        (EPOCH_TAGS[k], e["epoch"]): v
+        for e in metrics["epochs"]
+        for k, v in e.items()
+        if k != "epoch"
+    }
+    assert csv_points(run_dir) == expected
+    rows = read_csv(run_dir / "metrics.csv")
+    assert list(rows[0]) == ["tag", "step", "epoch", "value", "wall_time"]
+    steps = [int(r["step"]) for r in rows if r["tag"] == "train_step/loss"]
+    assert steps == sorted(set(steps)) and steps[-1] == 3 * 8
+    epoch_steps = {int(r["epoch"]): int(r["step"]) for r in rows if r["tag"] == "train/loss"}
+    assert epoch_steps == {1: 8, 2: 16, 3: 24}
+
+
+def test_a_tracker_that_cannot_be_used_is_one_line_before_training(tmp_path):
+    (tmp_path / "file").write_text("")
+    uri = f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}"  # under a file: cannot be created
+    proc = run_cli(*TINY, MLFLOW, f"tracker.mlflow.tracking_uri={uri}", cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    (line,) = [x for x in out.splitlines() if "tracker.mlflow cannot use the tracking store" in x]
+    assert uri in line and "fix tracker.mlflow.tracking_uri=" in line
+    assert "Traceback" not in out and "epoch 1/1" not in out
+    # A URI MLflow has no store for: the same line, from the same place.
+    with pytest.raises(UserError, match=r"^tracker.mlflow cannot use the tracking store nosuch:"):
+        RunTracker(tmp_path, {}, trackers={"mlflow": {"tracking_uri": "nosuch://x"}})
+
+
+def test_a_tracker_failing_mid_run_warns_once_and_the_others_go_on(store, tmp_path, caplog):
+    trackers = {"tensorboard": {}, "mlflow": {"tracking_uri": store, "experiment": "failing"}}
+    tracker = RunTracker(tmp_path, {"model": "lenet5"}, trackers=trackers)
+    tracker.start({"optimizer.lr": 0.1}, {"overrides": "optimizer.lr=0.1"})
+    tracker.log_epoch(1, {"train_loss": 2.0}, step=8)
+    MlflowClient(tracking_uri=store).delete_run(tracker.run_ids["mlflow"])  # logging now fails
+    with caplog.at_level(logging.WARNING):
+        for epoch in (2, 3):
+            tracker.log_epoch(epoch, {"train_loss": 1.0 / epoch}, step=8 * epoch)
+    (warning,) = [
+        r.getMessage() for r in caplog.records if "tracker.mlflow failed" in r.getMessage()
+    ]
+    assert "metrics.json keeps every value" in warning
+    tracker.finish({"epochs": 3, "test_acc": 0.5, "test_loss": 1.0})
+    assert [e["epoch"] for e in json.loads((tmp_path / "metrics.json").read_text())["epochs"]] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_under_torchrun_only_rank_0_writes_to_mlflow(store, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        + ["-m", "cifar_exp.run", *TINY, *mlflow_args(store, "torchrun")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    (run,) = runs_of(store, "torchrun")
+    assert run.info.status == "FINISHED"
+    assert_no_step_twice(store, run)
+    assert math.isfinite(run.data.metrics["final/test_acc"])
+
+
+def test_wandb_offline_keeps_its_run_id_across_a_resume(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason='the W&B test needs pip install -e ".[wandb]"')
+    from cifar_exp.tracking.wandb_writer import wandb_run_id
+
+    run_dir = tmp_path / "run"
+    args = [*TINY, "tracker=[tensorboard,wandb]", f"hydra.run.dir={run_dir}"]
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline unless configured otherwise
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert run_in_process(*args, cwd=tmp_path) == 0
+    assert run_in_process(f"resume={run_dir}", "trainer.epochs=2", cwd=tmp_path) == 0
+    run_id = wandb_run_id(run_dir)
+    assert manifest(run_dir)["tracker_runs"] == {"wandb": run_id}
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(p.name.endswith(f"-{run_id}") for p in offline)
+    assert all((p / f"run-{run_id}.wandb").is_file() for p in offline)
