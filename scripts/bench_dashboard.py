@@ -12,12 +12,20 @@ In process, the parts alone (the medians of --repeats): the evaluation with and 
 gathering the confusion matrix and the mistakes, and each picture's drawing and writing,
 as a share of the median epoch of the runs without pictures. The machine's noise hides a
 2% difference end to end; these parts do not hide.
+
+Each tracker of `tracker=[...]` alone, in process too: one epoch's logging (the per-step
+points of a LeNet5 epoch at batch 32 and trainer.log_every_n_steps=50, then the epoch's
+values; medians of --repeats epochs), and opening its run once (the import included:
+MLflow's takes seconds), into a store in a temporary folder (MLflow: a SQLite file; W&B:
+offline).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -36,7 +44,7 @@ from cifar_exp.datasets import load_dataset
 from cifar_exp.engine import evaluate
 from cifar_exp.models import MODELS
 from cifar_exp.pictures import EvalDetails, Pictures
-from cifar_exp.tracking import RunTracker
+from cifar_exp.tracking import EPOCH_TAGS, RunTracker
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = os.environ.get("CIFAR10_JPEG", str(REPO.parent / "shared/datasets/cifar10-jpeg"))
@@ -111,7 +119,53 @@ def parts_alone(options: dict, repeats: int) -> dict[str, float]:
         result["batch_grid"] = median_time(lambda: pictures.started(train, True), repeats)
         result["end_figures"] = median_time(lambda: pictures.finished(1, details), repeats)
         tracker.writer.close()
+    result["steps_per_epoch"] = math.ceil(len(data.train) / 32)
     return result
+
+
+TRACKERS = ("tensorboard", "csv", "mlflow", "wandb")
+LOG_EVERY = 50  # trainer.log_every_n_steps' default
+
+
+def tracker_options(name: str, folder: Path) -> dict | None:
+    """The tracker's options for a run into `folder`; None when its package is absent."""
+    if name in ("mlflow", "wandb") and importlib.util.find_spec(name) is None:
+        return None
+    if name == "mlflow":
+        return {"tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "bench"}
+    return {"mode": "offline"} if name == "wandb" else {}
+
+
+def log_epoch(tracker: RunTracker, epoch: int, steps: int, values: dict[str, float]) -> None:
+    """What the training loop logs in epoch `epoch` of `steps` optimizer steps."""
+    first = (epoch - 1) * steps
+    for step in range(first + LOG_EVERY, first + steps + 1, LOG_EVERY):
+        tracker.log_step(step, 2.0, 0.001)
+    tracker.log_epoch(epoch, values, step=first + steps)
+
+
+def tracker_costs(steps_per_epoch: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds of one epoch's logging into each tracker alone, and of opening its run."""
+    values = {key: 0.5 for key in EPOCH_TAGS}  # every per-epoch value the loop can log
+    costs = {}
+    for name in TRACKERS:
+        with tempfile.TemporaryDirectory() as folder:
+            options = tracker_options(name, Path(folder))
+            if options is None:
+                print(f"{name}: not installed, not measured", flush=True)
+                continue
+            os.environ.setdefault("WANDB_SILENT", "true")
+            start = time.perf_counter()
+            tracker = RunTracker(Path(folder), {"model": "lenet5"}, trackers={name: options})
+            tracker.start({"model.name": "lenet5", "optimizer.lr": 0.001}, {"overrides": ""})
+            opened = time.perf_counter() - start
+            epochs = [
+                seconds(lambda e=e, t=tracker: log_epoch(t, e, steps_per_epoch, values))
+                for e in range(1, repeats + 1)
+            ]
+            tracker.finish({"epochs": repeats, "test_acc": 0.5, "test_loss": 1.0})
+        costs[name] = {"epoch": statistics.median(epochs), "open": opened}
+    return costs
 
 
 def main() -> None:
@@ -135,6 +189,7 @@ def main() -> None:
             options = {"name": "imagefolder", "root": str(root), "cache_dir": cache}
             data = ["dataset=imagefolder", f"dataset.root={root}", f"dataset.cache_dir={cache}"]
         parts = parts_alone(options, args.repeats)  # also fills the cache for the runs
+        trackers = tracker_costs(parts.pop("steps_per_epoch"), args.repeats)
         runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
         for round_ in range(args.rounds):
             for log_images in (True, False) if round_ % 2 == 0 else (False, True):
@@ -144,7 +199,7 @@ def main() -> None:
                 f"without {runs[False][-1]['wall_s']:.2f}",
                 flush=True,
             )
-    result = measured(parts, runs)
+    result = measured(parts, runs) | {"trackers_s": trackers, "log_every_n_steps": LOG_EVERY}
     report(result)
     if args.json:
         extra = {"rounds": args.rounds, "repeats": args.repeats, "dry_run": args.dry_run}
@@ -189,6 +244,14 @@ def report(result: dict) -> None:
     print("| part | median ms | share of an epoch |\n|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {seconds * 1000:.1f} | {seconds / epoch:.2%} |")
+    print(f"\nthe trackers, each alone (log_every_n_steps={result['log_every_n_steps']}):")
+    print("| tracker | per epoch, median ms | share of an epoch | opening its run, ms |")
+    print("|---|---:|---:|---:|")
+    for name, cost in result["trackers_s"].items():
+        print(
+            f"| {name} | {cost['epoch'] * 1000:.1f} | {cost['epoch'] / epoch:.2%} | "
+            f"{cost['open'] * 1000:.0f} |"
+        )
     with_, without = result["wall_s"]["with_pictures"], result["wall_s"]["without"]
     print(
         f"\nend to end, one epoch (median wall_s of {result['runs_each']} runs each): with "

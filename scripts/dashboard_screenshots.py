@@ -13,8 +13,12 @@ Then, as a newcomer's launch folder would hold beside the sweep, two single runs
 defaults and model=resnet) and one refused before training (optimizer.lr=-1), and captures
 what `tensorboard --logdir outputs` shows at 1600x1000: docs/first_sight_<tab>.png.
 `--shots first-sight --suffix _before`, with PYTHONPATH pointing at an older checkout's
-src/, captures the same for that code. Takes about three minutes on two CPU cores. The
-server and its helpers are also what tests/test_dashboard_page.py uses.
+src/, captures the same for that code. `--shots mlflow` trains the sweep with
+`tracker=[tensorboard,mlflow]` instead, starts `mlflow ui --backend-store-uri
+sqlite:///outputs/mlflow.db` on 127.0.0.1 and captures its runs (the sweep's parent run
+with its four jobs nested under it) and the charts of the sweep's jobs:
+docs/mlflow_<view>.png. Takes about three minutes on two CPU cores. The server and its
+helpers are also what tests/test_dashboard_page.py uses.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import argparse
 import io
 import json
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -172,7 +178,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     parser.add_argument(
-        "--shots", choices=["all", "first-sight"], default="all",
+        "--shots", choices=["all", "first-sight", "mlflow"], default="all",
         help="first-sight: only what `tensorboard --logdir outputs` shows",
     )  # fmt: skip
     parser.add_argument("--suffix", default="", help="ends the first-sight file names")
@@ -187,6 +193,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         data = data_overrides(folder, root, args.max_per_class)
+        if args.shots == "mlflow":
+            capture_mlflow(folder, data, args.epochs, args.out)
+            return
         sweep_dir = train_sweep(folder, data, args.epochs)
         if args.shots == "all":
             capture_sweep(sweep_dir, args.out, folder)
@@ -205,6 +214,56 @@ def capture_sweep(sweep_dir: Path, out: Path, folder: Path) -> None:
     with tensorboard(next(sweep_dir.glob("0_*"))) as url:
         path = out / "dashboard_images.png"
         capture(f"{url}/#{IMAGES_TAB}", path, folder, (WINDOW[0], 1250))
+
+
+@contextmanager
+def mlflow_ui(store: Path, timeout: float = 120.0) -> Iterator[str]:
+    """`mlflow ui` over the SQLite store on a free port of 127.0.0.1; yields its URL once it
+    answers, and stops the process group it started (the server and its workers)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store}"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(f"{url}/health"):
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow ui exited: {proc.stderr.read()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow ui did not answer in {timeout:.0f}s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def capture_mlflow(folder: Path, data: list[str], epochs: int, out: Path) -> None:
+    """The sweep in MLflow's own UI, as `mlflow ui --backend-store-uri sqlite:///...` shows
+    it to a user: the runs table, then the charts view of the same runs."""
+    train_sweep(folder, [*data, "tracker=[tensorboard,mlflow]"], epochs)
+    store = folder / "outputs" / "mlflow.db"
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(f"sqlite:///{store}").get_experiment_by_name("cifar-exp")
+    with mlflow_ui(store) as url:
+        page = f"{url}/#/experiments/{experiment.experiment_id}"
+        capture(page, out / "mlflow_runs.png", folder, WINDOW)
+        capture(f"{page}?compareRunsMode=CHART", out / "mlflow_charts.png", folder, WINDOW)
 
 
 def capture(url: str, path: Path, folder: Path, window: tuple[int, int]) -> None:

@@ -325,7 +325,26 @@ def dashboard(result: dict) -> str:
         f"End to end, one-epoch runs (the worst case: every one-time cost in one epoch) took "
         f"{wall['with_pictures']:.2f} s with pictures and {wall['without']:.2f} s without "
         f"(medians of {count(result['runs_each'], 'run')} each, "
-        f"{wall['with_pictures'] / wall['without']:.2f}x)."
+        f"{wall['with_pictures'] / wall['without']:.2f}x)." + trackers(result)
+    )
+
+
+def trackers(result: dict) -> str:
+    """The trackers' table of a dashboard result, when it measured them."""
+    if "trackers_s" not in result:
+        return ""
+    epoch = result["epoch_s"]
+    rows = [
+        [f"`{name}`", milliseconds(c["epoch"]), f"{c['epoch'] / epoch:.2%}"]
+        + [milliseconds(c["open"])]
+        for name, c in result["trackers_s"].items()
+    ]
+    head = ["tracker (alone)", "one epoch's logging", "share of the epoch", "opening its run"]
+    return (
+        f"\n\nEach tracker alone, in the same process: one epoch's logging (the per-step points "
+        f"every {result['log_every_n_steps']} steps, then the epoch's values; median of "
+        f"{result['repeats']} epochs) and opening its run once, its import included.\n\n"
+        + table(head, "lrrr", rows)
     )
 
 

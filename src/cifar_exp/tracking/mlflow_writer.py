@@ -98,7 +98,15 @@ class MlflowWriter:
         # A SQLite store keeps its artifacts beside it, not in ./mlruns of wherever it was
         # first used.
         location = (store.parent / "mlartifacts").absolute().as_uri() if store else None
-        return self.client.create_experiment(name, artifact_location=location)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # a job running beside this one created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     def start(
         self, hparams: dict[str, HParamValue], texts: dict[str, str], run_id: str | None

@@ -50,6 +50,7 @@ class WandbWriter:
         self.info = info
         self.mode = options.get("mode") or os.environ.get("WANDB_MODE") or "offline"
         self.run: Any = None
+        self.plotted: set[str] = set()  # the per-epoch tags plotted against `epoch` already
 
     def start(self, hparams: dict[str, HParamValue], texts: dict[str, str], run_id: Any) -> str:
         import wandb
@@ -88,9 +89,9 @@ class WandbWriter:
         self.run.log({**values, "optimizer_step": step})
 
     def log_epoch(self, epoch: int, step: int | None, values: dict[str, float]) -> None:
-        for tag in values:
-            if tag not in STEP_TAGS:
-                self.run.define_metric(tag, step_metric="epoch")
+        for tag in values.keys() - self.plotted:
+            self.run.define_metric(tag, step_metric="epoch")
+            self.plotted.add(tag)
         self.run.log({**values, "epoch": epoch})
 
     def end(self, status: str, reason: str | None, final: dict[str, Any] | None) -> None:
