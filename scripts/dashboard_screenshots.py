@@ -54,6 +54,7 @@ IMAGES_TAB = "images&tagFilter=" + urllib.parse.quote(
 MAX_BYTES = 300_000
 WINDOW = (1400, 1000)
 FIRST_SIGHT_WINDOW = (1600, 1000)
+MLFLOW_WINDOW = (1800, 1000)  # room beside MLflow's assistant panel
 # A newcomer's single runs beside the sweep; the last is refused before training.
 SINGLE_RUNS = ([], ["model=resnet"], ["optimizer.lr=-1"])
 
@@ -103,7 +104,7 @@ def _lists_runs(url: str) -> bool:
         return False
 
 
-def chromium(*args: str, profile: Path, timeout: float = 120.0) -> subprocess.CompletedProcess:
+def chromium(*args: str, profile: Path, timeout: float = 300.0) -> subprocess.CompletedProcess:
     """Headless Chromium with its own profile folder (two at once must not share one).
     The virtual time budget lets the page's scripts fetch and draw before the capture."""
     return subprocess.run(
@@ -217,13 +218,14 @@ def capture_sweep(sweep_dir: Path, out: Path, folder: Path) -> None:
 
 
 @contextmanager
-def mlflow_ui(store: Path, timeout: float = 120.0) -> Iterator[str]:
+def mlflow_ui(store: Path, timeout: float = 300.0) -> Iterator[str]:
     """`mlflow ui` over the SQLite store on a free port of 127.0.0.1; yields its URL once it
     answers, and stops the process group it started (the server and its workers)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store}"]
-        + ["--host", "127.0.0.1", "--port", str(port)],
+        # One worker: uvicorn's supervisor restarts workers slow to start on a loaded machine.
+        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -261,9 +263,9 @@ def capture_mlflow(folder: Path, data: list[str], epochs: int, out: Path) -> Non
 
     experiment = MlflowClient(f"sqlite:///{store}").get_experiment_by_name("cifar-exp")
     with mlflow_ui(store) as url:
-        page = f"{url}/#/experiments/{experiment.experiment_id}"
-        capture(page, out / "mlflow_runs.png", folder, WINDOW)
-        capture(f"{page}?compareRunsMode=CHART", out / "mlflow_charts.png", folder, WINDOW)
+        page = f"{url}/#/experiments/{experiment.experiment_id}/runs"
+        capture(page, out / "mlflow_runs.png", folder, MLFLOW_WINDOW)
+        capture(f"{page}?compareRunsMode=CHART", out / "mlflow_charts.png", folder, MLFLOW_WINDOW)
 
 
 def capture(url: str, path: Path, folder: Path, window: tuple[int, int]) -> None:

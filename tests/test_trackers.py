@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cifar_exp.errors import UserError
+from cifar_exp.config import validate
+from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.tracking import EPOCH_TAGS, STEP_TAGS, TIMING_TAGS, RunTracker
 from helpers.cli import run_cli, run_in_process, start_run
 from helpers.compare import TIMING_KEYS
@@ -238,6 +239,19 @@ def test_a_tracker_that_cannot_be_used_is_one_line_before_training(tmp_path):
     # A URI MLflow has no store for: the same line, from the same place.
     with pytest.raises(UserError, match=r"^tracker.mlflow cannot use the tracking store nosuch:"):
         RunTracker(tmp_path, {}, trackers={"mlflow": {"tracking_uri": "nosuch://x"}})
+
+
+def test_the_tracker_group_takes_a_list_and_checks_its_values(compose):
+    assert OmegaConf.to_container(compose().tracker) == {
+        "tensorboard": {},
+        "csv": None,
+        "mlflow": None,
+        "wandb": None,
+    }
+    chosen = compose(["tracker=[csv,mlflow]", "tracker.mlflow.experiment=e"]).tracker
+    assert chosen.tensorboard is None and chosen.csv == {} and chosen.mlflow.experiment == "e"
+    with pytest.raises(ConfigError, match=r"^tracker.wandb.mode must be one of \['offline'"):
+        validate(compose(["tracker=[wandb]", "tracker.wandb.mode=sometimes"]))
 
 
 def test_a_tracker_failing_mid_run_warns_once_and_the_others_go_on(store, tmp_path, caplog):

@@ -100,8 +100,10 @@ class MlflowWriter:
         location = (store.parent / "mlartifacts").absolute().as_uri() if store else None
         from mlflow.exceptions import MlflowException
 
+        # MLflow 3's UI opens an experiment of this kind on its training runs, not on traces.
+        tags = {"mlflow.experimentKind": "custom_model_development"}
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=location, tags=tags)
         except MlflowException:  # a job running beside this one created it first
             found = self.client.get_experiment_by_name(name)
             if found is None:
