@@ -440,7 +440,8 @@ KINDS = {
         "`scripts/bench_dashboard.py` times, on the JPEG CIFAR-10 (LeNet5, batch 32, one "
         "epoch, evaluation on the 10,000 test images), each part of the pictures of the "
         "Images tab in one process, and whole runs with `trainer.log_images=true` and "
-        "`false`, alternating.",
+        "`false`, alternating; since 2026-12-02 also each tracker of `tracker=[...]` alone "
+        "(docs/trackers.md).",
         dashboard,
     ),
     "augment": Kind(

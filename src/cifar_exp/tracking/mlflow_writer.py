@@ -20,11 +20,13 @@ seconds.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,20 @@ def tracking_uri(configured: str | None) -> str:
 
 def _sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _store_lock(store: Path | None) -> Iterator[None]:
+    """Jobs of a sweep running side by side (joblib, submitit) take turns opening a SQLite
+    store: MLflow creates a new store's tables on first use, and two processes doing so at
+    once fail ("table ... already exists")."""
+    if store is None:
+        yield
+        return
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with store.with_name(f".{store.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _unreachable(uri: str, err: BaseException) -> UserError:
@@ -82,11 +98,10 @@ class MlflowWriter:
         self.logged: dict[str, int] = {}  # tag -> the last step the run has (when continued)
         self.pending: list[Any] = []  # per-step points not yet sent
         try:
-            store = _sqlite_path(self.uri)
-            if store is not None:
-                store.parent.mkdir(parents=True, exist_ok=True)
-            self.client = MlflowClient(tracking_uri=self.uri)
-            self.experiment_id = self._experiment(options.get("experiment") or DEFAULT_EXPERIMENT)
+            with _store_lock(_sqlite_path(self.uri)):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                name = options.get("experiment") or DEFAULT_EXPERIMENT
+                self.experiment_id = self._experiment(name)
         except Exception as err:
             raise _unreachable(self.uri, err) from err
 
