@@ -24,6 +24,7 @@ from helpers.cli import run_cli, run_in_process, start_run
 from helpers.compare import TIMING_KEYS
 from helpers.outputs import job_dirs, manifest, read_csv
 from helpers.overrides import TINY
+from helpers.plugins import needs_plugin
 
 mlflow = pytest.importorskip("mlflow", reason='the MLflow tests need pip install -e ".[mlflow]"')
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -307,3 +308,20 @@ def test_wandb_offline_keeps_its_run_id_across_a_resume(tmp_path, monkeypatch):
     offline = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(p.name.endswith(f"-{run_id}") for p in offline)
     assert all((p / f"run-{run_id}.wandb").is_file() for p in offline)
+
+
+@pytest.mark.slow
+@needs_plugin("hydra_plugins.hydra_joblib_launcher")
+def test_jobs_side_by_side_open_a_new_store_and_share_one_parent_run(tmp_path):
+    """Three joblib workers at once into a store none of them created: MLflow creates a new
+    store's tables on first use, which they must not do at the same time."""
+    store = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]
+    args = ["-m", *TINY, "optimizer.lr=1e-3,2e-3,3e-3", *launcher, *mlflow_args(store, "joblib")]
+    proc = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    runs = runs_of(store, "joblib")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 4 and len(children) == 3
+    assert all(r.info.status == "FINISHED" for r in runs)
