@@ -15,10 +15,10 @@ what `tensorboard --logdir outputs` shows at 1600x1000: docs/first_sight_<tab>.p
 `--shots first-sight --suffix _before`, with PYTHONPATH pointing at an older checkout's
 src/, captures the same for that code. `--shots mlflow` trains the sweep with
 `tracker=[tensorboard,mlflow]` instead, starts `mlflow ui --backend-store-uri
-sqlite:///outputs/mlflow.db` on 127.0.0.1 and captures its runs (the sweep's parent run
-with its four jobs nested under it) and the first job's charts:
-docs/mlflow_<view>.png. Takes about three minutes on two CPU cores. The server and its
-helpers are also what tests/test_dashboard_page.py uses.
+sqlite:///outputs/mlflow.db` on 127.0.0.1 and captures its runs table (the sweep's parent
+run with its four jobs nested under it): docs/mlflow_runs.png. Takes about three minutes
+on two CPU cores. The server and its helpers are also what tests/test_dashboard_page.py
+uses.
 """
 
 from __future__ import annotations
@@ -260,8 +260,7 @@ def _answers(url: str) -> bool:
 
 def capture_mlflow(folder: Path, data: list[str], epochs: int, out: Path) -> None:
     """The sweep in MLflow's own UI, as `mlflow ui --backend-store-uri sqlite:///...` shows
-    it to a user: the runs table (the sweep's parent run, its jobs folded under it), then
-    the first job's charts."""
+    it to a user: the runs table (the sweep's parent run, its jobs folded under it)."""
     train_sweep(folder, [*data, "tracker=[tensorboard,mlflow]"], epochs)
     store = folder / "outputs" / "mlflow.db"
     from mlflow.tracking import MlflowClient
@@ -271,12 +270,6 @@ def capture_mlflow(folder: Path, data: list[str], epochs: int, out: Path) -> Non
     with mlflow_ui(store) as url:
         page = f"{url}/#/experiments/{experiment.experiment_id}/runs"
         capture(page, out / "mlflow_runs.png", folder, MLFLOW_WINDOW)
-        # The first job's charts: a tall window, so that its curves show below the finals.
-        (job,) = [
-            r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name[0] == "0"
-        ]
-        job_page = f"{page}/{job.info.run_id}/model-metrics"
-        capture(job_page, out / "mlflow_job.png", folder, (MLFLOW_WINDOW[0], 2400))
 
 
 def capture(url: str, path: Path, folder: Path, window: tuple[int, int]) -> None:
