@@ -187,7 +187,10 @@ def main() -> None:
         )
     if args.json:
         result = provenance(args.threads) | {
-            "args": {k: getattr(args, k) for k in ("batch_size", "rounds", "steps", "batches")},
+            "args": {
+                k: getattr(args, k)
+                for k in ("batch_size", "rounds", "steps", "batches", "train_batches")
+            },
             "dry_run": args.dry_run,
             "rows": rows,
             "workers": worker_rows,
