@@ -18,7 +18,7 @@ from helpers.overrides import TINY
 
 def lrs(scheduler_options, epochs=4, steps_per_epoch=10, lr=1.0):
     opt = OPTIMIZERS.build({"name": "sgd", "lr": lr}, nn.Linear(1, 1))
-    sched = SCHEDULERS.build(scheduler_options, opt, epochs, steps_per_epoch)
+    sched = SCHEDULERS.build(scheduler_options, opt, epochs * steps_per_epoch, steps_per_epoch)
     out = []
     for _ in range(epochs * steps_per_epoch):
         out.append(opt.param_groups[0]["lr"])
@@ -248,7 +248,7 @@ def test_muon_under_a_grad_scaler_steps_as_without_one():
 def test_muon_state_dict_round_trips_bitwise():
     net = small_convnet()
     opt = OPTIMIZERS.build(MUON, net)
-    sched = SCHEDULERS.build({"name": "linear", "warmup_epochs": 1}, opt, 2, 4)
+    sched = SCHEDULERS.build({"name": "linear", "warmup_epochs": 1}, opt, 8, 4)
     train_steps(net, opt, 3)
     sched.step()
     saved = io.BytesIO()
