@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import math
 import os
 import shlex
 import statistics
@@ -174,12 +175,13 @@ def read_run(name: str, run_dir: Path) -> Contender:
 
 
 def airbench_run(
-    data_dir: Path, seed: int, widths: list[int] | None, device: torch.device, name: str
+    data_dir: Path, seed: int, args: argparse.Namespace, device: torch.device, name: str
 ) -> Contender:
-    """airbench94's train94 on the tensors in `data_dir`, widths `widths` (None: its own)."""
-    run = airbench_contender.train(
-        data_dir, device, seed, widths=tuple(widths) if widths else (64, 256, 256)
-    )
+    """airbench94's train94 on the tensors in `data_dir`, with --widths and --epochs (when
+    given; else its own)."""
+    widths = tuple(args.widths) if args.widths else (64, 256, 256)
+    epochs = args.epochs or airbench_contender.EPOCHS
+    run = airbench_contender.train(data_dir, device, seed, widths=widths, epochs=epochs)
     row = Contender(name, AIRBENCH_CLOCK, run.epoch_s, run.test_acc, "airbench94", seed)
     log.info("%s: %.1fs, TTA acc %.4f", name, run.train_s, run.tta_acc)
     return row
@@ -333,6 +335,12 @@ def parse_args() -> argparse.Namespace:
         help="the airbench network's widths, for airbench94 and every preset (model.widths)",
     )
     parser.add_argument("--seeds", type=int, default=1, help="runs of each contender")
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        help="train every contender this many epochs (fractions allowed: the presets get "
+        "trainer.epochs + trainer.last_epoch_fraction); default: their own (airbench94: 9.9)",
+    )
     parser.add_argument("--post-epochs", type=int, default=10, help="the post's LeNet5 (0: skip)")
     parser.add_argument("--post-resnet-epochs", type=int, default=3, help="its ResNet (0: skip)")
     parser.add_argument(
@@ -368,6 +376,8 @@ def parse_args() -> argparse.Namespace:
         least = 0 if "epochs" in name else 1
         if value is not None and value < least:
             parser.error(f"--{name.replace('_', '-')} must be >= {least}, not {value}")
+    if args.epochs is not None and args.epochs <= 0:
+        parser.error(f"--epochs must be > 0, not {args.epochs}")
     if not all(0 < t <= 1 for t in args.thresholds):
         parser.error(f"--thresholds are fractions in (0, 1], e.g. 0.9, not {args.thresholds}")
     if args.json and not args.json.absolute().parent.is_dir():
@@ -399,6 +409,12 @@ def run_all(
     extra = [f"trainer.num_threads={args.threads}", *args.override]
     if args.widths:
         extra.append(f"model.widths=[{','.join(map(str, args.widths))}]")
+    if args.epochs:
+        whole = math.ceil(args.epochs)
+        extra += [
+            f"trainer.epochs={whole}",
+            f"trainer.last_epoch_fraction={args.epochs - whole + 1:g}",
+        ]
     if args.limit_train or args.limit_test:
         limits = {"train": args.limit_train, "test": args.limit_test}
         root = subset_folder(args.root, work / "data", limits)
@@ -425,14 +441,14 @@ def run_all(
             shown = name if args.seeds == 1 else f"{name}, seed {seed}"
             try:
                 if name in CONTENDERS:
-                    row = airbench_run(data_dir, seed, args.widths, device, shown)
+                    row = airbench_run(data_dir, seed, args, device, shown)
                 else:
                     run_dir = work / "runs" / f"{name}-{seed}"
                     row = project_run(name, root, run_dir, [*extra, f"trainer.seed={seed}"])
                     row.name, row.seed = f"cifar-exp {shown}", seed
             except (UserError, RuntimeError) as err:
                 log.error("%s", err)
-                failed.append(f"{shown}: {err}")
+                failed.append(str(err) if args.seeds == 1 else f"seed {seed}: {err}")
                 continue
             raced.append(row)
             rows.append(summarize(row, baseline, post=False))
