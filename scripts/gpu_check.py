@@ -222,7 +222,8 @@ def main() -> None:
     bench_args = ["--dry-run"] if args.dry_run else ["--budget-s", str(args.bench_budget_s)]
     bench_json = work / "bench_gpu.json"
     bench = run(
-        [sys.executable, str(SCRIPTS / "bench_gpu.py"), *bench_args, "--json", str(bench_json)], 300
+        [sys.executable, str(SCRIPTS / "bench_gpu.py"), *bench_args, "--json", str(bench_json)],
+        300 if cuda else 900,
     )
 
     race_json = work / "race.json"
@@ -241,7 +242,7 @@ def main() -> None:
             "--json",
             str(race_json),
         ],
-        420,
+        420 if cuda else 900,
     )
     raced = json.loads(race_json.read_text()) if race_json.exists() else {}
 

@@ -269,7 +269,7 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=1500,  # about a minute on 2 idle cores; far longer on a crowded machine
+        timeout=2400,  # about a minute on 2 idle cores; far longer on a crowded machine
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
