@@ -16,11 +16,22 @@ The table gives the training seconds until the test accuracy first reaches 60/85
 speed-up over the post's loop: its fastest time to the same threshold (in practice its LeNet5
 for 60%, its ResNet above, where it reaches them).
 
-What the clock counts, for both: training, not the per-epoch evaluation that finds the
+With `--contenders airbench94`, airbench94's own training code (PyPI `airbench`, see
+airbench_contender.py) races too, on the very tensors the cifar-exp runs load (decoded once,
+through cifar-exp's cache), widths from `--widths` for both. `--seeds N` runs every contender
+N times (seeds --seed .. --seed+N-1), alternating contenders and flipping their order every
+seed so that a machine's drift falls on both; a second table gives the mean +- std of each
+contender's final (TTA) accuracy and training clock, and its clock over airbench94's.
+
+    python scripts/bench_time_to_accuracy.py --experiments speedrun94 --contenders airbench94 \
+        --widths 32 128 128 --seeds 3 --post-epochs 0 --post-resnet-epochs 0
+
+What the clock counts, for all: training, not the per-epoch evaluation that finds the
 epoch a threshold is reached, nor decoding the folder or the process start-up. The post's
 loop: its training loop (batch loading included). cifar-exp: the run's `train/train_s` plus
 `train/init_s` (an initialization from the data, like airbench's whitening, which airbench
-counts) less `train/compile_s` (airbench leaves the compile warm-up out).
+counts) less `train/compile_s` (airbench leaves the compile warm-up out). airbench94: its own
+clock of the whitening and the training loop, its final TTA evaluation left out.
 """
 
 from __future__ import annotations
@@ -28,16 +39,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import math
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import airbench_contender
 import torch
 from bench_data import DEFAULT_ROOT, seed_loaders, seed_test_accuracy, seed_train_epoch
 from benchlib import cpu_flags, cpu_model
@@ -45,6 +60,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import cifar_exp
 from cifar_exp.atomic import write_json
+from cifar_exp.datasets import load_dataset
 from cifar_exp.errors import UserError
 from cifar_exp.models import MODELS
 from cifar_exp.tracking import EPOCH_TAGS
@@ -69,8 +85,11 @@ FIXED_KEYS = (
     "dataset.root",
     "dataset.val_size",
     "trainer.eval_every",
+    "trainer.seed",
     "hydra.run.dir",
 )
+CONTENDERS = ("airbench94",)
+AIRBENCH_CLOCK = "its own: whitening + training loop (per-epoch and final TTA evaluation out)"
 
 
 @dataclass
@@ -81,6 +100,8 @@ class Contender:
     clock: str
     epoch_s: list[float] = field(default_factory=list)
     test_acc: list[float] = field(default_factory=list)
+    contender: str = ""  # what the race table groups by (the row's name without its seed)
+    seed: int = 0
 
     def time_to(self, threshold: float) -> float | None:
         """Seconds counted up to the first epoch whose test accuracy reaches `threshold`."""
@@ -145,12 +166,85 @@ def read_run(name: str, run_dir: Path) -> Contender:
     train_s, init_s, compile_s, test_acc = (
         series(EPOCH_TAGS[key]) for key in ("train_s", "init_s", "compile_s", "test_acc")
     )
-    row = Contender(f"cifar-exp {name}", PROJECT_CLOCK)
+    row = Contender(f"cifar-exp {name}", PROJECT_CLOCK, contender=name)
     for epoch in sorted(train_s):
         seconds = train_s[epoch] + init_s.get(epoch, 0.0) - compile_s.get(epoch, 0.0)
         row.epoch_s.append(seconds)
         row.test_acc.append(test_acc[epoch])
     return row
+
+
+def airbench_run(
+    data_dir: Path, seed: int, args: argparse.Namespace, device: torch.device, name: str
+) -> Contender:
+    """airbench94's train94 on the tensors in `data_dir`, with --widths and --epochs (when
+    given; else its own)."""
+    widths = tuple(args.widths) if args.widths else (64, 256, 256)
+    epochs = args.epochs or airbench_contender.EPOCHS
+    run = airbench_contender.train(data_dir, device, seed, widths=widths, epochs=epochs)
+    row = Contender(name, AIRBENCH_CLOCK, run.epoch_s, run.test_acc, "airbench94", seed)
+    log.info("%s: %.1fs, TTA acc %.4f", name, run.train_s, run.tta_acc)
+    return row
+
+
+def airbench_data(root: Path, work: Path, cache: list[str]) -> Path:
+    """The folder's tensors as cifar-exp decodes (and caches) them, written for airbench."""
+    node = {"name": "imagefolder", "root": str(root), "val_size": 0}
+    for item in cache:  # dataset.cache_dir=... when the bench uses its own cache
+        node[item.split("=")[0].split(".")[-1]] = item.split("=", 1)[1]
+    data = load_dataset(node)
+    train, test = (data.train.images, data.train.labels), (data.test.images, data.test.labels)
+    log.info("airbench94 trains on the same %d / %d tensors", len(train[0]), len(test[0]))
+    return airbench_contender.write_tensors(work / "airbench", train, test, list(data.classes))
+
+
+def race(rows: list[Contender]) -> list[dict]:
+    """Per contender: its runs' final accuracy and clock, mean and std, and its clock and
+    accuracy against airbench94's."""
+    groups: dict[str, list[Contender]] = {}
+    for row in rows:
+        groups.setdefault(row.contender or row.name, []).append(row)
+
+    def spread(values: list[float]) -> dict[str, float]:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return {"mean": statistics.fmean(values), "std": std, "values": values}
+
+    out = []
+    for name, runs in groups.items():
+        finished = [r for r in runs if r.test_acc]
+        out.append(
+            {
+                "contender": name,
+                "runs": len(finished),
+                "seeds": [r.seed for r in finished],
+                "final_acc": spread([r.test_acc[-1] for r in finished]),
+                "clock_s": spread([sum(r.epoch_s) for r in finished]),
+            }
+        )
+    reference = next((g for g in out if g["contender"] == "airbench94"), None)
+    for group in out:
+        if reference is not None and reference["runs"] and group["runs"]:
+            group["clock_ratio"] = group["clock_s"]["mean"] / reference["clock_s"]["mean"]
+            group["acc_diff"] = group["final_acc"]["mean"] - reference["final_acc"]["mean"]
+    return out
+
+
+def race_table(groups: list[dict]) -> str:
+    lines = [
+        "| contender | runs | final accuracy (TTA) | training clock | clock / airbench94's "
+        "| accuracy - airbench94's |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for g in groups:
+        acc, clock = g["final_acc"], g["clock_s"]
+        ratio = f"{g['clock_ratio']:.2f}x" if "clock_ratio" in g else "—"
+        diff = f"{100 * g['acc_diff']:+.2f} points" if "acc_diff" in g else "—"
+        lines.append(
+            f"| {g['contender']} | {g['runs']} | {100 * acc['mean']:.2f}% ± "
+            f"{100 * acc['std']:.2f} | {clock['mean']:.1f} s ± {clock['std']:.1f} | {ratio} "
+            f"| {diff} |"
+        )
+    return "\n".join(lines)
 
 
 def subset_folder(root: Path, into: Path, limits: dict[str, int | None]) -> Path:
@@ -227,6 +321,26 @@ def parse_args() -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="passed to every cifar-exp run (repeatable), e.g. trainer.epochs=3",
     )
+    parser.add_argument(
+        "--contenders",
+        nargs="*",
+        default=[],
+        choices=CONTENDERS,
+        help="other codes raced on the same tensors: airbench94 (needs `pip install airbench`)",
+    )
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs=3,
+        help="the airbench network's widths, for airbench94 and every preset (model.widths)",
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="runs of each contender")
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        help="train every contender this many epochs (fractions allowed: the presets get "
+        "trainer.epochs + trainer.last_epoch_fraction); default: their own (airbench94: 9.9)",
+    )
     parser.add_argument("--post-epochs", type=int, default=10, help="the post's LeNet5 (0: skip)")
     parser.add_argument("--post-resnet-epochs", type=int, default=3, help="its ResNet (0: skip)")
     parser.add_argument(
@@ -243,7 +357,9 @@ def parse_args() -> argparse.Namespace:
         help="test accuracies to time (fractions)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (<= cores)")
-    parser.add_argument("--seed", type=int, default=0, help="the post's loop's seed")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the first seed (trainer.seed; the post's loop's)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     for item in args.override:
@@ -252,11 +368,16 @@ def parse_args() -> argparse.Namespace:
         if item.split("=")[0].lstrip("+~") in FIXED_KEYS:
             fixed = ", ".join(FIXED_KEYS)
             parser.error(f"--override {item!r}: the bench sets {fixed} itself")
-    for name in ("post_epochs", "post_resnet_epochs", "limit_train", "limit_test", "threads"):
+    if args.contenders and not airbench_contender.available():
+        parser.error("--contenders airbench94 needs the airbench package: pip install airbench")
+    names = ("post_epochs", "post_resnet_epochs", "limit_train", "limit_test", "threads", "seeds")
+    for name in names:
         value = getattr(args, name)
         least = 0 if "epochs" in name else 1
         if value is not None and value < least:
             parser.error(f"--{name.replace('_', '-')} must be >= {least}, not {value}")
+    if args.epochs is not None and args.epochs <= 0:
+        parser.error(f"--epochs must be > 0, not {args.epochs}")
     if not all(0 < t <= 1 for t in args.thresholds):
         parser.error(f"--thresholds are fractions in (0, 1], e.g. 0.9, not {args.thresholds}")
     if args.json and not args.json.absolute().parent.is_dir():
@@ -276,30 +397,65 @@ def known_experiments(names: list[str]) -> list[str]:
     return [name for name in names if name in known]
 
 
-def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Every contender, one after the other: the table's rows, the baseline time to each
-    threshold, the runs that failed."""
+def run_all(
+    args: argparse.Namespace, work: Path, save: Callable[[dict], None] | None = None
+) -> dict[str, Any]:
+    """Every contender, one after the other (`--seeds` times, alternating): the table's
+    rows, the baseline time to each threshold, the race table, the runs that failed.
+    `save` gets the results so far after every run."""
     experiments = known_experiments(args.experiments)  # before the minutes of the post's loop
     root = args.root
+    cache: list[str] = []
     extra = [f"trainer.num_threads={args.threads}", *args.override]
+    if args.widths:
+        extra.append(f"model.widths=[{','.join(map(str, args.widths))}]")
+    if args.epochs:
+        whole = math.ceil(args.epochs)
+        extra += [
+            f"trainer.epochs={whole}",
+            f"trainer.last_epoch_fraction={args.epochs - whole + 1:g}",
+        ]
     if args.limit_train or args.limit_test:
         limits = {"train": args.limit_train, "test": args.limit_test}
         root = subset_folder(args.root, work / "data", limits)
-        extra.insert(0, f"dataset.cache_dir={work / 'cache'}")  # no subset in the user's cache
+        cache = [f"dataset.cache_dir={work / 'cache'}"]  # no subset in the user's cache
+    extra = cache + extra
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data_dir = airbench_data(root, work, cache) if args.contenders else None
+    if data_dir is not None:
+        log.info("%s", airbench_contender.package_for(device)[2])
+        if device.type == "cuda":  # airbench's main() warms the GPU up before it times
+            airbench_contender.train(data_dir, device, args.seed, warmup=True)
     budgets = {"lenet5": args.post_epochs, "resnet": args.post_resnet_epochs}
     posts = [post_loop(m, root, n, args.seed) for m, n in budgets.items() if n > 0]
     baseline = baselines(posts, args.thresholds)
     rows = [summarize(row, baseline, post=True) for row in posts]
-    failed = []
-    for name in experiments:
-        try:
-            row = project_run(name, root, work / "runs" / name, extra)
-        except UserError as err:
-            log.error("%s", err)
-            failed.append(str(err))
-            continue
-        rows.append(summarize(row, baseline, post=False))
-    return {"rows": rows, "baseline_s": baseline, "failed": failed}
+    raced: list[Contender] = []
+    failed: list[str] = []
+    results = {"rows": rows, "baseline_s": baseline, "race": [], "failed": failed}
+    if data_dir is not None:
+        results["airbench94"] = airbench_contender.package_for(device)[2]
+    for i, seed in enumerate(range(args.seed, args.seed + args.seeds)):
+        order = [*experiments, *args.contenders]
+        for name in order if i % 2 == 0 else order[::-1]:
+            shown = name if args.seeds == 1 else f"{name}, seed {seed}"
+            try:
+                if name in CONTENDERS:
+                    row = airbench_run(data_dir, seed, args, device, shown)
+                else:
+                    run_dir = work / "runs" / f"{name}-{seed}"
+                    row = project_run(name, root, run_dir, [*extra, f"trainer.seed={seed}"])
+                    row.name, row.seed = f"cifar-exp {shown}", seed
+            except (UserError, RuntimeError) as err:
+                log.error("%s", err)
+                failed.append(str(err) if args.seeds == 1 else f"seed {seed}: {err}")
+                continue
+            raced.append(row)
+            rows.append(summarize(row, baseline, post=False))
+            results["race"] = race(raced)
+            if save is not None:
+                save(results)
+    return results
 
 
 def main() -> None:
@@ -310,27 +466,40 @@ def main() -> None:
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     start = time.perf_counter()
+    flags = sorted(cpu_flags())
+
+    def record(results: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "command": command,
+            "date": date,
+            "cpu": {"model": cpu_model(), "cores": os.cpu_count(), "flags": flags},
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "bench_s": time.perf_counter() - start,
+            **results,
+        }
+
+    def save(results: dict[str, Any]) -> None:  # after every run: a long race keeps its runs
+        if args.json:
+            write_json(args.json, {**record(results), "partial": True})
+
     try:
         with tempfile.TemporaryDirectory() as work:
-            results = run_all(args, Path(work))
+            results = run_all(args, Path(work), save)
     except UserError as err:
         sys.exit(str(err))
-    flags = sorted(cpu_flags())
     shown = [f for f in flags if f.startswith(("avx", "amx")) or "bf16" in f]
     print(f"\n{command}\n{date}; {cpu_model()}, {os.cpu_count()} cores, {args.threads} threads")
     print(f"CPU flags: {' '.join(shown) or 'none'}; torch {torch.__version__}")
     print(f"post's loop clock: {POST_CLOCK}\ncifar-exp clock: {PROJECT_CLOCK}\n")
+    if "airbench94" in results:
+        print(f"airbench94: {results['airbench94']}; clock: {AIRBENCH_CLOCK}")
+        print("(its per-epoch accuracies are without TTA, as it logs them; its last with TTA)\n")
     print(table(results["rows"], args.thresholds))
     print("(x): the post's fastest loop's time to that accuracy / this row's")
-    result = {
-        "command": command,
-        "date": date,
-        "cpu": {"model": cpu_model(), "cores": os.cpu_count(), "flags": flags},
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "bench_s": time.perf_counter() - start,
-        **results,
-    }
+    if results["race"]:
+        print(f"\nmean ± std over the seeds, alternating runs\n{race_table(results['race'])}")
+    result = record(results)
     if args.json:
         try:
             write_json(args.json, result)

@@ -132,7 +132,33 @@ def time_to_accuracy(result: dict) -> str:
         "row's time."
     )
     failed = "".join(f"\n\nFailed: {f}" for f in result.get("failed", []))
-    return f"{table(head, 'l' + 'r' * (len(keys) + 2), rows)}\n\n{legend}{failed}"
+    text = f"{table(head, 'l' + 'r' * (len(keys) + 2), rows)}\n\n{legend}{failed}"
+    if result.get("race"):
+        text += "\n\n" + race(result)
+    return text
+
+
+def race(result: dict) -> str:
+    """The race table: each contender's runs, mean ± std of its final accuracy and clock."""
+    rows = []
+    for g in result["race"]:
+        acc, clock = g["final_acc"], g["clock_s"]
+        rows.append(
+            [
+                g["contender"],
+                str(g["runs"]),
+                f"{100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f}",
+                f"{clock['mean']:.1f} s ± {clock['std']:.1f}",
+                f"{g['clock_ratio']:.2f}x" if "clock_ratio" in g else "—",
+                f"{100 * g['acc_diff']:+.2f}" if "acc_diff" in g else "—",
+            ]
+        )
+    head = ["contender", "runs", "final acc (TTA)", "clock", "clock / airbench94's"]
+    head.append("acc − airbench94's (points)")
+    how = result.get("airbench94", "")
+    partial = " Not every planned run finished (see the notes)." if result.get("partial") else ""
+    legend = f"Mean ± std over the seeds, contenders alternating. airbench94: {how}.{partial}"
+    return f"{table(head, 'lrrrrr', rows)}\n\n{legend}"
 
 
 def presets(result: dict) -> str:
@@ -296,6 +322,19 @@ def augment(result: dict) -> str:
     )
 
 
+def gpu_check(result: dict) -> str:
+    """gpu_check.py's three parts: the CUDA paths, the throughput table, the race."""
+    rows = [
+        [p["path"], "ok" if p["ok"] else f"FAILED: {p['problem']}", f"{p['seconds']:.1f}"]
+        for p in result["paths"]
+    ]
+    parts = [table(["CUDA path", "result", "seconds"], "llr", rows)]
+    parts.append(result["bench_gpu"]["table"] or "(bench_gpu.py gave no table)")
+    if result["race"]["groups"]:
+        parts.append(race({"race": result["race"]["groups"], **result["race"]}))
+    return "\n\n".join(parts)
+
+
 def milliseconds(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
 
@@ -425,6 +464,24 @@ KINDS = {
         "`python scripts/bench_gpu.py --json docs/benchmarks/gpu-<label>.json` measures it in "
         "one call of a few minutes (`--dry-run` checks the script in seconds, also on a CPU).",
     ),
+    "gpu_check": Kind(
+        "GPU check",
+        "`scripts/gpu_check.py` runs, in about 8 minutes on one GPU, every CUDA path of "
+        "cifar-exp (NCCL under torchrun with 1 process, fp16 with its GradScaler, bf16, "
+        "channels_last, compile, `dataset.on_device=true`; each a real run whose manifest must "
+        "name the GPU), `scripts/bench_gpu.py`'s throughput table, and the airbench race "
+        "(`scripts/bench_time_to_accuracy.py --experiments speedrun94 --contenders airbench94 "
+        "--seeds 5`), and writes one JSON and one markdown table.\n\n"
+        "```bash\n"
+        "python scripts/gpu_check.py --out gpu_check   # then copy gpu_check/gpu_check.json to\n"
+        "                                              # docs/benchmarks/gpu_check-<label>.json\n"
+        "python scripts/gpu_check.py --dry-run --out check   # on a CPU: checks the script\n"
+        "```",
+        lambda result: gpu_check(result),
+        lambda result: result["device"],
+        "Not measured yet: no GPU has been lent to this project so far, so neither the CUDA "
+        "paths nor the race on a GPU have run. No GPU figure is given anywhere on this page.",
+    ),
     "data": Kind(
         "Data loading",
         "`scripts/bench_data.py` trains one LeNet5 epoch (batch 32, Adam 1e-3) on the JPEG "
@@ -471,7 +528,7 @@ date. Figures differ on other machines: run the command to see yours.
     `python scripts/render_benchmarks.py` writes this page from the results in
     `docs/benchmarks/*.json` (a test checks that it is current). To add a measurement, run a
     script with `--json docs/benchmarks/<kind>-<label>.json` (kind: `cpu`, `gpu`, `data`,
-    `dashboard`, `augment`, `time_to_accuracy`), then render the page again.
+    `dashboard`, `augment`, `time_to_accuracy`, `gpu_check`), then render the page again.
 """
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helpers.paths import CIFAR10_JPEG, REPO
 
@@ -240,3 +241,55 @@ def test_search_benchmark_dry_run(tmp_path):
     assert [row.split(" | ")[0] for row in rows[1:]] == ["| none", "| median"]
     assert all("| 1 | 1 of 1 | 0 |" in row for row in rows[1:])
     assert "fewer with the default pruner" in proc.stdout
+
+
+def image_folder(root, train_per_class, test_per_class, classes=10):
+    """A CIFAR-shaped ImageFolder of random 32x32 PNGs: the data the race's dry run needs."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label in range(classes):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            pixels = torch.randint(0, 256, (count, 32, 32, 3), generator=gen, dtype=torch.uint8)
+            for i, image in enumerate(pixels.numpy()):
+                Image.fromarray(image).save(folder / f"{i:04d}.png")
+    return root
+
+
+def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
+    """gpu_check.py --dry-run: the CPU's share of the CUDA paths, bench_gpu.py --dry-run and a
+    one-seed airbench race (cifar-exp's speedrun94 against airbench94's own code), written
+    as one JSON and one markdown table that say they are no GPU figures."""
+    root = image_folder(tmp_path / "images", 103, 20)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--dry-run"]
+        + ["--root", str(root), "--out", str(tmp_path / "out")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=2400,  # about a minute on 2 idle cores; far longer on a crowded machine
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert result["dry_run"] and result["device"].startswith("CPU (dry run")
+    assert [p["path"] for p in result["paths"]] == [
+        "gloo, 1 process (torchrun)",
+        "bf16 + channels_last + on_device",
+    ]
+    assert all(p["ok"] for p in result["paths"]), result["paths"]
+    assert len(result["skipped_paths"]) == 2
+    assert result["bench_gpu"]["exit"] == 0 and "| lenet5 | bf16 |" in result["bench_gpu"]["table"]
+    groups = {g["contender"]: g for g in result["race"]["groups"]}
+    assert set(groups) == {"speedrun94", "airbench94"} and result["race"]["exit"] == 0
+    for group in groups.values():
+        assert group["runs"] == 1 and 0 <= group["final_acc"]["mean"] <= 1
+        assert group["clock_s"]["mean"] > 0
+    assert groups["airbench94"]["clock_ratio"] == 1.0
+    assert "device and precision changed only" in result["race"]["airbench94"]
+    page = (tmp_path / "out" / "gpu_check.md").read_text()
+    assert page.startswith("# GPU check (dry run on a CPU)")
+    for heading in ("## CUDA paths", "## Throughput", "## The airbench race"):
+        assert heading in page
+    assert "| speedrun94 | 1 |" in page and "| airbench94 | 1 |" in page

@@ -18,7 +18,7 @@ from helpers.overrides import TINY
 
 def lrs(scheduler_options, epochs=4, steps_per_epoch=10, lr=1.0):
     opt = OPTIMIZERS.build({"name": "sgd", "lr": lr}, nn.Linear(1, 1))
-    sched = SCHEDULERS.build(scheduler_options, opt, epochs, steps_per_epoch)
+    sched = SCHEDULERS.build(scheduler_options, opt, epochs * steps_per_epoch, steps_per_epoch)
     out = []
     for _ in range(epochs * steps_per_epoch):
         out.append(opt.param_groups[0]["lr"])
@@ -92,6 +92,32 @@ def test_linear_warms_up_then_decays_as_the_formula_says():
 def test_linear_without_warmup_decays_to_zero_by_default():
     values = lrs({"name": "linear"}, epochs=1, steps_per_epoch=4)
     assert values == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+def airbench_triangle(steps, start, end, peak):
+    """airbench94's lr factors, as its train() computes them (airbench 0.1.8, utils.py)."""
+    xp = torch.tensor([0, int(peak * steps), steps])
+    fp = torch.tensor([start, 1, end])
+    x = torch.arange(1 + steps)
+    m = (fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1])
+    b = fp[:-1] - (m * xp[:-1])
+    indices = torch.clamp(torch.sum(torch.ge(x[:, None], xp[None, :]), 1) - 1, 0, len(m) - 1)
+    return (m[indices] * x + b[indices]).tolist()
+
+
+def test_linear_from_a_start_ratio_to_a_peak_share_is_airbench94s_triangle():
+    """476 steps (9.9 epochs of 48): 0.2 at the first step, the peak at step int(0.23 * 476),
+    0.07 at the last, step for step as airbench's own schedule."""
+    opt = OPTIMIZERS.build({"name": "sgd", "lr": 1.0}, nn.Linear(1, 1))
+    triangle = {"name": "linear", "start_ratio": 0.2, "warmup_ratio": 0.23, "min_lr_ratio": 0.07}
+    sched = SCHEDULERS.build(triangle, opt, 476, 48)
+    values = []
+    for _ in range(477):
+        values.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert values == pytest.approx(airbench_triangle(476, 0.2, 0.07, 0.23), abs=1e-6)
+    assert values[0] == pytest.approx(0.2) and values[109] == pytest.approx(1.0)
 
 
 def small_convnet():
@@ -248,7 +274,7 @@ def test_muon_under_a_grad_scaler_steps_as_without_one():
 def test_muon_state_dict_round_trips_bitwise():
     net = small_convnet()
     opt = OPTIMIZERS.build(MUON, net)
-    sched = SCHEDULERS.build({"name": "linear", "warmup_epochs": 1}, opt, 2, 4)
+    sched = SCHEDULERS.build({"name": "linear", "warmup_epochs": 1}, opt, 8, 4)
     train_steps(net, opt, 3)
     sched.step()
     saved = io.BytesIO()
@@ -284,6 +310,12 @@ def test_muon_state_dict_round_trips_bitwise():
         (["optimizer=muon", "optimizer.rest_momentum=0"], "optimizer.rest_momentum must be in"),
         (["scheduler=linear", "scheduler.min_lr_ratio=2"], "scheduler.min_lr_ratio must be in"),
         (["scheduler=linear", "scheduler.warmup_epochs=-1"], "scheduler.warmup_epochs must be"),
+        (["scheduler=linear", "scheduler.warmup_ratio=1"], "scheduler.warmup_ratio must be in"),
+        (["scheduler=cosine", "scheduler.start_ratio=2"], "scheduler.start_ratio must be in"),
+        (
+            ["scheduler=linear", "scheduler.warmup_epochs=1", "scheduler.warmup_ratio=0.2"],
+            "both set the warmup; set one of them to 0",
+        ),
     ],
 )
 def test_bad_optimizer_and_schedule_values_get_one_line(compose, overrides, message):

@@ -6,7 +6,9 @@ evaluation uses, or Lookahead, which pulls the trained weights to that average a
 updated every `trainer.ema_every` optimizer steps; with `trainer.ema_ramp_pow` p > 0 the
 decay grows over training as decay * (step / total steps)^p: little averaging while the
 weights move fast, strong averaging at the end. Checkpoints carry the average, so a resumed
-run continues it bitwise.
+run continues it bitwise. Lookahead sets the trained weights to the average at each update
+and, with `trainer.ema_sync`, at the end of each epoch ("epoch") or only after the last step
+("end": airbench94's final update; the steps since the update before are then left out).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+EMA_SYNCS = ("epoch", "end")
 
 
 class WeightAverage:
@@ -32,9 +36,10 @@ class WeightAverage:
         start_step: int = 0,
         total_steps: int = 1,
         ramp_pow: float = 0.0,
+        sync: str = "epoch",
     ) -> None:
         self.net = net
-        self.decay, self.every, self.lookahead = decay, every, lookahead
+        self.decay, self.every, self.lookahead, self.sync = decay, every, lookahead, sync
         self.start_step, self.total_steps, self.ramp_pow = start_step, total_steps, ramp_pow
         self.average: dict[str, torch.Tensor] | None = None  # None until start_step
         self._evaluated: nn.Module | None = None  # a copy of net holding the average
@@ -48,8 +53,13 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Called after every optimizer step; `step` counts them from 1."""
-        if step % self.every or step <= self.start_step:
-            return
+        if not (step % self.every or step <= self.start_step):
+            self._update(step)
+        last = step == self.total_steps and self.sync == "end"
+        if last and self.lookahead and self.average is not None:
+            self._copy_average_into(self._net_weights)
+
+    def _update(self, step: int) -> None:
         weights = self._net_weights
         if self.average is None:  # the first update starts the average at the weights
             self.average = {k: v.detach().clone() for k, v in weights.items()}
@@ -63,7 +73,7 @@ class WeightAverage:
             self._copy_average_into(weights)
 
     def epoch_done(self) -> None:
-        if self.lookahead and self.average is not None:
+        if self.lookahead and self.average is not None and self.sync == "epoch":
             self._copy_average_into(self._net_weights)
 
     @torch.no_grad()

@@ -74,7 +74,9 @@ class BatchLoader:
     `batch_size` is the global batch: with `world_size` processes, each yields its `rank`'s
     contiguous share of every batch (shares differ by at most one image), so together they
     see each image once per epoch. A last batch too small to give every process an image
-    joins the batch before it.
+    joins the batch before it; with `drop_last` every batch is full and the images left over
+    (a different few each epoch when shuffled) are left out, as airbench does.
+    `limit_epoch(epoch, batches)` cuts one epoch short (a fractional last epoch).
 
     `workers` > 0 prepares the batches ahead in that many processes (a split kept on the
     device is prepared in place, as with 0), with the same result.
@@ -93,6 +95,7 @@ class BatchLoader:
         transform: BatchTransform | None = None,
         mix: BatchMixer | None = None,
         workers: int = 0,
+        drop_last: bool = False,
     ) -> None:
         if len(split) < world_size:
             raise ConfigError(
@@ -113,24 +116,34 @@ class BatchLoader:
         self.epoch = 0
         self.start_batch = 0
         n = len(split)
-        self.full_batches = -(-n // batch_size)
+        self.drop_last = drop_last and n >= batch_size
+        self.full_batches = n // batch_size if self.drop_last else -(-n // batch_size)
         if self.full_batches > 1 and n - (self.full_batches - 1) * batch_size < world_size:
             self.full_batches -= 1
         self.num_batches = (
             self.full_batches if limit_batches is None else min(self.full_batches, limit_batches)
         )
+        self.short_epoch: tuple[int, int] | None = None  # (epoch, its batches)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch = epoch
         self.start_batch = start_batch
 
+    def limit_epoch(self, epoch: int, batches: int) -> None:
+        """Epoch `epoch` has only its first `batches` batches."""
+        self.short_epoch = (epoch, min(batches, self.num_batches))
+
     def __len__(self) -> int:
+        """The batches of the epoch set (set_epoch)."""
+        if self.short_epoch is not None and self.short_epoch[0] == self.epoch:
+            return self.short_epoch[1]
         return self.num_batches
 
     def _share(self, b: int) -> tuple[int, int]:
         """This rank's [start, end) positions within the epoch's order for batch b."""
         lo = b * self.batch_size
-        hi = len(self.split) if b == self.full_batches - 1 else lo + self.batch_size
+        last = b == self.full_batches - 1 and not self.drop_last
+        hi = len(self.split) if last else lo + self.batch_size
         size, extra = divmod(hi - lo, self.world_size)
         start = lo + self.rank * size + min(self.rank, extra)
         return start, start + size + (self.rank < extra)
@@ -140,7 +153,7 @@ class BatchLoader:
             yield from self._prepared_ahead()
             return
         order = self.order(self.epoch)
-        for b in range(self.start_batch, self.num_batches):
+        for b in range(self.start_batch, len(self)):
             yield self.batch(self.epoch, b, order, self.device)
 
     def order(self, epoch: int) -> torch.Tensor | None:
@@ -203,10 +216,10 @@ class _EpochBatches:
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.loader.epoch
-        return ((epoch, b) for b in range(self.loader.start_batch, self.loader.num_batches))
+        return ((epoch, b) for b in range(self.loader.start_batch, len(self.loader)))
 
     def __len__(self) -> int:
-        return self.loader.num_batches - self.loader.start_batch
+        return len(self.loader) - self.loader.start_batch
 
 
 class _PreparedBatches(torch.utils.data.Dataset):

@@ -8,6 +8,7 @@ opens the run's record (HParams, Text tab), so that what it returns only has to 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,13 @@ from cifar_exp.device import (
 from cifar_exp.engine import Loaders, Progress, Trainer
 from cifar_exp.errors import ConfigError
 from cifar_exp.manifest import RunManifest, git_commit, typed_command
-from cifar_exp.models import MODELS, InitializedFromData, ModelOptions, initialize_from_data
+from cifar_exp.models import (
+    MODELS,
+    EpochAware,
+    InitializedFromData,
+    ModelOptions,
+    initialize_from_data,
+)
 from cifar_exp.modelstats import forward_flops, param_counts
 from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.pictures import Pictures
@@ -89,8 +96,9 @@ def build_trainer(
     workers = cfg.augment.workers
     loaders = build_loaders(data, t, device, here, train_transform, eval_transform, mix, workers)
     optimizer = OPTIMIZERS.build(cfg.optimizer, net)
-    scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(loaders.train))
-    average = weight_average(t, net, len(loaders.train)) if t.ema_decay else None
+    steps_per_epoch, total_steps = plan_steps(t, loaders.train)
+    scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, total_steps, steps_per_epoch)
+    average = weight_average(t, net, steps_per_epoch, total_steps) if t.ema_decay else None
     tracker = RunTracker(
         run_dir,
         run_info(cfg, size, device, here),
@@ -172,7 +180,7 @@ def model_to_train(
     """What trains `net`: in NHWC if asked, wrapped for several processes, compiled if asked."""
     if t.channels_last:
         use_channels_last(net)
-    model = distributed.wrap(net, device, here)
+    model = distributed.wrap(net, device, here, freezes_parameters=isinstance(net, EpochAware))
     return compile_model(model, t.compile_mode) if t.compile else model
 
 
@@ -226,15 +234,31 @@ def device_and_precision(
     return device, precision
 
 
-def weight_average(t: DictConfig, net: torch.nn.Module, steps_per_epoch: int) -> WeightAverage:
+def plan_steps(t: DictConfig, train: BatchLoader) -> tuple[int, int]:
+    """(steps of a full epoch, steps of the whole run): the one place that counts them.
+    With trainer.last_epoch_fraction < 1 the last epoch stops after ceil(fraction x its
+    batches), as airbench's ceil(9.9 x 48) steps; the loader is told so."""
+    per_epoch = len(train)
+    if t.last_epoch_fraction == 1 or t.epochs == 0:
+        return per_epoch, t.epochs * per_epoch
+    # round() first: 0.9 x 48 is 43.2000...01 in floats, and an exact 43.0 must not become 44.
+    last = max(1, math.ceil(round(t.last_epoch_fraction * per_epoch, 6)))
+    train.limit_epoch(t.epochs, last)
+    return per_epoch, (t.epochs - 1) * per_epoch + last
+
+
+def weight_average(
+    t: DictConfig, net: torch.nn.Module, steps_per_epoch: int, total_steps: int
+) -> WeightAverage:
     return WeightAverage(
         net,
         t.ema_decay,
         t.ema_every,
         t.ema_lookahead,
         start_step=round(t.ema_start_epochs * steps_per_epoch),
-        total_steps=max(t.epochs * steps_per_epoch, 1),
+        total_steps=max(total_steps, 1),
         ramp_pow=t.ema_ramp_pow,
+        sync=t.ema_sync,
     )
 
 
@@ -406,6 +430,7 @@ def build_loaders(
         transform=train_transform,
         mix=mix,
         workers=workers,
+        drop_last=t.drop_last,
         **shard,
     )
     val = None if data.val is None else evaluation(data.val)

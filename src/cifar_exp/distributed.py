@@ -174,11 +174,19 @@ def local_gpu(here: Place) -> torch.device:
     return torch.device("cuda", here.local_rank)
 
 
-def wrap(model: nn.Module, device: torch.device, here: Place) -> nn.Module:
-    """DistributedDataParallel around the model when there are several processes."""
+def wrap(
+    model: nn.Module, device: torch.device, here: Place, freezes_parameters: bool = False
+) -> nn.Module:
+    """DistributedDataParallel around the model when there are several processes.
+    `freezes_parameters`: some parameter stops getting gradients during training (airbench's
+    whitening bias), which DDP only allows when it looks for unused parameters each step."""
     if not here.distributed:
         return model
-    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    return DistributedDataParallel(
+        model,
+        device_ids=[device] if device.type == "cuda" else None,
+        find_unused_parameters=freezes_parameters,
+    )
 
 
 def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:

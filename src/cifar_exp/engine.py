@@ -28,6 +28,7 @@ from cifar_exp.commands import override, run_command
 from cifar_exp.device import peak_memory_mb
 from cifar_exp.distributed import all_reduce
 from cifar_exp.guards import NonFiniteWatch, deterministic_hint, out_of_memory
+from cifar_exp.models.base import start_epoch
 from cifar_exp.pictures import EvalDetails, Pictures
 from cifar_exp.precision import Precision
 from cifar_exp.signals import SignalGate, signal_name
@@ -276,6 +277,7 @@ class Trainer:
         Runs on this process's share of the data; what it logs covers all processes."""
         p, loader, t = self.progress, self.loaders.train, self.settings
         loader.set_epoch(epoch, start_batch=p.batch)
+        start_epoch(self.net, epoch)
         self.model.train()
         values: dict[str, float] = {}
         epoch_start = start = time.perf_counter()

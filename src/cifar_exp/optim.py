@@ -320,12 +320,29 @@ def muon(o: MuonOptions, model: nn.Module) -> MuonAndRest:
 
 @dataclass
 class WarmupOptions(Options):
-    """A schedule's linear warmup, in epochs (fractions allowed)."""
+    """A schedule's linear warmup: `warmup_epochs` (fractions allowed), or `warmup_ratio` of
+    all the run's steps (int(ratio * steps), airbench's triangle peaks at 0.23); from
+    `start_ratio` of the lr at the first step (airbench: 0.2) up to the lr."""
 
     warmup_epochs: float = 0.0
+    warmup_ratio: float = 0.0
+    # 0: the first step's lr is 1/warmup steps of the peak (a step at lr 0 would be wasted).
+    start_ratio: float = 0.0
 
     def check(self) -> None:
         require(self.warmup_epochs >= 0, "warmup_epochs", ">= 0", self.warmup_epochs)
+        require(0 <= self.warmup_ratio < 1, "warmup_ratio", "in [0, 1)", self.warmup_ratio)
+        require(0 <= self.start_ratio <= 1, "start_ratio", "in [0, 1]", self.start_ratio)
+        if self.warmup_epochs and self.warmup_ratio:
+            raise ConfigError(
+                f"scheduler.warmup_epochs={self.warmup_epochs} and scheduler.warmup_ratio="
+                f"{self.warmup_ratio} both set the warmup; set one of them to 0"
+            )
+
+    def warmup_steps(self, total_steps: int, steps_per_epoch: int) -> int:
+        if self.warmup_ratio:
+            return int(self.warmup_ratio * total_steps)  # airbench's int(peak * steps)
+        return round(self.warmup_epochs * steps_per_epoch)
 
 
 @dataclass
@@ -361,66 +378,71 @@ class OneCycleOptions(Options):
         require(0 < self.pct_start < 1, "pct_start", "in (0, 1)", self.pct_start)
 
 
-def _with_warmup(warmup_steps: int, after: Callable[[int], float]) -> Callable[[int], float]:
+def _with_warmup(
+    warmup_steps: int, after: Callable[[int], float], start: float = 0.0
+) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
+            if start:  # airbench's triangle: start at step 0, the peak at warmup_steps
+                return start + (1 - start) * step / warmup_steps
             return (step + 1) / warmup_steps
         return after(step - warmup_steps)
 
     return factor
 
 
-# Every scheduler is stepped once per optimizer step: builders get the run's step counts.
+# Every scheduler is stepped once per optimizer step. Builders get the run's total steps
+# (build.py plans them once: a fractional last epoch makes them fewer than epochs x steps)
+# and the steps of a full epoch.
 @SCHEDULERS.register("none", Options)
-def constant(o: Options, opt: torch.optim.Optimizer, epochs: int, steps: int) -> LRScheduler:
+def constant(o: Options, opt: torch.optim.Optimizer, total: int, steps: int) -> LRScheduler:
     return LambdaLR(opt, lambda step: 1.0)
 
 
 def _warmup_then_decay(
     o: DecayOptions,
     opt: torch.optim.Optimizer,
-    epochs: int,
+    total: int,
     steps: int,
     shape: Callable[[float], float],
 ) -> LRScheduler:
-    """Linear warmup for warmup_epochs, then from lr down to lr * min_lr_ratio at the last
-    step, following `shape` (1 at progress 0, 0 at progress 1)."""
-    warmup = round(o.warmup_epochs * steps)
-    decay_steps = max(1, epochs * steps - warmup)
+    """Linear warmup (see WarmupOptions), then from lr down to lr * min_lr_ratio at the
+    last step, following `shape` (1 at progress 0, 0 at progress 1)."""
+    warmup = o.warmup_steps(total, steps)
+    decay_steps = max(1, total - warmup)
 
     def factor(step: int) -> float:
         progress = min(step, decay_steps) / decay_steps
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape(progress)
 
-    return LambdaLR(opt, _with_warmup(warmup, factor))
+    return LambdaLR(opt, _with_warmup(warmup, factor, o.start_ratio))
 
 
 @SCHEDULERS.register("cosine", DecayOptions)
-def cosine(o: DecayOptions, opt: torch.optim.Optimizer, epochs: int, steps: int) -> LRScheduler:
-    return _warmup_then_decay(o, opt, epochs, steps, lambda x: 0.5 * (1 + math.cos(math.pi * x)))
+def cosine(o: DecayOptions, opt: torch.optim.Optimizer, total: int, steps: int) -> LRScheduler:
+    return _warmup_then_decay(o, opt, total, steps, lambda x: 0.5 * (1 + math.cos(math.pi * x)))
 
 
-# airbench94's schedule: a linear warmup, then a linear decay (to 0 with min_lr_ratio=0).
+# airbench94's schedule: a linear warmup, then a linear decay (to 0 with min_lr_ratio=0);
+# with start_ratio=0.2, warmup_ratio=0.23, min_lr_ratio=0.07 its triangle, step for step.
 @SCHEDULERS.register("linear", DecayOptions)
-def linear(o: DecayOptions, opt: torch.optim.Optimizer, epochs: int, steps: int) -> LRScheduler:
-    return _warmup_then_decay(o, opt, epochs, steps, lambda x: 1 - x)
+def linear(o: DecayOptions, opt: torch.optim.Optimizer, total: int, steps: int) -> LRScheduler:
+    return _warmup_then_decay(o, opt, total, steps, lambda x: 1 - x)
 
 
 @SCHEDULERS.register("step", StepOptions)
-def step(o: StepOptions, opt: torch.optim.Optimizer, epochs: int, steps: int) -> LRScheduler:
+def step(o: StepOptions, opt: torch.optim.Optimizer, total: int, steps: int) -> LRScheduler:
     every = o.step_epochs * steps
     decay = _with_warmup(round(o.warmup_epochs * steps), lambda s: o.gamma ** (s // every))
     return LambdaLR(opt, decay)
 
 
 @SCHEDULERS.register("onecycle", OneCycleOptions)
-def onecycle(
-    o: OneCycleOptions, opt: torch.optim.Optimizer, epochs: int, steps: int
-) -> LRScheduler:
+def onecycle(o: OneCycleOptions, opt: torch.optim.Optimizer, total: int, steps: int) -> LRScheduler:
     return OneCycleLR(
         opt,
         max_lr=[group["lr"] for group in opt.param_groups],
-        total_steps=max(1, epochs * steps),
+        total_steps=max(1, total),
         pct_start=o.pct_start,
         div_factor=o.div_factor,
         final_div_factor=o.final_div_factor,

@@ -17,10 +17,20 @@ from cifar_exp.models import (  # noqa: F401
 )
 from cifar_exp.models.base import (
     MODELS,
+    EpochAware,
     InitializedFromData,
     ModelOptions,
     WidthOptions,
     initialize_from_data,
+    start_epoch,
 )
 
-__all__ = ["MODELS", "InitializedFromData", "ModelOptions", "WidthOptions", "initialize_from_data"]
+__all__ = [
+    "MODELS",
+    "EpochAware",
+    "InitializedFromData",
+    "ModelOptions",
+    "WidthOptions",
+    "initialize_from_data",
+    "start_epoch",
+]

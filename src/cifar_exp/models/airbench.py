@@ -31,6 +31,8 @@ class AirbenchOptions(ModelOptions):
     # (PyTorch's BatchNorm momentum is 1 minus this).
     batchnorm_momentum: float = 0.6
     scaling: float = 1 / 9  # multiplies the logits
+    # Epochs the whitening layer's bias trains before it is frozen (airbench94: 3); 0: never.
+    whiten_bias_epochs: int = 0
 
     def check(self) -> None:
         super().check()
@@ -39,6 +41,8 @@ class AirbenchOptions(ModelOptions):
         momentum_ok = 0 < self.batchnorm_momentum < 1
         require(momentum_ok, "batchnorm_momentum", "in (0, 1)", self.batchnorm_momentum)
         require(self.scaling > 0, "scaling", "> 0", self.scaling)
+        epochs = self.whiten_bias_epochs
+        require(epochs >= 0, "whiten_bias_epochs", ">= 0 (0 = never trained)", epochs)
 
 
 def frozen_weight_batchnorm(channels: int, momentum: float) -> nn.BatchNorm2d:
@@ -86,12 +90,13 @@ def patch_second_moment(images: torch.Tensor, size: int) -> torch.Tensor:
 class Airbench(nn.Module):
     def __init__(self, options: AirbenchOptions) -> None:
         super().__init__()
-        # Not trained: its weights come from `init_from_data`. airbench trains the bias for
-        # the first epochs; here it stays at zero (a trainer may unfreeze it), and a
-        # parameter rather than a constant so that checkpoints carry the whole layer.
+        # Its weights are not trained: they come from `init_from_data`. Its bias (zero at
+        # first) trains in the first `whiten_bias_epochs` epochs (set_epoch), as airbench's.
         self.whiten = nn.Conv2d(3, WHITEN_WIDTH, PATCH, bias=True)
         nn.init.zeros_(self.whiten.bias)
-        self.whiten.requires_grad_(False)
+        self.whiten.weight.requires_grad_(False)
+        self.whiten_bias_epochs = options.whiten_bias_epochs
+        self.whiten.bias.requires_grad_(self.whiten_bias_epochs > 0)
         ins = [WHITEN_WIDTH, *options.widths]
         self.blocks = nn.Sequential(
             *(
@@ -107,6 +112,12 @@ class Airbench(nn.Module):
         # On 32x32 input the maps are 3x3 here: the same as airbench's MaxPool2d(3).
         x = F.adaptive_max_pool2d(x, 1).flatten(1)
         return self.head(x) * self.scaling
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch `epoch` (from 1) starts: the whitening bias trains up to whiten_bias_epochs.
+        A frozen bias gets no gradient, so the optimizer leaves it alone entirely (no
+        momentum, no weight decay), as airbench's requires_grad=False does."""
+        self.whiten.bias.requires_grad_(epoch <= self.whiten_bias_epochs)
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor, eps: float = WHITEN_EPS) -> None:

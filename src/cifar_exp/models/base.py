@@ -48,6 +48,21 @@ class InitializedFromData(Protocol):
     def init_from_data(self, images: torch.Tensor) -> None: ...
 
 
+@runtime_checkable
+class EpochAware(Protocol):
+    """A model whose training changes with the epoch (airbench's whitening bias trains in
+    the first epochs only). The trainer calls `set_epoch` as each epoch starts, a resumed
+    one too, so what it sets is a function of the epoch alone."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+def start_epoch(model: nn.Module, epoch: int) -> None:
+    """Tell `model` (the bare one) that epoch `epoch` (from 1) starts, if it wants to know."""
+    if isinstance(model, EpochAware):
+        model.set_epoch(epoch)
+
+
 def initialize_from_data(model: nn.Module, images: torch.Tensor) -> bool:
     """Run `model`'s data-dependent initialization if it has one; whether it had.
 
