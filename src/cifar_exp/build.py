@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_exp import distributed
 from cifar_exp.augment import build_mix, build_transforms, normalization
 from cifar_exp.averaging import WeightAverage
-from cifar_exp.batches import BatchLoader, BatchMixer, BatchTransform, to_model_input
+from cifar_exp.batches import BatchLoader, BatchTransform, to_model_input
 from cifar_exp.checkpoint import (
     CHECKPOINT_DIR,
     Checkpointer,
@@ -92,20 +92,10 @@ def build_trainer(
     if manifest is not None:
         manifest.update(model=size)
     log_setup(cfg, size, device, data, here)
-    mix = build_mix(OmegaConf.to_container(cfg.augment), cfg.dataset.num_classes)
-    workers = cfg.augment.workers
-    loaders = build_loaders(data, t, device, here, train_transform, eval_transform, mix, workers)
-    optimizer = OPTIMIZERS.build(cfg.optimizer, net)
-    steps_per_epoch, total_steps = plan_steps(t, loaders.train)
-    scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, total_steps, steps_per_epoch)
-    average = weight_average(t, net, steps_per_epoch, total_steps) if t.ema_decay else None
-    tracker = RunTracker(
-        run_dir,
-        run_info(cfg, size, device, here),
-        write=here.is_main and record,
-        trackers=OmegaConf.to_container(cfg.tracker),
-        sweep_dir=sweep_dir,
-    )
+    loaders = build_loaders(data, cfg, device, here, train_transform, eval_transform)
+    optimizer, scheduler, average = optimization(cfg, net, loaders.train)
+    info = run_info(cfg, size, device, here)
+    tracker = build_tracker(cfg, run_dir, info, here.is_main and record, sweep_dir)
     progress = Progress(device)
     stop_rules = build_stop_rules(t, loaders.val is not None, device)
     parts = {
@@ -139,6 +129,26 @@ def build_trainer(
         stop_rules=stop_rules,
     )
     return trainer, cfg
+
+
+def optimization(
+    cfg: DictConfig, net: torch.nn.Module, train: BatchLoader
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, WeightAverage | None]:
+    """The optimizer, its schedule over the run's steps and the weight average (if any)."""
+    t = cfg.trainer
+    optimizer = OPTIMIZERS.build(cfg.optimizer, net)
+    steps_per_epoch, total_steps = plan_steps(t, train)
+    scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, total_steps, steps_per_epoch)
+    average = weight_average(t, net, steps_per_epoch, total_steps) if t.ema_decay else None
+    return optimizer, scheduler, average
+
+
+def build_tracker(
+    cfg: DictConfig, run_dir: Path, info: dict[str, Any], write: bool, sweep_dir: Path | None
+) -> RunTracker:
+    """The run's record: metrics.json and the trackers `tracker=[...]` chose (tracking/)."""
+    trackers = OmegaConf.to_container(cfg.tracker)
+    return RunTracker(run_dir, info, write=write, trackers=trackers, sweep_dir=sweep_dir)
 
 
 def build_stop_rules(t: DictConfig, has_val: bool, device: torch.device) -> list[StopRule]:
@@ -398,16 +408,18 @@ def continue_from(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
 
 def build_loaders(
     data: DataBundle,
-    t: DictConfig,
+    cfg: DictConfig,
     device: torch.device,
     here: distributed.Place,
     train_transform: BatchTransform | None,
     eval_transform: BatchTransform | None,
-    mix: BatchMixer | None = None,
-    workers: int = 0,
 ) -> Loaders:
-    """This process's share of the train, test and (if held out) val splits, in batches
-    (`mix` mixes the training batches; `workers` processes prepare them ahead)."""
+    """This process's share of the train, test and (if held out) val splits, in batches; the
+    training batches mixed as augment.* asks (MixUp, CutMix) and prepared ahead by
+    augment.workers processes."""
+    t = cfg.trainer
+    mix = build_mix(OmegaConf.to_container(cfg.augment), cfg.dataset.num_classes)
+    workers = cfg.augment.workers
     shard = {"rank": here.rank, "world_size": here.world_size}
 
     def evaluation(split: Split) -> BatchLoader:
