@@ -22,6 +22,7 @@ from cifar_exp.errors import ConfigError, UserError
 from cifar_exp.tracking import EPOCH_TAGS, STEP_TAGS, TIMING_TAGS, RunTracker
 from helpers.cli import run_cli, run_in_process, start_run
 from helpers.compare import TIMING_KEYS
+from helpers.events import load_events
 from helpers.outputs import job_dirs, manifest, read_csv
 from helpers.overrides import TINY
 from helpers.plugins import needs_plugin
@@ -116,6 +117,37 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_their_statuses(store, 
             assert run.data.params["model.name"] == "lenet5"
             client = MlflowClient(tracking_uri=store)
             assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
+
+
+def test_the_pictures_go_to_mlflow_as_image_artifacts(store, tmp_path):
+    """With TensorBoard's pictures on, MLflow keeps the same pictures among the run's
+    artifacts, one PNG per tag and epoch, and TensorBoard still has them."""
+    args = [*TINY, "trainer.epochs=2", "trainer.log_images=true", "hydra.run.dir=run"]
+    assert run_in_process(*args, *mlflow_args(store, "pictures"), cwd=tmp_path) == 0
+    (run,) = runs_of(store, "pictures")
+    client = MlflowClient(tracking_uri=store)
+
+    def files(path: str) -> list[str]:
+        found = client.list_artifacts(run.info.run_id, path)
+        return [f.path for f in found if not f.is_dir] + [
+            name for f in found if f.is_dir for name in files(f.path)
+        ]
+
+    pictures = set(files("pictures"))
+    expected = {
+        "pictures/visual/train_batch/00000.png",
+        "pictures/visual/test_confusion/00001.png",
+        "pictures/visual/test_confusion/00002.png",
+        "pictures/visual/test_per_class_acc/00002.png",
+        "pictures/visual/test_misclassified/00002.png",
+    }
+    assert pictures == expected, pictures
+    local = Path(client.download_artifacts(run.info.run_id, "pictures", str(tmp_path / "got")))
+    for name in expected:
+        with (local.parent / name).open("rb") as png:
+            assert png.read(8) == b"\x89PNG\r\n\x1a\n", name
+    images = load_events(tmp_path / "run").Tags()["images"]
+    assert set(images) == {name.split("/", 1)[1].rsplit("/", 1)[0] for name in expected}
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 180) -> None:

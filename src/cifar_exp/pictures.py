@@ -179,7 +179,7 @@ class Pictures:
         batch = next(iter(loader))[0]
         if self.images and first_time:
             grid = image_grid(displayable(batch[:GRID_IMAGES], self.train_transform))
-            self.tracker.writer.add_image(BATCH_TAG, grid, 0)
+            self.tracker.log_image(BATCH_TAG, grid, 0)
         if self.graph:
             self._add_graph(batch[:1])
 
@@ -202,21 +202,21 @@ class Pictures:
         if details is None or details.confusion is None or self.tracker.writer is None:
             return
         figure = confusion_figure(details.confusion, self.classes, f"{split}, epoch {epoch}")
-        self.tracker.writer.add_figure(confusion_tag(split), figure, epoch)
+        self.tracker.log_figure(confusion_tag(split), figure, epoch)
 
     def finished(self, epoch: int, test: EvalDetails | None) -> None:
         """At the end, with the details of the last test-split evaluation."""
         if test is None or test.confusion is None or self.tracker.writer is None:
             return
-        writer = self.tracker.writer
-        writer.add_figure(PER_CLASS_TAG, per_class_figure(test.confusion, self.classes), epoch)
+        figure = per_class_figure(test.confusion, self.classes)
+        self.tracker.log_figure(PER_CLASS_TAG, figure, epoch)
         if len(test.confidence):
             shown = displayable(test.images, self.eval_transform)
             figure = misclassified_figure(
                 shown, test.true, test.predicted, test.confidence, self.classes
             )
-            writer.add_figure(MISCLASSIFIED_TAG, figure, epoch)
-        writer.flush()
+            self.tracker.log_figure(MISCLASSIFIED_TAG, figure, epoch)
+        self.tracker.writer.flush()
 
     def epoch_done(self, epoch: int) -> None:
         """Weight and gradient histograms every `histogram_every` epochs (0: never)."""

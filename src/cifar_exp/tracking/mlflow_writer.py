@@ -43,6 +43,12 @@ _STATUS = {"ok": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 _BATCH = 1000  # MLflow's most metrics in one log_batch call
 
 
+def picture_path(tag: str, step: int) -> str:
+    """Where a picture goes among the run's artifacts: pictures/<tag>/<step>.png (a resumed
+    attempt that draws it again replaces it)."""
+    return f"pictures/{tag}/{step:05d}.png"
+
+
 def tracking_uri(configured: str | None) -> str:
     """The store the run goes to: the config's, the environment's, or outputs/mlflow.db."""
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
@@ -230,6 +236,13 @@ class MlflowWriter:
         pending, self.pending = self.pending, []
         for start in range(0, len(pending), _BATCH):
             self.client.log_batch(self.run_id, metrics=pending[start : start + _BATCH])
+
+    def log_figure(self, tag: str, figure: Any, step: int) -> None:
+        self.client.log_figure(self.run_id, figure, picture_path(tag, step))
+
+    def log_image(self, tag: str, image: Any, step: int) -> None:
+        pixels = image.permute(1, 2, 0).cpu().numpy()  # [3, H, W] -> [H, W, 3]
+        self.client.log_image(self.run_id, pixels, picture_path(tag, step))
 
     def end(self, status: str, reason: str | None, final: dict[str, Any] | None) -> None:
         if self.run_id is None:

@@ -195,13 +195,26 @@ class RunTracker:
     def _write_metrics(self) -> None:
         write_json(self.run_dir / "metrics.json", self.metrics, then=resume_hint(self.run_dir))
 
+    def log_figure(self, tag: str, figure: Any, step: int) -> None:
+        """A matplotlib figure for `tag` at `step`, in every tracker that keeps pictures."""
+        self._pictures("log_figure", tag, figure, step)
+
+    def log_image(self, tag: str, image: Any, step: int) -> None:
+        """An image [3, H, W] in [0, 1] for `tag` at `step`, likewise."""
+        self._pictures("log_image", tag, image, step)
+
+    def _pictures(self, call: str, *args: Any) -> None:
+        if self.write:
+            self._each(call, *args, only=[w for w in self.writers if hasattr(w, call)])
+
     def _end(self, status: str, reason: str | None = None, final: Any = None) -> None:
         self._each("end", status, reason, final)
         self.writers = []  # ended: nothing more is written
 
-    def _each(self, call: str, *args: Any) -> None:
-        """Call every writer; one other than TensorBoard that fails is dropped with a warning."""
-        for writer in list(self.writers):
+    def _each(self, call: str, *args: Any, only: list[Writer] | None = None) -> None:
+        """Call every writer (or those `only` names); one other than TensorBoard that fails
+        is dropped with a warning."""
+        for writer in list(self.writers) if only is None else only:
             try:
                 getattr(writer, call)(*args)
             except Exception as err:

@@ -141,6 +141,12 @@ class TensorBoardWriter:
         )
         self.writer = SummaryWriter(log_dir=str(run_dir))
 
+    def log_figure(self, tag: str, figure: Any, step: int) -> None:
+        self.writer.add_figure(tag, figure, step, close=False)
+
+    def log_image(self, tag: str, image: Any, step: int) -> None:
+        self.writer.add_image(tag, image, step)
+
     def continue_from(self, epoch: int, step: int) -> None:
         # Not cut by a signal: the old files go only once the new one holds their events,
         # else the next resume would trim both and every point would appear twice.
