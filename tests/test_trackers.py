@@ -330,7 +330,8 @@ def test_wandb_offline_keeps_its_run_id_across_a_resume(tmp_path, monkeypatch):
     from cifar_exp.tracking.wandb_writer import wandb_run_id
 
     run_dir = tmp_path / "run"
-    args = [*TINY, "tracker=[tensorboard,wandb]", f"hydra.run.dir={run_dir}"]
+    args = [*TINY, "tracker=[tensorboard,wandb]", "trainer.log_images=true"]
+    args.append(f"hydra.run.dir={run_dir}")
     monkeypatch.delenv("WANDB_MODE", raising=False)  # offline unless configured otherwise
     monkeypatch.setenv("WANDB_SILENT", "true")
     assert run_in_process(*args, cwd=tmp_path) == 0
@@ -340,6 +341,15 @@ def test_wandb_offline_keeps_its_run_id_across_a_resume(tmp_path, monkeypatch):
     offline = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(p.name.endswith(f"-{run_id}") for p in offline)
     assert all((p / f"run-{run_id}.wandb").is_file() for p in offline)
+    # The pictures, as W&B images: the training batch and a confusion matrix at least.
+    images = offline[0] / "files" / "media" / "images"
+    media = {str(p.relative_to(images)).rsplit("_", 2)[0] for p in images.rglob("*.png")}
+    assert media == {
+        "visual/train_batch",
+        "visual/test_confusion",
+        "visual/test_per_class_acc",
+        "visual/test_misclassified",
+    }, media
 
 
 @pytest.mark.slow

@@ -94,6 +94,22 @@ class WandbWriter:
             self.plotted.add(tag)
         self.run.log({**values, "epoch": epoch})
 
+    def log_figure(self, tag: str, figure: Any, step: int) -> None:
+        import wandb
+
+        self._picture(tag, wandb.Image(figure), step)
+
+    def log_image(self, tag: str, image: Any, step: int) -> None:
+        import wandb
+
+        self._picture(tag, wandb.Image(image.permute(1, 2, 0).cpu().numpy()), step)
+
+    def _picture(self, tag: str, picture: Any, epoch: int) -> None:
+        if tag not in self.plotted:
+            self.run.define_metric(tag, step_metric="epoch")
+            self.plotted.add(tag)
+        self.run.log({tag: picture, "epoch": epoch})
+
     def end(self, status: str, reason: str | None, final: dict[str, Any] | None) -> None:
         if self.run is None:
             return
