@@ -16,9 +16,10 @@ what `tensorboard --logdir outputs` shows at 1600x1000: docs/first_sight_<tab>.p
 src/, captures the same for that code. `--shots mlflow` trains the sweep with
 `tracker=[tensorboard,mlflow]` instead, starts `mlflow ui --backend-store-uri
 sqlite:///outputs/mlflow.db` on 127.0.0.1 and captures its runs table (the sweep's parent
-run with its four jobs nested under it): docs/mlflow_runs.png. Takes about three minutes
-on two CPU cores. The server and its helpers are also what tests/test_dashboard_page.py
-uses.
+run with its four jobs nested under it): docs/mlflow_runs.png, and its comparison of the
+four jobs (parallel coordinates of the swept keys, their parameters): docs/mlflow_compare.png.
+Takes about three minutes on two CPU cores. The server and its helpers are also what
+tests/test_dashboard_page.py uses.
 """
 
 from __future__ import annotations
@@ -267,9 +268,19 @@ def capture_mlflow(folder: Path, data: list[str], epochs: int, out: Path) -> Non
 
     client = MlflowClient(f"sqlite:///{store}")
     experiment = client.get_experiment_by_name("cifar-exp")
+    jobs = [
+        run.info.run_id
+        for run in client.search_runs([experiment.experiment_id])
+        if "mlflow.parentRunId" in run.data.tags
+    ]
     with mlflow_ui(store) as url:
         page = f"{url}/#/experiments/{experiment.experiment_id}/runs"
         capture(page, out / "mlflow_runs.png", folder, MLFLOW_WINDOW)
+        # The sweep's jobs side by side: the swept keys, their runs and parameters.
+        ids = (jobs, [experiment.experiment_id])
+        runs, experiments = (urllib.parse.quote(json.dumps(part)) for part in ids)
+        page = f"{url}/#/compare-runs?runs={runs}&experiments={experiments}"
+        capture(page, out / "mlflow_compare.png", folder, (MLFLOW_WINDOW[0], 1400))
 
 
 def capture(url: str, path: Path, folder: Path, window: tuple[int, int]) -> None:
