@@ -15,11 +15,11 @@ from cifar_exp.config import validate
 from cifar_exp.datasets import Split
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
-from cifar_exp.signals import Interrupted, gate
+from cifar_exp.signals import Interrupted
 from helpers.cli import run_cli
 from helpers.compare import assert_same_run, assert_same_tensorboard
+from helpers.interrupt import fit
 from helpers.overrides import TINY
-from test_regularizers import interrupted_at
 
 # debug=tiny (256 images, batches of 32) with airbench94's recipe, narrowed: 3 epochs, the
 # last one half (4 of its 8 batches), the whitening bias trained in epoch 1 only.
@@ -96,23 +96,13 @@ def test_a_fractional_epoch_run_counts_its_steps_and_lays_the_schedule_over_them
 
 @pytest.mark.parametrize("stop_at", [5, 18])  # in epoch 1 (the bias trains), in the last one
 def test_interrupted_anywhere_the_recipe_resumes_bitwise(compose, tmp_path, stop_at):
-    from cifar_exp.build import ready_trainer
-
     cfg = compose(RECIPE)
-
-    def fit(run_dir, checkpoint=None, stop=None):
-        trainer = ready_trainer(cfg, run_dir, checkpoint=checkpoint)
-        if stop is not None:
-            interrupted_at(trainer, stop)
-        with gate.training() as signals:
-            return trainer.fit(signals)
-
-    fit(tmp_path / "ref")
+    fit(cfg, tmp_path / "ref")
     with pytest.raises(Interrupted):
-        fit(tmp_path / "run", stop=stop_at)
+        fit(cfg, tmp_path / "run", stop_at=stop_at)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["progress"]["step"] == stop_at and state["progress"]["batch"] > 0
-    fit(tmp_path / "run", checkpoint=state)
+    fit(cfg, tmp_path / "run", checkpoint=state)
     assert_same_run(tmp_path / "ref", tmp_path / "run")
     if stop_at > 8:  # a resume inside epoch 1 logs no train/init_s: its init ran before
         assert_same_tensorboard(tmp_path / "ref", tmp_path / "run")

@@ -2,9 +2,7 @@
 batch, that every draw is a function of (seed, epoch, image position or batch), that a run
 interrupted mid-epoch resumes bitwise, and the errors for values that cannot work."""
 
-import os
 import re
-import signal
 
 import pytest
 import torch
@@ -24,8 +22,9 @@ from cifar_exp.batches import BatchLoader
 from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.datasets import Split
 from cifar_exp.errors import ConfigError
-from cifar_exp.signals import Interrupted, gate
+from cifar_exp.signals import Interrupted
 from helpers.compare import assert_same_run, assert_same_tensorboard
+from helpers.interrupt import fit
 from helpers.overrides import TINY
 
 POLICY_OPTIONS = {"policy": "none", "num_ops": 2, "magnitude": 9}
@@ -212,19 +211,6 @@ def test_soft_targets_train_with_label_smoothing_and_count_the_dominant_label():
     assert progress.correct.item() == 1  # only the first argmax is the dominant label
 
 
-def interrupted_at(trainer, step):
-    """Send this process a SIGINT right after optimizer step `step`."""
-    original = trainer.step
-
-    def step_then_signal(images, labels):
-        out = original(images, labels)
-        if trainer.progress.step == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    trainer.step = step_then_signal
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -237,23 +223,13 @@ def interrupted_at(trainer, step):
     ],
 )
 def test_interrupted_mid_epoch_resumes_bitwise(compose, tmp_path, options):
-    from cifar_exp.build import ready_trainer
-
     cfg = compose([*TINY, "trainer.epochs=2", *options])
-
-    def fit(run_dir, checkpoint=None, stop_at=None):
-        trainer = ready_trainer(cfg, run_dir, checkpoint=checkpoint)
-        if stop_at is not None:
-            interrupted_at(trainer, stop_at)
-        with gate.training() as stop:
-            return trainer.fit(stop)
-
-    fit(tmp_path / "ref")
+    fit(cfg, tmp_path / "ref")
     with pytest.raises(Interrupted):
-        fit(tmp_path / "run", stop_at=11)  # the 3rd of epoch 2's 8 steps
+        fit(cfg, tmp_path / "run", stop_at=11)  # the 3rd of epoch 2's 8 steps
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert (state["progress"]["epoch"], state["progress"]["batch"]) == (1, 3)
-    fit(tmp_path / "run", checkpoint=state)
+    fit(cfg, tmp_path / "run", checkpoint=state)
     assert_same_run(tmp_path / "ref", tmp_path / "run")
     assert_same_tensorboard(tmp_path / "ref", tmp_path / "run")
 

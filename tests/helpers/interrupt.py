@@ -1,0 +1,30 @@
+"""A run trained in this process and stopped by a real SIGINT right after a chosen step."""
+
+import os
+import signal
+
+
+def interrupted_at(trainer, step):
+    """Send this process a SIGINT right after optimizer step `step`."""
+    original = trainer.step
+
+    def step_then_signal(images, labels):
+        out = original(images, labels)
+        if trainer.progress.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    trainer.step = step_then_signal
+
+
+def fit(cfg, run_dir, checkpoint=None, stop_at=None):
+    """Train `cfg` into `run_dir` (from `checkpoint` when given), stopped after step `stop_at`
+    when given (it then raises Interrupted)."""
+    from cifar_exp.build import ready_trainer
+    from cifar_exp.signals import gate
+
+    trainer = ready_trainer(cfg, run_dir, checkpoint=checkpoint)
+    if stop_at is not None:
+        interrupted_at(trainer, stop_at)
+    with gate.training() as stop:
+        return trainer.fit(stop)
