@@ -1,13 +1,17 @@
 """The saving of pruning, measured: the same Optuna search (`hparams_search=optuna`, same
-sampler seed, same trials asked) run with `hydra.sweeper.pruner.name=none` and with the
-default pruner, one after the other in one run, on the same machine. Prints, for each, the
-training time summed over its trials (the epochs' own times, from metrics.json), the epochs
-trained, the trials pruned and the best validation accuracy, as a Markdown table.
+sampler seed, same trials asked) run with `hydra.sweeper.pruner.name=none` and with one or
+more pruners, one after the other in one run, on the same machine, for each sampler seed in
+`--seeds` (seed by seed, so that a machine's drift falls on every pruner). Prints, per pruner,
+the epochs trained (and how many times fewer than without pruning), the trials pruned, the
+training time summed over its trials (the epochs' own times, from metrics.json), the search's
+wall time and its best validation accuracy, as a Markdown table: means +- std over the seeds.
 
     python scripts/bench_search.py --root /path/to/cifar10-jpeg --trials 24 --epochs 4 \\
-        --model resnet20 --max-per-class 1000 --val-size 2000
+        --model resnet20 --max-per-class 1000 --val-size 2000 --seeds 0 1 \\
+        --pruners none median successive_halving --json search.json
 
-Without --root it runs on synthetic data (a dry run: the numbers mean nothing).
+Without --root it runs on synthetic data (a dry run: the numbers mean nothing). The epochs,
+pruned trials and accuracies do not depend on the machine's load; the times do.
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ import argparse
 import datetime
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchlib import cpu_model, provenance
 from omegaconf import OmegaConf
 
-CONTENDERS = ("none", "median")
+from cifar_exp.atomic import write_json
+from cifar_exp.pruning import PRUNERS
+
+DEFAULT = "median"  # the sweeper's default pruner (conf/hydra/sweeper/cifar_exp_optuna.yaml)
 
 
 def data_overrides(args: argparse.Namespace, folder: Path) -> list[str]:
@@ -38,9 +46,9 @@ def data_overrides(args: argparse.Namespace, folder: Path) -> list[str]:
     ]
 
 
-def run_search(args: argparse.Namespace, folder: Path, pruner: str) -> dict[str, float]:
-    """One search into folder/<pruner>; what it trained and found."""
-    sweep_dir = folder / pruner
+def run_search(args: argparse.Namespace, folder: Path, pruner: str, seed: int) -> dict:
+    """One search into folder/<pruner>-seed<seed>; what it trained and found."""
+    sweep_dir = folder / f"{pruner}-seed{seed}"
     command = [
         sys.executable,
         "-m",
@@ -51,9 +59,10 @@ def run_search(args: argparse.Namespace, folder: Path, pruner: str) -> dict[str,
         f"dataset.val_size={args.val_size}",
         f"trainer.epochs={args.epochs}",
         f"trainer.num_threads={args.threads}",
+        "trainer.log_images=false",
         "device=cpu",
         f"hydra.sweeper.n_trials={args.trials}",
-        f"hydra.sweeper.sampler.seed={args.seed}",
+        f"hydra.sweeper.sampler.seed={seed}",
         f"hydra.sweeper.pruner.name={pruner}",
         f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -69,31 +78,51 @@ def run_search(args: argparse.Namespace, folder: Path, pruner: str) -> dict[str,
         train_s += sum(e.get("epoch_s", 0.0) for e in metrics["epochs"])
         pruned += "pruned_at_epoch" in (metrics.get("final") or {})
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml").best_value
-    return {"train_s": train_s, "wall_s": wall, "epochs": epochs, "pruned": pruned, "best": best}
+    return {
+        "pruner": pruner,
+        "seed": seed,
+        "train_s": train_s,
+        "wall_s": wall,
+        "epochs": epochs,
+        "pruned": pruned,
+        "best": float(best),
+    }
 
 
-def cpu_model() -> str:
-    """The CPU's model name, as lscpu gives it (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def spread(values: list[float], digits: int) -> str:
+    """mean, or mean +- std over more than one seed."""
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} +- {statistics.stdev(values):.{digits}f}"
 
 
-def table(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
+def table(results: list[dict], args: argparse.Namespace) -> str:
+    """One row per pruner, over the sampler seeds: means (+- std), each seed's best."""
+    total = args.trials * args.epochs
     lines = [
-        "| pruner | trials | epochs trained | trials pruned | training time | search wall time "
-        "| best val acc |",
-        "|---|---|---|---|---|---|---|",
+        f"| pruner | seeds | epochs trained (of {total}) | fewer epochs | trials pruned "
+        "| training time | search wall time | best val acc | best val acc per seed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for pruner, r in results.items():
-        lines.append(
-            f"| {pruner} | {args.trials} | {r['epochs']} of {args.trials * args.epochs} | "
-            f"{r['pruned']} | {r['train_s']:.0f} s | {r['wall_s']:.0f} s | {r['best']:.4f} |"
-        )
+    baseline = [r["epochs"] for r in results if r["pruner"] == "none"]
+    for pruner in args.pruners:
+        rows = [r for r in results if r["pruner"] == pruner]
+        epochs = [r["epochs"] for r in rows]
+        fewer = f"{statistics.mean(baseline) / statistics.mean(epochs):.2f}x" if baseline else "-"
+        label = f"{pruner} (default)" if pruner == DEFAULT else pruner
+        cells = [
+            label,
+            str(len(rows)),
+            spread(epochs, 1),
+            fewer,
+            spread([r["pruned"] for r in rows], 1),
+            f"{spread([r['train_s'] for r in rows], 0)} s",
+            f"{spread([r['wall_s'] for r in rows], 0)} s",
+            spread([r["best"] for r in rows], 4),
+            ", ".join(f"{r['best']:.4f}" for r in rows),
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -105,18 +134,27 @@ def main() -> None:
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--max-per-class", type=int, default=1000, help="training images kept")
     parser.add_argument("--val-size", type=int, default=2000, help="of them held out for val")
-    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="the sampler's seeds, a search each"
+    )
+    parser.add_argument(
+        "--pruners", nargs="+", default=["none", DEFAULT], choices=PRUNERS, help="in this order"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--out", type=Path, default=Path("bench-search"), help="work folder")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     folder = args.out.absolute()
-    results = {pruner: run_search(args, folder, pruner) for pruner in CONTENDERS}
+    # Seed by seed, every pruner within a seed, so that a machine's drift falls on all.
+    results = [
+        run_search(args, folder, pruner, seed) for seed in args.seeds for pruner in args.pruners
+    ]
     print(" ".join(sys.argv))
     print(f"{cpu_model()}, {os.cpu_count()} cores, {datetime.date.today()}")
     print(table(results, args))
-    saving = results["none"]["epochs"] / max(1, results["median"]["epochs"])
-    print(f"epochs: {saving:.2f}x fewer with the default pruner (median)")
+    if args.json is not None:
+        write_json(args.json, {**provenance(args.threads), "results": results})
 
 
 if __name__ == "__main__":

@@ -230,7 +230,7 @@ def test_search_benchmark_dry_run(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_search.py"), "--trials", "1"]
         + ["--epochs", "1", "--model", "lenet5", "--val-size", "64", "--threads", "1"]
-        + ["--out", str(tmp_path / "bench")],
+        + ["--out", str(tmp_path / "bench"), "--json", str(tmp_path / "search.json")],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -238,9 +238,13 @@ def test_search_benchmark_dry_run(tmp_path):
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
-    assert [row.split(" | ")[0] for row in rows[1:]] == ["| none", "| median"]
-    assert all("| 1 | 1 of 1 | 0 |" in row for row in rows[1:])
-    assert "fewer with the default pruner" in proc.stdout
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| none", "| median (default)"]
+    assert all(" | 1 | 1.0 | 1.00x | 0.0 | " in row for row in rows[1:])
+    results = json.loads((tmp_path / "search.json").read_text())["results"]
+    assert [(r["pruner"], r["epochs"], r["pruned"]) for r in results] == [
+        ("none", 1, 0),
+        ("median", 1, 0),
+    ]
 
 
 def image_folder(root, train_per_class, test_per_class, classes=10):

@@ -4,11 +4,14 @@ and a trial whose search was SIGKILLed reclaimed by another after the grace peri
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -226,3 +229,61 @@ def test_a_killed_searchs_trial_is_reclaimed_on_postgres(tmp_path, postgres):  #
 
 def test_a_killed_searchs_trial_is_reclaimed_on_sqlite(tmp_path):
     reclaimed_by_another_search(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
+
+
+@contextlib.contextmanager
+def holding_the_ask_lock(storage: str, study: str) -> Iterator[None]:
+    """Hold, from this process, the lock a search takes to count and ask for trials."""
+    import sqlalchemy
+
+    from cifar_exp.search import asking_key
+
+    url = sqlalchemy.engine.make_url(storage)
+    if url.get_backend_name() == "sqlite":
+        with open(f"{url.database}.lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            yield
+        return
+    engine = sqlalchemy.create_engine(storage)
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": asking_key(study)})
+        yield
+    engine.dispose()  # closing the session releases its advisory lock
+
+
+def search_waits_for_the_ask_lock(tmp_path: Path, storage: str) -> None:
+    """While another holder has the study's ask lock, a search opens the study but asks for
+    no trial; once it is released, the search asks and runs its one trial. (Without the lock
+    two searches could both see room for the study's last trial and ask for one each.)"""
+    import optuna
+
+    study_name = "asking"
+    optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    with holding_the_ask_lock(storage, study_name):
+        proc = subprocess.Popen(
+            search_command(
+                "hydra.sweeper.n_trials=1",
+                f"hydra.sweeper.study_name={study_name}",
+                f"hydra.sweeper.storage={storage}",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            ),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        # Long enough for the search to start and open the study (a few seconds) and ask.
+        time.sleep(20)
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert study_trials(storage, study_name) == []
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, output[-3000:]
+    assert [t.state.name for t in study_trials(storage, study_name)] == ["COMPLETE"]
+
+
+def test_a_search_asks_under_the_studys_lock_on_postgres(tmp_path, postgres):  # noqa: F811
+    search_waits_for_the_ask_lock(tmp_path, postgres.url())
+
+
+def test_a_search_asks_under_the_studys_lock_on_sqlite(tmp_path):
+    search_waits_for_the_ask_lock(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")

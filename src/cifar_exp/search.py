@@ -18,12 +18,15 @@ only when a search starts: Optuna is an optional dependency (the `sweeps` extra)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import math
 import shutil
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ from optuna.distributions import (
 )
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from cifar_exp.errors import UserError
@@ -219,6 +223,48 @@ def was_pruned(folder: Path | None) -> bool:
     return folder is not None and (read_manifest(folder) or {}).get("status") == "pruned"
 
 
+def asking_key(study_name: str) -> int:
+    """The server lock's key for a study: the same on every machine."""
+    return zlib.crc32(f"cifar_exp search {study_name}".encode())
+
+
+@contextlib.contextmanager
+def asking(storage: RDBStorage, study_name: str) -> Iterator[None]:
+    """Held while a sweep counts the study's trials and asks for new ones, so that two
+    sweeps sharing the study cannot both see room for the last trial and ask for it: on
+    PostgreSQL an advisory lock and on MySQL a named lock (both the server's, so every
+    machine is excluded), on SQLite a file lock beside the database (<file>.lock). Other databases are
+    not locked: two sweeps may then ask for one trial more than n_trials between them."""
+    url = storage.engine.url
+    backend = url.get_backend_name()
+    key = asking_key(study_name)
+    if backend == "postgresql":
+        with storage.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+    elif backend == "mysql":
+        with storage.engine.connect() as conn:
+            conn.execute(text("SELECT GET_LOCK(:key, -1)"), {"key": str(key)})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:key)"), {"key": str(key)})
+                conn.commit()
+    elif backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        with open(f"{url.database}.lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+    else:
+        yield
+
+
 class Heartbeat:
     """Beats in the study for the trials this sweep runs, from a thread of the sweep's own
     process: the beat stops when the machine, or the sweep, is killed. (Optuna beats only
@@ -282,10 +328,12 @@ class Search:
         self.first_failures: list[str] = []
         self.stopped_because: str | None = None
         self.heartbeat: Heartbeat | None = None
+        self.storage: RDBStorage | None = None
         self.searched: list[str] = []  # the keys the search draws values for
 
     def open_study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
         storage = open_storage(storage_url(self.options.storage, self.sweep_dir), self.options)
+        self.storage = storage
         self.heartbeat = Heartbeat(storage)
         study = optuna.create_study(
             study_name=self.options.study_name,
@@ -322,15 +370,22 @@ class Search:
                 )
             while self.may_go_on():
                 self.reclaim_stale(study)
-                to_go = self.options.n_trials - counted(study) + self.waiting(study)
-                if to_go <= 0:
+                jobs = self.ask(study, space)
+                if not jobs:
                     break
-                size = min(self.options.n_jobs, to_go)
-                self.launch(study, [self.new_trial(study, space) for _ in range(size)])
+                self.launch(study, jobs)
         finally:
             if self.heartbeat is not None:
                 self.heartbeat.close()
         self.write_results(study)
+
+    def ask(self, study: optuna.Study, space: dict[str, BaseDistribution | str]) -> list[TrialJob]:
+        """The next trials to run (up to n_jobs, none once the study is full), counted and
+        asked for while no other sweep of the study does (asking)."""
+        assert self.storage is not None
+        with asking(self.storage, study.study_name):
+            to_go = self.options.n_trials - counted(study) + self.waiting(study)
+            return [self.new_trial(study, space) for _ in range(min(self.options.n_jobs, to_go))]
 
     @staticmethod
     def waiting(study: optuna.Study) -> int:
