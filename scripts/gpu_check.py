@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_data import DEFAULT_ROOT
 from bench_time_to_accuracy import race_table
 from benchlib import provenance
 
 SCRIPTS = Path(__file__).resolve().parent
-JPEG = Path("/work/shared/datasets/cifar10-jpeg")
 log = logging.getLogger("gpu_check")
 # A run small enough to check a path: resnet20, 2,048 synthetic images, one epoch.
 RUN = [
@@ -195,7 +195,12 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_check"), help="folder of results")
-    parser.add_argument("--root", type=Path, default=JPEG, help="CIFAR-10 image folder (race)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(DEFAULT_ROOT),
+        help="CIFAR-10 image folder for the race (default: $CIFAR10_JPEG)",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="race runs of each contender")
     parser.add_argument("--bench-budget-s", type=float, default=120, help="bench_gpu.py's")
     parser.add_argument("--dry-run", action="store_true", help="on a CPU, tiny sizes")

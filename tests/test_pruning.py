@@ -112,20 +112,30 @@ def test_a_pruner_that_does_not_exist_is_one_line(tmp_path):
     assert "hydra.sweeper.pruner.name=sometimes is not a pruner; choose one of median" in output
 
 
-@needs_plugin("hydra_plugins.hydra_joblib_launcher")
-def test_jobs_in_joblib_workers_report_to_their_trials_and_are_pruned(tmp_path):
-    """Two trials at a time in joblib's worker processes, each reaching its own trial through
-    the study's file. Trials 4 and 5 (hopeless, asked together) are judged against the three
-    finished ones and pruned; trial 1 runs beside trial 0, before any trial finished, so the
-    median pruner (1 start-up trial) may not judge it yet."""
+# Two trials at a time, each job in a process of its own.
+PARALLEL_LAUNCHERS = [
+    pytest.param(
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        id="joblib",
+        marks=needs_plugin("hydra_plugins.hydra_joblib_launcher"),
+    ),
+    pytest.param(
+        ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"],
+        id="submitit",
+        marks=[needs_plugin("hydra_plugins.hydra_submitit_launcher"), pytest.mark.slow],
+    ),
+]
+
+
+@pytest.mark.parametrize("launcher", PARALLEL_LAUNCHERS)
+def test_jobs_in_worker_processes_report_to_their_trials_and_are_pruned(launcher, tmp_path):
+    """Two trials at a time in the launcher's worker processes, each reaching its own trial
+    through the study's file. Trials 4 and 5 (hopeless, asked together) are judged against
+    the three finished ones and pruned; trial 1 runs beside trial 0, before any trial
+    finished, so the median pruner (1 start-up trial) may not judge it yet."""
     sweep_dir = tmp_path / "sweep"
     proc = run_cli(
-        *SEARCH,
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "hydra.sweeper.n_jobs=2",
-        f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path,
+        *SEARCH, *launcher, "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     trials = study(sweep_dir).trials

@@ -287,3 +287,73 @@ def test_a_search_asks_under_the_studys_lock_on_postgres(tmp_path, postgres):  #
 
 def test_a_search_asks_under_the_studys_lock_on_sqlite(tmp_path):
     search_waits_for_the_ask_lock(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
+
+
+# A pruning search (tests/test_pruning.py): lr 1e-7 is hopeless, 3e-3 learns; the sampler's
+# seed 0 draws good, hopeless, ... for the first trials, and the median pruner judges from
+# epoch 2 on, once one trial finished.
+PRUNING = [
+    "dataset.train_size=512",
+    "dataset.val_size=64",
+    "trainer.epochs=3",
+    "optimizer.lr=choice(1e-7,3e-3)",
+    "optimizer.weight_decay=0",
+    "trainer.batch_size=32",
+    "hydra.sweeper.sampler.seed=0",
+    "hydra.sweeper.sampler.n_startup_trials=10",
+    "hydra.sweeper.pruner.name=median",
+    "hydra.sweeper.pruner.n_startup_trials=1",
+    "hydra.sweeper.pruner.n_warmup_steps=2",
+    "hydra.sweeper.heartbeat_interval=1",
+    "hydra.sweeper.grace_period=3",
+    "hydra.sweeper.study_name=pruning",
+    "hydra.sweeper.n_trials=4",
+]
+
+
+def test_a_pruning_search_killed_on_one_machine_is_finished_by_another(tmp_path, postgres):  # noqa: F811
+    """Machine A's search is SIGKILLed while hopeless trial 1 trains; machine B's search,
+    after the grace period, fails trial 1, runs its parameters again from A's last.pt (the
+    folder is reachable), prunes it at epoch 2, and fills the study up to n_trials=4 trials
+    that count, each hopeless one pruned; B's report shows them and the study's plots."""
+    storage = postgres.url()
+    first, second = tmp_path / "machine-a", tmp_path / "machine-b"
+    common = [*SEARCH, *PRUNING, f"hydra.sweeper.storage={storage}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar_exp.run", *common, f"hydra.sweep.dir={first}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list(first.glob("1_*/checkpoints/last.pt")):
+        assert proc.poll() is None, f"the search ended ({proc.returncode}) before it was killed"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    time.sleep(4)  # past the grace period
+
+    finished = run_cli(*common, f"hydra.sweep.dir={second}", cwd=tmp_path)
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 0, output[-3000:]
+    trials = study_trials(storage, "pruning")
+    states = [t.state.name for t in trials]
+    assert states[:3] == ["COMPLETE", "FAIL", "PRUNED"]  # trial 2 reran trial 1's parameters
+    assert trials[2].params == trials[1].params == {"optimizer.lr": 1e-7}
+    assert sorted(trials[2].intermediate_values) == [2]  # resumed after epoch 1, pruned at 2
+    counting = [t for t in trials if t.number != 1]
+    assert len(counting) == 4
+    for trial in counting:
+        hopeless = trial.params["optimizer.lr"] == 1e-7
+        assert trial.state.name == ("PRUNED" if hopeless else "COMPLETE"), trial
+    (retry,) = second.glob("2_*")
+    manifest = json.loads((retry / "manifest.json").read_text())
+    assert manifest["status"] == "pruned" and manifest["pruned_at_epoch"] == 2
+    assert manifest["resumed_from"].endswith("last.pt")
+
+    shown = run_cli(str(second), cwd=tmp_path, module="cifar_exp.report")
+    assert shown.returncode == 0, (shown.stdout + shown.stderr)[-3000:]
+    assert "pruned at epoch 2" in shown.stdout and "Study plots:" in shown.stdout
+    assert (second / "report.png").is_file() and (second / "optuna-history.png").is_file()
+    assert sorted(job_folders(second)) == [2, 3, 4] and sorted(job_folders(first)) == [0, 1]
