@@ -28,7 +28,9 @@ def test_every_preset_composes_validates_and_states_its_expected_accuracy(compos
     expected = cfg.expected
     assert expected is not None, f"experiment/{preset}.yaml has no expected: block"
     assert 0 < expected.value <= 1  # a fraction, as metrics.json writes its accuracies
-    assert expected.measured_by
+    assert expected.measured_by and expected.runs >= 1
+    if expected.runs > 1:  # a mean over seeds: the command that measured it ran them all
+        assert f"--seeds {expected.runs}" in expected.measured_by
     if expected.machine is None:  # quoted from its source, not measured here
         assert expected.date is None
     else:  # measured with this tool: the command names the preset, with the seed it runs

@@ -279,6 +279,7 @@ class Expected:
     epochs: int = MISSING  # trained for it
     val_size: int = 0  # the validation split held out of training for it
     seed: int | None = 0  # null: a figure quoted from elsewhere
+    runs: int = 1  # the mean of this many runs, seeds `seed`, `seed` + 1, ...
     data: str | None = None  # the images it was measured on; null: the original CIFAR-10
     measured_by: str = MISSING  # the command that measured it, or the source that reports it
     machine: str | None = None  # where it was measured; null: quoted, not measured here

@@ -233,8 +233,8 @@ def asking(storage: RDBStorage, study_name: str) -> Iterator[None]:
     """Held while a sweep counts the study's trials and asks for new ones, so that two
     sweeps sharing the study cannot both see room for the last trial and ask for it: on
     PostgreSQL an advisory lock and on MySQL a named lock (both the server's, so every
-    machine is excluded), on SQLite a file lock beside the database (<file>.lock). Other databases are
-    not locked: two sweeps may then ask for one trial more than n_trials between them."""
+    machine is excluded), on SQLite a file lock beside the database (<file>.lock). Other
+    databases are not locked: two sweeps may then ask for one trial more than n_trials."""
     url = storage.engine.url
     backend = url.get_backend_name()
     key = asking_key(study_name)
