@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from helpers.cli import run_cli
 from helpers.events import hparams_session
+from helpers.interrupt import sigkill_when
 from helpers.outputs import read_csv
 from helpers.overrides import TINY
 from helpers.plugins import needs_plugin
@@ -182,13 +181,7 @@ def test_a_search_killed_as_its_trial_reports_the_pruned_epoch_ends_it_pruned(tm
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 300
-    while not reported(sweep_dir / "optuna.db", number=1, step=2):
-        assert proc.poll() is None, f"the search ended ({proc.returncode}) before it was killed"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    sigkill_when(proc, lambda: reported(sweep_dir / "optuna.db", number=1, step=2))
     assert [t.state.name for t in study(sweep_dir).trials] == ["COMPLETE", "RUNNING"]
 
     again = run_cli(*command, cwd=tmp_path)

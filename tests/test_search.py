@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from omegaconf import OmegaConf
 
 from helpers.cli import run_cli
 from helpers.compare import snapshot
+from helpers.interrupt import sigkill_when
 from helpers.overrides import TINY
 from helpers.plugins import needs_plugin
 
@@ -47,13 +46,7 @@ def kill_while_trial_trains(sweep_dir: Path, number: int) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 300
-    while not list(sweep_dir.glob(f"{number}_*/checkpoints/last.pt")):
-        assert proc.poll() is None, f"the search ended ({proc.returncode}) before it was killed"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    sigkill_when(proc, lambda: list(sweep_dir.glob(f"{number}_*/checkpoints/last.pt")))
 
 
 @needs_optuna

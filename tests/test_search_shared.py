@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers.cli import run_cli
+from helpers.interrupt import sigkill_when
 from helpers.overrides import TINY
 from helpers.plugins import needs_plugin
 from helpers.postgres import free_port, postgres  # noqa: F401 (a fixture)
@@ -172,13 +172,7 @@ def kill_while_trial_trains(sweep_dir: Path, storage: str, number: int) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 300
-    while not list(sweep_dir.glob(f"{number}_*/checkpoints/last.pt")):
-        assert proc.poll() is None, f"the search ended ({proc.returncode}) before it was killed"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    sigkill_when(proc, lambda: list(sweep_dir.glob(f"{number}_*/checkpoints/last.pt")))
 
 
 def reclaimed_by_another_search(tmp_path: Path, storage: str) -> None:
@@ -325,13 +319,7 @@ def test_a_pruning_search_killed_on_one_machine_is_finished_by_another(tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 300
-    while not list(first.glob("1_*/checkpoints/last.pt")):
-        assert proc.poll() is None, f"the search ended ({proc.returncode}) before it was killed"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    sigkill_when(proc, lambda: list(first.glob("1_*/checkpoints/last.pt")))
     time.sleep(4)  # past the grace period
 
     finished = run_cli(*common, f"hydra.sweep.dir={second}", cwd=tmp_path)

@@ -18,6 +18,7 @@ import pytest
 from cifar_exp.commands import run_command
 from helpers.cli import printed_command, run_cli, run_printed
 from helpers.compare import TIMING_KEYS, assert_same_run, assert_same_tensorboard, snapshot
+from helpers.interrupt import sigkill_when
 from helpers.outputs import job_dirs, manifest, read_csv
 from helpers.overrides import TINY
 from helpers.plugins import needs_plugin
@@ -61,13 +62,7 @@ def killed(tmp_path_factory) -> Path:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 300
-    while not list(sweep_dir.glob("1_*/checkpoints/last.pt")):
-        assert proc.poll() is None, f"the sweep ended ({proc.returncode}) before it was killed"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    sigkill_when(proc, lambda: list(sweep_dir.glob("1_*/checkpoints/last.pt")))
     assert [p.name[0] for p in job_dirs(sweep_dir)] == ["0", "1"]
     assert manifest(job_dirs(sweep_dir)[1])["status"] == "running"  # killed: no time to say so
     return sweep_dir

@@ -1,7 +1,23 @@
-"""A run trained in this process and stopped by a real SIGINT right after a chosen step."""
+"""Real interruptions: a run trained in this process and stopped by a real SIGINT right after
+a chosen step, and a process SIGKILLed the moment a condition holds."""
 
 import os
 import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def sigkill_when(proc: subprocess.Popen, ready: Callable[[], object], timeout: float = 300) -> None:
+    """SIGKILL `proc` as soon as `ready()` holds (polled every 2 ms); fail when the process
+    ends first or nothing happens within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the process ended ({proc.returncode}) before it was killed"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
 
 
 def interrupted_at(trainer, step):
