@@ -6,8 +6,8 @@ the epochs trained (and how many times fewer than without pruning), the trials p
 training time summed over its trials (the epochs' own times, from metrics.json), the search's
 wall time and its best validation accuracy, as a Markdown table: means +- std over the seeds.
 
-    python scripts/bench_search.py --root /path/to/cifar10-jpeg --trials 24 --epochs 4 \\
-        --model resnet20 --max-per-class 1000 --val-size 2000 --seeds 0 1 \\
+    python scripts/bench_search.py --root /path/to/cifar10-jpeg --trials 24 --epochs 8 \\
+        --model lenet5 --max-per-class 1000 --val-size 2000 --seeds 0 1 --threads 1 \\
         --pruners none median successive_halving --json search.json
 
 Without --root it runs on synthetic data (a dry run: the numbers mean nothing). The epochs,
