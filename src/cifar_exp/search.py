@@ -228,33 +228,32 @@ def asking_key(study_name: str) -> int:
     return zlib.crc32(f"cifar_exp search {study_name}".encode())
 
 
+# The database server's own locks (so every machine is excluded): taken, then released.
+SERVER_LOCKS = {
+    "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+    "mysql": ("SELECT GET_LOCK(CAST(:key AS CHAR), -1)", "SELECT RELEASE_LOCK(CAST(:key AS CHAR))"),
+}
+
+
 @contextlib.contextmanager
 def asking(storage: RDBStorage, study_name: str) -> Iterator[None]:
     """Held while a sweep counts the study's trials and asks for new ones, so that two
     sweeps sharing the study cannot both see room for the last trial and ask for it: on
-    PostgreSQL an advisory lock and on MySQL a named lock (both the server's, so every
-    machine is excluded), on SQLite a file lock beside the database (<file>.lock). Other
-    databases are not locked: two sweeps may then ask for one trial more than n_trials."""
+    PostgreSQL an advisory lock and on MySQL a named lock (SERVER_LOCKS), on SQLite a file
+    lock beside the database (<file>.lock). Other databases are not locked: two sweeps may
+    then ask for one trial more than n_trials."""
     url = storage.engine.url
-    backend = url.get_backend_name()
-    key = asking_key(study_name)
-    if backend == "postgresql":
+    key = {"key": asking_key(study_name)}
+    if url.get_backend_name() in SERVER_LOCKS:
+        lock, unlock = SERVER_LOCKS[url.get_backend_name()]
         with storage.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.execute(text(lock), key)
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.execute(text(unlock), key)
                 conn.commit()
-    elif backend == "mysql":
-        with storage.engine.connect() as conn:
-            conn.execute(text("SELECT GET_LOCK(:key, -1)"), {"key": str(key)})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT RELEASE_LOCK(:key)"), {"key": str(key)})
-                conn.commit()
-    elif backend == "sqlite" and url.database not in (None, "", ":memory:"):
+    elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         with open(f"{url.database}.lock", "a") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
