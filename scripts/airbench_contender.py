@@ -15,16 +15,19 @@ evaluation left out); the final TTA evaluation is left out here too, as cifar-ex
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import importlib.util
 import io
+import json
 import logging
 import os
+import subprocess
 import sys
 import time
 import types
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -187,3 +190,50 @@ def train(
         os.chdir(here)
     sys.stderr.write(out.getvalue())
     return None if warmup else parse_log(out.getvalue(), seed)
+
+
+def train_in_process(
+    data_dir: Path,
+    device: torch.device,
+    seed: int,
+    widths: tuple[int, int, int],
+    epochs: float,
+    threads: int,
+) -> AirbenchRun:
+    """train() in a fresh Python process, as every cifar-exp run of the benchmarks starts in
+    one: no kernel it picks or memory it allocates is left over from an earlier run. On a
+    GPU it first makes airbench's own warm-up run, as its main() does. RuntimeError with the
+    process's last lines when it fails."""
+    command = [
+        sys.executable,
+        __file__,
+        str(data_dir),
+        *("--device", device.type, "--seed", str(seed), "--epochs", f"{epochs:g}"),
+        *("--threads", str(threads), "--widths", *map(str, widths)),
+    ]
+    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"airbench94, seed {seed} failed (exit {proc.returncode}): see above")
+    return AirbenchRun(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    """One run in this process (train_in_process's child): its AirbenchRun as a JSON line."""
+    parser = argparse.ArgumentParser(description="one airbench94 run on written tensors")
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=float, default=EPOCHS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--widths", type=int, nargs=3, default=[64, 256, 256])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        train(args.data_dir, device, args.seed, warmup=True)
+    run = train(args.data_dir, device, args.seed, tuple(args.widths), args.epochs)
+    print(json.dumps(asdict(run)))
+
+
+if __name__ == "__main__":
+    main()

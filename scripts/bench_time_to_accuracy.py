@@ -18,7 +18,9 @@ for 60%, its ResNet above, where it reaches them).
 
 With `--contenders airbench94`, airbench94's own training code (PyPI `airbench`, see
 airbench_contender.py) races too, on the very tensors the cifar-exp runs load (decoded once,
-through cifar-exp's cache), widths from `--widths` for both. `--seeds N` runs every contender
+through cifar-exp's cache), widths from `--widths` for both; each of its runs starts a fresh
+process, as each cifar-exp run does, so neither finds the kernels an earlier run picked.
+`--seeds N` runs every contender
 N times (seeds --seed .. --seed+N-1), alternating contenders and flipping their order every
 seed so that a machine's drift falls on both; a second table gives the mean +- std of each
 contender's final (TTA) accuracy and training clock, and its clock over airbench94's.
@@ -181,7 +183,7 @@ def airbench_run(
     given; else its own)."""
     widths = tuple(args.widths) if args.widths else (64, 256, 256)
     epochs = args.epochs or airbench_contender.EPOCHS
-    run = airbench_contender.train(data_dir, device, seed, widths=widths, epochs=epochs)
+    run = airbench_contender.train_in_process(data_dir, device, seed, widths, epochs, args.threads)
     row = Contender(name, AIRBENCH_CLOCK, run.epoch_s, run.test_acc, "airbench94", seed)
     log.info("%s: %.1fs, TTA acc %.4f", name, run.train_s, run.tta_acc)
     return row
@@ -424,8 +426,6 @@ def run_all(
     data_dir = airbench_data(root, work, cache) if args.contenders else None
     if data_dir is not None:
         log.info("%s", airbench_contender.package_for(device)[2])
-        if device.type == "cuda":  # airbench's main() warms the GPU up before it times
-            airbench_contender.train(data_dir, device, args.seed, warmup=True)
     budgets = {"lenet5": args.post_epochs, "resnet": args.post_resnet_epochs}
     posts = [post_loop(m, root, n, args.seed) for m, n in budgets.items() if n > 0]
     baseline = baselines(posts, args.thresholds)

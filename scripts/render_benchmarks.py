@@ -6,10 +6,10 @@
 Each result is named `<kind>-<label>.json`, its kind saying which script wrote it:
 `time_to_accuracy` (bench_time_to_accuracy.py), `presets` (runs of the presets), `cpu`
 (bench_cpu.py), `gpu` (bench_gpu.py), `data` (bench_data.py), `dashboard`
-(bench_dashboard.py), `augment` (bench_augment.py). Every figure on the page comes from
-these files, each table with the command, the CPU model and flags and the date its file
-records; the prose around the tables says what each script measures and is the same for
-every result.
+(bench_dashboard.py), `augment` (bench_augment.py), `epoch` (bench_epoch_vs_airbench.py).
+Every figure on the page comes from these files, each table with the command, the CPU model
+and flags and the date its file records; the prose around the tables says what each script
+measures and is the same for every result.
 """
 
 from __future__ import annotations
@@ -140,25 +140,27 @@ def time_to_accuracy(result: dict) -> str:
 
 def race(result: dict) -> str:
     """The race table: each contender's runs, mean ± std of its final accuracy and clock."""
+    raced = "airbench94" in result  # its columns and its note, only where it raced
     rows = []
     for g in result["race"]:
         acc, clock = g["final_acc"], g["clock_s"]
-        rows.append(
-            [
-                g["contender"],
-                str(g["runs"]),
-                f"{100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f}",
-                f"{clock['mean']:.1f} s ± {clock['std']:.1f}",
-                f"{g['clock_ratio']:.2f}x" if "clock_ratio" in g else "—",
-                f"{100 * g['acc_diff']:+.2f}" if "acc_diff" in g else "—",
-            ]
-        )
-    head = ["contender", "runs", "final acc (TTA)", "clock", "clock / airbench94's"]
-    head.append("acc − airbench94's (points)")
-    how = result.get("airbench94", "")
+        row = [
+            g["contender"],
+            str(g["runs"]),
+            f"{100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f}",
+            f"{clock['mean']:.1f} s ± {clock['std']:.1f}",
+        ]
+        if raced:
+            row.append(f"{g['clock_ratio']:.2f}x" if "clock_ratio" in g else "—")
+            row.append(f"{100 * g['acc_diff']:+.2f}" if "acc_diff" in g else "—")
+        rows.append(row)
+    head = ["contender", "runs", "final acc (TTA)", "clock"]
+    legend = "Mean ± std over the seeds"
+    if raced:
+        head += ["clock / airbench94's", "acc − airbench94's (points)"]
+        legend += f", contenders alternating. airbench94: {result['airbench94']}"
     partial = " Not every planned run finished (see the notes)." if result.get("partial") else ""
-    legend = f"Mean ± std over the seeds, contenders alternating. airbench94: {how}.{partial}"
-    return f"{table(head, 'lrrrrr', rows)}\n\n{legend}"
+    return f"{table(head, 'l' + 'r' * (len(head) - 1), rows)}\n\n{legend}.{partial}"
 
 
 def presets(result: dict) -> str:
@@ -335,6 +337,28 @@ def gpu_check(result: dict) -> str:
     return "\n\n".join(parts)
 
 
+def epoch(result: dict) -> str:
+    """bench_epoch_vs_airbench.py's rows: each loop's epoch, median of the rounds."""
+    rows = [
+        [
+            r["loop"],
+            f"{r['median_s']:.2f} s",
+            f"{r['min_s']:.2f}-{r['max_s']:.2f} s",
+            number(r["images_per_s"]),
+            f"{r['vs_airbench94']:.2f}x",
+        ]
+        for r in result["rows"]
+    ]
+    head = ["loop", "epoch (median)", "min-max", "images/s", "vs airbench94's"]
+    setting = (
+        f"Widths {'/'.join(map(str, result['widths']))}, {number(result['images_per_epoch'])} "
+        f"images an epoch (its epoch 2, the whitening bias trained), medians of "
+        f"{count(result['rounds'], 'alternating round')} on {result['device']}. airbench94: "
+        f"{result['airbench94']}."
+    )
+    return f"{setting}\n\n{table(head, 'lrrrr', rows)}"
+
+
 def milliseconds(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
 
@@ -435,6 +459,21 @@ KINDS = {
         "```",
         time_to_accuracy,
     ),
+    "epoch": Kind(
+        "One epoch against airbench94's loop",
+        "`scripts/bench_epoch_vs_airbench.py` times one steady-state training epoch three ways, "
+        "in one process on the same tensors, alternating every round: cifar-exp's "
+        "`Trainer.epoch` for `experiment=speedrun94` (its `train_s`), a bare loop over the "
+        "same Trainer's loader, model, optimizer, schedule and weight average (autocast, loss, "
+        "backward, step and nothing else), and airbench94's own code (its second epoch). The "
+        "gap between the first two is what cifar-exp's loop adds; the last ratio is the "
+        "epoch's speed against the reference, free of the run-to-run spread that the races "
+        "above carry.\n\n"
+        "```bash\n"
+        "python scripts/bench_epoch_vs_airbench.py --root <CIFAR-10 image folder> --rounds 4\n"
+        "```",
+        epoch,
+    ),
     "presets": Kind(
         "Preset runs",
         "Single runs of the presets in `conf/experiment/` with this tool, each with the command "
@@ -528,7 +567,8 @@ date. Figures differ on other machines: run the command to see yours.
     `python scripts/render_benchmarks.py` writes this page from the results in
     `docs/benchmarks/*.json` (a test checks that it is current). To add a measurement, run a
     script with `--json docs/benchmarks/<kind>-<label>.json` (kind: `cpu`, `gpu`, `data`,
-    `dashboard`, `augment`, `time_to_accuracy`, `gpu_check`), then render the page again.
+    `dashboard`, `augment`, `time_to_accuracy`, `epoch`, `gpu_check`), then render the page
+    again.
 """
 
 

@@ -297,3 +297,23 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     for heading in ("## CUDA paths", "## Throughput", "## The airbench race"):
         assert heading in page
     assert "| speedrun94 | 1 |" in page and "| airbench94 | 1 |" in page
+
+
+def test_epoch_bench_times_three_loops_alternating(tmp_path):
+    """bench_epoch_vs_airbench.py --dry-run: cifar-exp's Trainer.epoch, the bare loop on its
+    parts and airbench94's own loop each time one epoch, on the same random images."""
+    root = image_folder(tmp_path / "images", 103, 20)
+    proc = run_script(
+        "bench_epoch_vs_airbench.py", "--root", str(root), "--json", "e.json", cwd=tmp_path
+    )
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["dry_run"] and result["widths"] == [8, 16, 16] and result["rounds"] == 1
+    assert result["images_per_epoch"] == 1024  # 1,030 images, the last partial batch dropped
+    rows = {r["loop"]: r for r in result["rows"]}
+    assert list(rows) == ["Trainer.epoch", "bare loop", "airbench94"]
+    for row in rows.values():
+        assert len(row["seconds"]) == 1 and row["median_s"] > 0
+        assert row["images_per_s"] == pytest.approx(1024 / row["median_s"], rel=0.05)
+    assert rows["airbench94"]["vs_airbench94"] == 1.0
+    assert "device and precision changed only" in result["airbench94"]
+    assert "| Trainer.epoch | " in proc.stdout and "| airbench94 | " in proc.stdout
