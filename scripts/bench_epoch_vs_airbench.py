@@ -212,7 +212,7 @@ def race(args: argparse.Namespace, work: Path) -> dict:
         log.info("round %d/%d: %s", r + 1, args.rounds, shown)
     trainer.tracker.writer.close()
     return {
-        "device": str(device),
+        "torch_device": str(device),
         "airbench94": airbench_contender.package_for(device)[2],
         "images_per_epoch": images,
         "rows": summary(seconds, images),
@@ -238,7 +238,7 @@ def main() -> None:
     }
     cpu = result["cpu"]
     print(f"\n{result['command']}\n{result['date']}; {cpu['model']}, {cpu['cores']} cores")
-    print(f"{result['device']}, {args.threads} threads, torch {result['torch']}")
+    print(f"{result['torch_device']}, {args.threads} threads, torch {result['torch']}")
     print(f"widths {args.widths}, {result['images_per_epoch']} images per epoch (epoch {EPOCH})")
     print(f"{args.rounds} rounds, alternating; airbench94: {result['airbench94']}\n")
     print(table(result["rows"]))

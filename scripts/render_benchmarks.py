@@ -353,8 +353,8 @@ def epoch(result: dict) -> str:
     setting = (
         f"Widths {'/'.join(map(str, result['widths']))}, {number(result['images_per_epoch'])} "
         f"images an epoch (its epoch 2, the whitening bias trained), medians of "
-        f"{count(result['rounds'], 'alternating round')} on {result['device']}. airbench94: "
-        f"{result['airbench94']}."
+        f"{count(result['rounds'], 'alternating round')} on `{result['torch_device']}`. "
+        f"airbench94: {result['airbench94']}."
     )
     return f"{setting}\n\n{table(head, 'lrrrr', rows)}"
 

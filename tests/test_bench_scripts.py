@@ -317,3 +317,24 @@ def test_epoch_bench_times_three_loops_alternating(tmp_path):
     assert rows["airbench94"]["vs_airbench94"] == 1.0
     assert "device and precision changed only" in result["airbench94"]
     assert "| Trainer.epoch | " in proc.stdout and "| airbench94 | " in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rounds", "0"], "--rounds must be >= 1, not 0"),
+        (["--widths", "8", "0", "16"], "--widths must be positive"),
+        (["--root", "nowhere"], "no image folder at "),
+    ],
+)
+def test_epoch_bench_refuses_bad_arguments(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    bench = importlib.import_module("bench_epoch_vs_airbench")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train").mkdir(), (tmp_path / "test").mkdir()
+    monkeypatch.setattr(sys, "argv", ["bench_epoch_vs_airbench.py", "--root", ".", *args])
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args()
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error, error
