@@ -35,7 +35,7 @@ import airbench_contender
 import torch
 import torch.nn.functional as F
 from bench_data import DEFAULT_ROOT
-from bench_time_to_accuracy import airbench_data, subset_folder
+from bench_time_to_accuracy import airbench_data, check_paths, subset_folder
 from benchlib import provenance, synchronize
 
 from cifar_exp.engine import Trainer
@@ -172,11 +172,7 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--widths must be positive, not {args.widths}")
     if not airbench_contender.available():
         parser.error("this bench races airbench94's code: pip install airbench")
-    if args.json and not args.json.absolute().parent.is_dir():
-        parser.error(f"--json {args.json}: folder {args.json.absolute().parent} does not exist")
-    args.root = args.root.expanduser().absolute()
-    if not (args.root / "train").is_dir() or not (args.root / "test").is_dir():
-        parser.error(f"no image folder at {args.root}: pass --root <folder with train/ and test/>")
+    check_paths(parser, args)
     return args
 
 

@@ -382,12 +382,17 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--epochs must be > 0, not {args.epochs}")
     if not all(0 < t <= 1 for t in args.thresholds):
         parser.error(f"--thresholds are fractions in (0, 1], e.g. 0.9, not {args.thresholds}")
+    check_paths(parser, args)
+    return args
+
+
+def check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--json's folder exists and --root (made absolute) is an image folder, or exit 2."""
     if args.json and not args.json.absolute().parent.is_dir():
         parser.error(f"--json {args.json}: folder {args.json.absolute().parent} does not exist")
     args.root = args.root.expanduser().absolute()
     if not (args.root / "train").is_dir() or not (args.root / "test").is_dir():
         parser.error(f"no image folder at {args.root}: pass --root <folder with train/ and test/>")
-    return args
 
 
 def known_experiments(names: list[str]) -> list[str]:
