@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from cifar_exp.datasets.imagefolder import decode_image
 from cifar_exp.models import MODELS, initialize_from_data
 from cifar_exp.models.airbench import WHITEN_EPS, patch_second_moment
-from helpers.cli import run_cli
+from helpers.cli import run_cli_in_process
 from helpers.overrides import TINY
 from helpers.paths import CIFAR10_JPEG
 
@@ -141,7 +141,7 @@ def test_init_from_data_refuses_images_of_the_wrong_shape():
     ],
 )
 def test_bad_options_exit_nonzero_naming_the_key(tmp_path, override, message):
-    proc = run_cli(
+    proc = run_cli_in_process(
         *TINY, "model=airbench", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )
     output = proc.stdout + proc.stderr
@@ -152,7 +152,7 @@ def test_bad_options_exit_nonzero_naming_the_key(tmp_path, override, message):
 
 def test_tiny_run_trains_and_its_checkpoint_carries_the_whitening_layer(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(
+    proc = run_cli_in_process(
         *TINY, "model=airbench", "model.widths=[8,16,16]", f"hydra.run.dir={run_dir}", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

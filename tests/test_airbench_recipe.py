@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_exp.averaging import WeightAverage
-from cifar_exp.batches import BatchLoader
-from cifar_exp.checkpoint import load_checkpoint
+from cifar_exp.components.averaging import WeightAverage
 from cifar_exp.config import validate
 from cifar_exp.datasets import Split
+from cifar_exp.datasets.batches import BatchLoader
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
-from cifar_exp.signals import Interrupted
-from helpers.cli import run_cli
+from cifar_exp.records.checkpoint import load_checkpoint
+from cifar_exp.runtime.signals import Interrupted
+from helpers.cli import run_cli_in_process
 from helpers.compare import assert_same_run, assert_same_tensorboard
 from helpers.interrupt import fit
 from helpers.overrides import TINY
@@ -83,7 +83,7 @@ def test_lookahead_synced_at_the_end_copies_the_average_only_after_the_last_step
 
 def test_a_fractional_epoch_run_counts_its_steps_and_lays_the_schedule_over_them(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(*RECIPE, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = run_cli_in_process(*RECIPE, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert (state["progress"]["epoch"], state["progress"]["step"]) == (3, 8 + 8 + 4)

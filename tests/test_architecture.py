@@ -1,10 +1,6 @@
 """The shape of the code: imports run one way, importing registers nothing, the training step
 is few calls from the entrypoint, and facts about a key live on its schema field."""
 
-import ast
-import json
-import subprocess
-import sys
 import traceback
 from pathlib import Path
 
@@ -12,50 +8,32 @@ import pytest
 import torch
 
 from helpers.cli import run_in_process
+from helpers.imports import PACKAGE, import_graph
 from helpers.overrides import TINY
-from helpers.paths import REPO
 
-PACKAGE = REPO / "src" / "cifar_exp"
 ENTRYPOINTS = {
     "cifar_exp.run",
     "cifar_exp.eval",
     "cifar_exp.predict",
     "cifar_exp.report",
-    "cifar_exp.inspect",
+    "cifar_exp.model_summary",
     "cifar_exp.lr_find",
 }
-# Lower modules that must not reach up into what builds on them.
-FORBIDDEN = {
-    ("cifar_exp.tracking", "cifar_exp.config"),
-    ("cifar_exp.rundir", "cifar_exp.summary"),
-    ("cifar_exp.rundir", "cifar_exp.sweep"),
-    ("cifar_exp.batches", "cifar_exp.datasets"),
-    ("cifar_exp.engine", "cifar_exp.build"),
-    ("cifar_exp.build", "cifar_exp.lifecycle"),
-}
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def import_graph() -> dict[str, set[str]]:
-    """module -> the cifar_exp modules it imports (anywhere in it, functions included)."""
-    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        edges = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                continue
-            edges |= {t for t in targets if t in modules and t != name}
-        graph[name] = edges
-    return graph
+# The package's folders and top-level modules, lowest first: each imports only from the
+# layers below it (and from inside itself). The README's layout section names them.
+LAYERS = [
+    {"errors"},
+    {"registry", "runtime"},
+    {"records"},
+    {"models", "datasets", "components"},
+    {"tracking"},
+    {"config"},
+    {"training", "sweeps"},
+    {"hydra_setup", "lifecycle"},
+    {name.split(".")[1] for name in ENTRYPOINTS} | {"__main__"},
+]
+# Inside a folder: a module that must not reach up into what builds on it.
+FORBIDDEN = {("cifar_exp.training.engine", "cifar_exp.training.build")}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -80,41 +58,52 @@ def test_the_import_graph_has_no_cycle():
     assert cycles(import_graph()) == []
 
 
+def layer(module: str) -> int:
+    """The layer of a module: that of its folder, or its own at the top level."""
+    part = module.split(".")[1] if "." in module else module
+    (found,) = [i for i, names in enumerate(LAYERS) if part in names]
+    return found
+
+
+def upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """The imports that reach into the same layer's other folders, or up."""
+    found = []
+    for module, edges in graph.items():
+        for target in edges:
+            same = module.split(".")[:2] == target.split(".")[:2]
+            if not same and layer(target) >= layer(module):
+                found.append((module, target))
+    return sorted(found)
+
+
 def test_nothing_imports_an_entrypoint_or_reaches_up():
     graph = import_graph()
     importers = {m: sorted(e & ENTRYPOINTS) for m, e in graph.items() if e & ENTRYPOINTS}
     assert importers == {}
+    assert upward(graph) == []
     assert sorted((m, t) for m, edges in graph.items() for t in edges if (m, t) in FORBIDDEN) == []
+
+
+def test_every_folder_has_a_layer_and_an_upward_import_is_found():
+    """The check itself: every folder and top-level module is placed, and a low module that
+    imports a higher one is reported."""
+    graph = import_graph()
+    assert all(layer(module) >= 0 for module in graph if module != "cifar_exp")
+    assert upward({"cifar_exp.records.lock": {"cifar_exp.training.build"}}) == [
+        ("cifar_exp.records.lock", "cifar_exp.training.build")
+    ]
+    assert upward({"cifar_exp.training.build": {"cifar_exp.training.engine"}}) == []
+
+
+def test_the_top_level_holds_few_modules():
+    """Entrypoints and the few modules everything shares; the rest lives in folders."""
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 14, top
 
 
 def test_a_cycle_is_found():
     """The check itself: a graph with a cycle is reported."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
-
-
-def test_importing_every_module_registers_nothing():
-    """Only the entrypoints' setup_hydra() fills Hydra's ConfigStore and our resolvers."""
-    modules = sorted(import_graph())
-    code = f"""
-import importlib, json
-from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
-for name in {modules!r}:
-    importlib.import_module(name)
-stored = sorted(ConfigStore.instance().list(""))
-resolvers = [r for r in ("launch_time", "run_name", "job_dirname") if OmegaConf.has_resolver(r)]
-print(json.dumps([stored, resolvers]))
-from cifar_exp.rundir import setup_hydra
-setup_hydra()
-print(json.dumps([sorted(ConfigStore.instance().list("")), OmegaConf.has_resolver("run_name")]))
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    before, after = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
-    assert not [name for name in before[0] if name.endswith("_schema.yaml")]
-    assert before[1] == []
-    assert "config_schema.yaml" in after[0] and "model_resnet20_schema.yaml" in after[0]
-    assert after[1] is True
 
 
 def test_the_training_step_is_four_calls_from_the_entrypoint(tmp_path, monkeypatch):

@@ -3,26 +3,16 @@ one line naming the key and what to do, a non-zero exit, and nothing written whe
 alone can tell (RunDirGuard's checks)."""
 
 import json
-import os
 import signal
 
 import pytest
 from PIL import Image
 
-from cifar_exp import atomic
 from cifar_exp.errors import UserError
-from helpers.cli import printed_command, run_cli, run_in_process, run_printed
+from helpers.cli import error_lines, output_in_process, run_in_process
 from helpers.compare import snapshot
 from helpers.overrides import TINY
 from helpers.paths import CONF_DIR
-
-
-def error_lines(capfd) -> list[str]:
-    """What a run printed beyond its INFO lines (a refusal before Hydra's job logging starts
-    is printed as a [HYDRA] line); no traceback."""
-    out, err = capfd.readouterr()
-    assert "Traceback" not in out + err
-    return [line for line in (out + err).splitlines() if line and "][INFO]" not in line]
 
 
 def make_images(root, classes, per_class=4):
@@ -79,19 +69,6 @@ def test_eval_on_a_dataset_root_with_other_classes_names_a_key_eval_takes(tmp_pa
     assert "trained on ['a', 'b']" in message and "dataset.num_classes" not in message
 
 
-@pytest.mark.parametrize("module", ["cifar_exp.eval", "cifar_exp.predict"])
-def test_eval_and_predict_from_a_folder_they_cannot_write_in_say_so(tmp_path, module):
-    """Where outputs/ cannot be made (a file is in the way; as root, permissions stop nothing,
-    and a read-only mount gives the same OSError)."""
-    (tmp_path / "outputs").write_text("")
-    extra = ["images=x.png"] if module.endswith("predict") else []
-    proc = run_cli("ckpt=missing", *extra, cwd=tmp_path, module=module)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
-    (line,) = out.strip().splitlines()
-    assert "cannot write to the output directory" in line and "hydra.run.dir=..." in line
-
-
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -116,7 +93,7 @@ def test_a_search_asked_for_no_trials_is_refused_before_its_folder_is_made(
 
 
 def test_too_little_space_refuses_a_start_with_nothing_left_behind(tmp_path, monkeypatch, capfd):
-    monkeypatch.setattr("cifar_exp.checkpoint.free_bytes", lambda folder: 100_000)
+    monkeypatch.setattr("cifar_exp.records.checkpoint.free_bytes", lambda folder: 100_000)
     run_dir = tmp_path / "outputs" / "run"
     assert run_in_process(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path) == 1
     (line,) = error_lines(capfd)
@@ -128,47 +105,17 @@ def test_too_little_space_refuses_a_resume_changing_nothing(tmp_path, monkeypatc
     assert run_in_process(*TINY, "hydra.run.dir=run", cwd=tmp_path) == 0
     before = snapshot(tmp_path / "run")
     capfd.readouterr()
-    monkeypatch.setattr("cifar_exp.checkpoint.free_bytes", lambda folder: 100_000)
+    monkeypatch.setattr("cifar_exp.records.checkpoint.free_bytes", lambda folder: 100_000)
     assert run_in_process("resume=run", "trainer.epochs=2", cwd=tmp_path) == 1
     (line,) = error_lines(capfd)
     assert "only 0.1 MiB free in" in line
     assert snapshot(tmp_path / "run") == before
 
 
-def test_a_full_disk_at_metrics_json_says_how_to_resume_and_that_works(
-    tmp_path, monkeypatch, capfd
-):
-    """The second epoch's metrics.json cannot be written; the printed command, run from a
-    folder with a space and a non-ASCII letter, continues from the first epoch's last.pt."""
-    where = tmp_path / "dír sp ace"
-    where.mkdir()
-    replace, writes = os.replace, []
-
-    def full_at_the_second_metrics(src, dst):
-        if str(dst).endswith("metrics.json"):
-            writes.append(dst)
-            if len(writes) == 2:
-                raise OSError(28, "No space left on device")
-        replace(src, dst)
-
-    monkeypatch.setattr(atomic.os, "replace", full_at_the_second_metrics)
-    assert run_in_process(*TINY, "trainer.epochs=2", "hydra.run.dir=run", cwd=where) == 1
-    monkeypatch.undo()
-    (line,) = error_lines(capfd)
-    run_dir = where / "run"
-    assert f"could not write {run_dir / 'metrics.json'} (the previous one is intact)" in line
-    assert not list(run_dir.glob(".tmp-*"))
-    command = printed_command(line, "then continue with: ")
-    resumed = run_printed(command, cwd=where)
-    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and metrics["final"]
-
-
 def test_a_signal_after_the_run_finished_keeps_it_ok(tmp_path):
     """The stop's record never overwrites an ended run's: a SIGINT as the run ends."""
     from cifar_exp.lifecycle import Job
-    from cifar_exp.manifest import RunManifest
+    from cifar_exp.records.manifest import RunManifest
 
     manifest = RunManifest(tmp_path)
     manifest.start()
@@ -178,3 +125,16 @@ def test_a_signal_after_the_run_finished_keeps_it_ok(tmp_path):
         job.stopped(signal.SIGINT, "stopped at once by SIGINT")
     assert stop.value.code == 130
     assert json.loads((tmp_path / "manifest.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.parametrize("module", ["cifar_exp.eval", "cifar_exp.predict"])
+def test_eval_and_predict_from_a_folder_they_cannot_write_in_say_so(tmp_path, module):
+    """Where outputs/ cannot be made (a file is in the way; as root, permissions stop nothing,
+    and a read-only mount gives the same OSError)."""
+    (tmp_path / "outputs").write_text("")
+    extra = ["images=x.png"] if module.endswith("predict") else []
+    code, output = output_in_process("ckpt=missing", *extra, cwd=tmp_path, module=module)
+    out = output
+    assert code == 1 and "Traceback" not in out, out[-3000:]
+    (line,) = out.strip().splitlines()
+    assert "cannot write to the output directory" in line and "hydra.run.dir=..." in line

@@ -16,17 +16,17 @@ import pytest
 import torch
 from hydra.core.config_store import ConfigStore
 
-from cifar_exp.checkpoint import (
+from cifar_exp.components.guards import NonFiniteLoss, OutOfMemory
+from cifar_exp.errors import UserError
+from cifar_exp.models import MODELS, ModelOptions
+from cifar_exp.models.lenet import LeNet5
+from cifar_exp.records.checkpoint import (
     Checkpointer,
     find_checkpoint,
     load_checkpoint,
     load_states,
 )
-from cifar_exp.errors import UserError
-from cifar_exp.guards import NonFiniteLoss, OutOfMemory
-from cifar_exp.models import MODELS, ModelOptions
-from cifar_exp.models.lenet import LeNet5
-from cifar_exp.signals import Interrupted
+from cifar_exp.runtime.signals import Interrupted
 from helpers.compare import assert_same_run, assert_same_state, assert_same_tensorboard
 from helpers.events import hparams_session, tensorboard_points
 from helpers.overrides import TINY
@@ -76,8 +76,8 @@ def faulty():
 @pytest.fixture
 def run(compose, faulty):
     """run(name, fault, at, *overrides, checkpoint=None): train in-process, 3 epochs of 8 steps."""
-    from cifar_exp.build import ready_trainer
-    from cifar_exp.signals import gate
+    from cifar_exp.runtime.signals import gate
+    from cifar_exp.training.build import ready_trainer
 
     def go(run_dir, fault="none", at=0, *overrides, checkpoint=None):
         cfg = compose(
@@ -219,7 +219,7 @@ def test_out_of_memory_suggests_a_smaller_batch_and_keeps_the_checkpoint(run, tm
 
 def test_too_little_disk_space_is_refused_before_training(run, tmp_path, monkeypatch):
     # A full disk cannot be made in a test; the check reads the real free space through this.
-    monkeypatch.setattr("cifar_exp.checkpoint.free_bytes", lambda folder: 100_000)
+    monkeypatch.setattr("cifar_exp.records.checkpoint.free_bytes", lambda folder: 100_000)
     with pytest.raises(UserError, match=r"only 0.1 MiB free in .*a checkpoint needs about"):
         run(tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()

@@ -3,15 +3,14 @@ exit messages matter, in-process (the same entrypoint) where a run is only looke
 
 import json
 import math
-import re
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cifar_exp.hydra_setup import run_name
 from cifar_exp.models import MODELS
-from cifar_exp.naming import MAX_DIRNAME
-from cifar_exp.rundir import run_name
+from cifar_exp.records.naming import MAX_DIRNAME
 from cifar_exp.tracking import (
     EPOCH_TAGS,
     LAYOUT_TAG,
@@ -19,21 +18,33 @@ from cifar_exp.tracking import (
     STEP_LOSS_TAG,
     STEP_LR_TAG,
 )
-from helpers.cli import run_cli, run_in_process
+from helpers.cli import output_in_process, run_in_process
 from helpers.compare import strip_timing
 from helpers.events import hparams_session, load_events
 from helpers.outputs import manifest
 from helpers.overrides import TINY, TINY_TRAINER
-from helpers.paths import CONF_DIR, group_options
 
 # Models whose whole tiny epoch takes about a second; the others train two steps.
 CHEAP = ("lenet5", "resnet", "resnet20", "airbench")
+# The large ones at a fraction of their size (their full size is built in test_models.py):
+# the same code trains, in a second rather than a minute (WRN-28-10's two steps: 70 s).
+SHRUNK = {
+    "wrn": {"depth": 10, "widen_factor": 1},
+    "densenet_bc": {"depth": 10},
+    "preact_resnet18": {"width": 8},
+    "resnet18": {"width": 8},
+    "vgg": {"width": 8},
+    "mobilenetv2": {"width_mult": 0.25},
+    "airbench": {"widths": [16, 32, 32]},
+}
 
 
 @pytest.mark.parametrize("model", MODELS.names())
 def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
     run_dir = tmp_path / "run"
+    shrunk = SHRUNK.get(model, {})
     overrides = [*TINY, f"model={model}", f"hydra.run.dir={run_dir}"]
+    overrides += [f"model.{key}={value}".replace(" ", "") for key, value in shrunk.items()]
     if model not in CHEAP:  # two steps and one evaluation batch show that it trains
         overrides += [
             "trainer.limit_train_batches=2",
@@ -58,7 +69,7 @@ def test_one_tiny_epoch_per_model_logs_tensorboard_and_metrics(tmp_path, model):
     assert [e.step for e in acc.Scalars("test/acc")] == [1]
     hparams, status = hparams_session(run_dir)
     with torch.device("meta"):
-        net = MODELS.build({"name": model}).eval()
+        net = MODELS.build({"name": model, **shrunk}).eval()
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
             net(torch.zeros(1, 3, 32, 32))
@@ -127,28 +138,6 @@ def test_training_learns_learnable_data(tmp_path):
     assert losses[-1] < losses[0]
 
 
-def test_default_output_dirs_are_per_run_and_relative_to_launch_folder(tmp_path):
-    # Two runs started together from the same folder never share a directory.
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "cifar_exp.run", *TINY, "trainer.epochs=0"]
-    procs = [
-        subprocess.Popen(cmd + extra, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for extra in ([], ["name=baseline"])
-    ]
-    for p in procs:
-        p.communicate(timeout=300)
-        assert p.returncode == 0
-    runs = sorted(p.parent.name for p in tmp_path.glob("outputs/*/*/metrics.json"))
-    assert len(runs) == 2
-    # <time>_<name>_<pid>; by default the name is the overrides typed, without the plumbing.
-    shown = [o for o in TINY if not o.startswith(("device", "trainer.num_threads", "trainer.log"))]
-    typed = "+".join(o.replace("=", "-") for o in shown)
-    named = {re.fullmatch(r"\d\d-\d\d-\d\d_(.+)_\d+", run)[1] for run in runs}
-    assert named == {f"{typed}+trainer.epochs-0", "baseline"}
-
-
 def test_a_run_refused_before_training_adds_no_tensorboard_run_and_can_be_replaced(tmp_path):
     """It said why and exited 1, and has no curves: no empty entry in TensorBoard's lists (a
     sweep's refused job is listed as failed: test_tensorboard.py). Its manifest says failed."""
@@ -196,57 +185,38 @@ def test_run_name_says_what_the_run_is(name, overrides, expected):
     ],
 )
 def test_bad_inputs_exit_nonzero_with_a_clear_message(tmp_path, overrides, message):
-    proc = run_cli(*TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode == 1
-    assert message in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
+    code, output = output_in_process(
+        *TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert code == 1
+    assert message in output
+    assert "Traceback" not in output
 
 
 def test_missing_cifar10_offline_exits_nonzero_and_says_how_to_fix(tmp_path):
-    proc = run_cli(
+    code, output = output_in_process(
         *TINY_TRAINER,
         "dataset.root=nowhere",
         "dataset.download=false",
         f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
     )
-    assert proc.returncode != 0
-    output = proc.stdout + proc.stderr
+    assert code != 0
     assert f"CIFAR-10 is not in {tmp_path / 'nowhere'}" in output  # relative to the launch folder
     assert "Traceback" not in output
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_cuda_without_cuda_is_an_error_not_a_fallback(tmp_path):
-    proc = run_cli(*TINY, "device=cuda", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "device=cuda was asked for but no CUDA GPU is available" in proc.stdout + proc.stderr
-
-
-def test_help_opens_with_the_tools_header_lists_every_group_and_cfg_shows_the_config(tmp_path):
-    help_text = run_cli("--help", cwd=tmp_path).stdout
-    assert help_text.startswith("cifar-exp: train, compare and sweep CNNs on CIFAR-10")
-    assert "powered by Hydra" not in help_text
-    header = help_text[: help_text.index("== Configuration groups ==")]
-    assert "python -m cifar_exp.run hparams_search=optuna" in header
-    assert "tensorboard --logdir outputs" in header and "Outputs: " in header
-    # conf/hydra/ holds options of Hydra's own groups (our sweeper), listed by --hydra-help.
-    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
-    assert len(groups) >= 9
-    for group in groups:
-        assert f"{group}: {', '.join(group_options(group))}\n" in help_text
-    assert (
-        "model: airbench, densenet_bc, lenet5, mobilenetv2, preact_resnet18, resnet," in help_text
+    code, output = output_in_process(
+        *TINY, "device=cuda", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )
-    assert "Models at their defaults (parameters, FLOPs per 32x32 image" in help_text
-    assert "\n  wrn  " in help_text  # its line in that list
-    assert "schema" not in help_text
-    job = run_cli("--cfg", "job", "model=resnet20", "optimizer=sgd", cwd=tmp_path).stdout
-    assert "name: resnet20" in job and "momentum: 0.9" in job
+    assert code != 0
+    assert "device=cuda was asked for but no CUDA GPU is available" in output
 
 
 def test_help_starts_with_the_ways_in_without_cifar10_or_a_network(tmp_path, compose):
-    help_text = run_cli("--help", cwd=tmp_path).stdout
+    help_text = output_in_process("--help", cwd=tmp_path)[1]
     start = help_text[help_text.index("Start with:") : help_text.index("Outputs: ")]
     examples = [
         line.split("#")[0].split()[3:]

@@ -7,7 +7,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from cifar_exp.commands import hydra_value, override, run_command
+from cifar_exp.records.commands import hydra_value, override, run_command
 
 TRICKY = [
     "runs/r sp ace",

@@ -29,8 +29,22 @@ def test_every_option_composes_and_validates(compose, group):
         OmegaConf.to_container(cfg, resolve=True)
 
 
+def test_every_option_composes_beside_other_options_of_every_group(compose):
+    """Every option composes together with non-default options of all the other groups: the
+    k-th composition picks the k-th option of each group (cycling), so each option is seen
+    beside some option of every other group. test_every_pair_of_options_composes (slow)
+    tries every pair."""
+    options = {group: group_options(group) for group in GROUPS}
+    for k in range(max(map(len, options.values()))):
+        cfg = compose([f"{g}={names[k % len(names)]}" for g, names in options.items()])
+        validate(cfg)
+        OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.slow
 def test_every_pair_of_options_composes(compose):
-    """Each option of each group composes with each option of every other group."""
+    """Each option of each group composes with each option of every other group (451
+    compositions: minutes)."""
     for g1, g2 in itertools.combinations(GROUPS, 2):
         for o1, o2 in itertools.product(group_options(g1), group_options(g2)):
             cfg = compose([f"{g1}={o1}", f"{g2}={o2}"])

@@ -3,8 +3,8 @@ import socket
 import pytest
 import torch
 
-from cifar_exp.batches import BatchLoader
 from cifar_exp.datasets import Split, load_dataset
+from cifar_exp.datasets.batches import BatchLoader
 from cifar_exp.errors import UserError
 
 

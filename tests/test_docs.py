@@ -9,92 +9,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
+import torch
+
+from helpers.docs import api_references, needs_docs_tools
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-DOCS_TOOLS = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers", "griffe")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-
-
-def missing_docs_tools() -> list[str]:
-    return [name for name in DOCS_TOOLS if importlib.util.find_spec(name) is None]
-
-
-needs_docs_tools = pytest.mark.skipif(
-    bool(missing_docs_tools()),
-    reason=f"{', '.join(missing_docs_tools())} not importable: pip install -e '.[docs]'",
-)
-
-
-def mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
-        cwd=config.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-    )
-
-
-@needs_docs_tools
-def test_site_builds_strictly_with_its_pages_and_api_reference(tmp_path):
-    proc = mkdocs_build(REPO / "mkdocs.yml", tmp_path / "site")
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    site = tmp_path / "site"
-    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
-    for entry in config["nav"]:
-        (page,) = entry.values()
-        built = site / ("index.html" if page == "index.md" else f"{Path(page).stem}/index.html")
-        assert built.is_file(), f"{page} was not built"
-    for page, module, members in api_references():
-        html = (site / Path(page).stem / "index.html").read_text()
-        names = [module, *(f"{module}.{member}" for member in members)]
-        missing = [name for name in names if f'id="{name}"' not in html]
-        assert not missing, f"the built {page} lacks {', '.join(missing)}"
-    shots = ["dashboard_scalars.png", "dashboard_hparams.png", "dashboard_images.png"]
-    shots += [
-        f"first_sight_{tab}{when}.png" for tab in ("hparams", "scalars") for when in ("_before", "")
-    ]
-    for png in shots:
-        assert (site / png).is_file()
-        assert png in (site / "outputs" / "index.html").read_text()
-
-
-@needs_docs_tools
-def test_the_link_check_turns_a_broken_link_or_anchor_into_an_error(tmp_path):
-    """The site's own validation settings, on two pages with a broken link and anchor."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "index.md").write_text("# Home\n\n[gone](missing.md) and [there](other.md#nowhere)\n")
-    (docs / "other.md").write_text("# Other\n\n## Somewhere\n")
-    validation = yaml.safe_load((REPO / "mkdocs.yml").read_text())["validation"]
-    config = tmp_path / "mkdocs.yml"
-    config.write_text(yaml.safe_dump({"site_name": "check", "validation": validation}))
-    proc = mkdocs_build(config, tmp_path / "site")
-    assert proc.returncode != 0
-    assert "missing.md" in proc.stderr and "nowhere" in proc.stderr, proc.stderr
-
-
-def api_references() -> list[tuple[str, str, list[str]]]:
-    """(page, module, members listed) for every `::: module` directive in docs/."""
-    found = []
-    for page in sorted((REPO / "docs").glob("*.md")):
-        text = page.read_text()
-        for match in re.finditer(r"^::: (\S+)\n((?:    .*\n)*)", text, re.MULTILINE):
-            options = yaml.safe_load(textwrap.dedent(match.group(2))) or {}
-            members = (options.get("options") or {}).get("members") or []
-            found.append((page.name, match.group(1), members))
-    return found
 
 
 @needs_docs_tools
@@ -112,10 +38,9 @@ def test_every_object_the_api_reference_lists_exists():
 
 def load_renderer():
     spec = importlib.util.spec_from_file_location(
-        "render_benchmarks", REPO / "scripts" / "render_benchmarks.py"
+        "render_benchmarks", REPO / "scripts" / "docs" / "render_benchmarks.py"
     )
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -125,7 +50,7 @@ def test_committed_benchmarks_page_is_what_the_results_render():
     committed = (REPO / "docs" / "benchmarks.md").read_text()
     assert committed == rendered, (
         "docs/benchmarks.md differs from docs/benchmarks/*.json: "
-        "run python scripts/render_benchmarks.py"
+        "run python scripts/docs/render_benchmarks.py"
     )
 
 
@@ -137,29 +62,25 @@ def test_every_benchmark_table_names_its_command_machine_and_date():
         commands = [result["command"]] if "command" in result else []
         commands += [run["command"] for run in result.get("runs", [])]
         assert commands, f"{path.name} records no command"
-        section = renderer.provenance(result)
+        section = renderer.page.provenance(result)
         assert result["cpu"]["model"] in section and result["date"] in section
 
 
-def test_a_bench_script_json_renders_with_its_provenance(tmp_path):
-    """What bench_cpu.py writes is what the renderer reads (a dry run: tiny sizes)."""
+def test_a_bench_script_json_renders_with_its_provenance(tmp_path, monkeypatch):
+    """What scripts/bench/cpu.py writes is what the renderer reads (a dry run: tiny sizes,
+    its main() in this process)."""
+    renderer = load_renderer()
     results = tmp_path / "results"
     results.mkdir()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "bench_cpu.py"),
-            *("--dry-run", "--models", "lenet5", "--threads", "1"),
-            *("--json", str(results / "cpu-dry.json")),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    page = load_renderer().render(results)
-    assert "bench_cpu.py --dry-run --models lenet5" in page
+    script = ["scripts/bench/cpu.py", "--dry-run", "--models", "lenet5", "--threads", "1"]
+    monkeypatch.setattr(sys, "argv", [*script, "--json", str(results / "cpu-dry.json")])
+    threads = torch.get_num_threads()
+    try:
+        renderer.cpu.main()
+    finally:
+        torch.set_num_threads(threads)
+    page = renderer.render(results)
+    assert "scripts/bench/cpu.py --dry-run --models lenet5" in page
     assert "**Dry run:**" in page and "**CPU flags** (AVX, AMX, bf16):" in page
     assert "| `lenet5` |" in page and "Fastest per model: `lenet5`" in page
 
@@ -210,7 +131,7 @@ def test_the_resume_page_lists_exactly_the_keys_a_resume_may_change():
     """docs/checkpoints.md names, in one paragraph, the overrides a resume accepts: the keys
     registered as resumable (config.resumable_keys), no more and no fewer."""
     from cifar_exp import config
-    from cifar_exp.rundir import setup_hydra
+    from cifar_exp.hydra_setup import setup_hydra
 
     setup_hydra()
     page = (REPO / "docs" / "checkpoints.md").read_text()

@@ -6,12 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_exp.batches import to_model_input
+from cifar_exp.components.tta import tta_logits
 from cifar_exp.datasets import load_dataset
+from cifar_exp.datasets.batches import to_model_input
 from cifar_exp.errors import UserError
 from cifar_exp.eval import format_per_class, format_table, text_width
-from cifar_exp.tta import tta_logits
-from helpers.cli import run_cli, run_in_process
+from helpers.cli import run_cli_in_process, run_in_process
 from helpers.overrides import TINY, TINY_TRAINER
 from helpers.paths import CONF_DIR
 
@@ -37,7 +37,9 @@ def compose_app():
 
 def test_eval_reports_what_training_measured(trained, tmp_path):
     out = tmp_path / "eval"
-    proc = run_cli(f"ckpt={trained}", f"hydra.run.dir={out}", module="cifar_exp.eval", cwd=tmp_path)
+    proc = run_cli_in_process(
+        f"ckpt={trained}", f"hydra.run.dir={out}", module="cifar_exp.eval", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "eval.json").read_text())
     final = json.loads((trained / "metrics.json").read_text())["final"]
@@ -115,7 +117,9 @@ def test_eval_table_of_a_run_on_long_and_unicode_class_names(tmp_path):
     run = [*TINY_TRAINER, "trainer.log_images=false", *data, f"hydra.run.dir={run_dir}"]
     assert run_in_process(*run, cwd=tmp_path) == 0
     out = tmp_path / "eval"
-    proc = run_cli(f"ckpt={run_dir}", f"hydra.run.dir={out}", module="cifar_exp.eval", cwd=tmp_path)
+    proc = run_cli_in_process(
+        f"ckpt={run_dir}", f"hydra.run.dir={out}", module="cifar_exp.eval", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "eval.json").read_text())
     assert results["classes"] == classes
@@ -126,7 +130,7 @@ def test_eval_table_of_a_run_on_long_and_unicode_class_names(tmp_path):
 
 
 def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path):
-    from cifar_exp.inference import load_trained
+    from cifar_exp.training.inference import load_trained
 
     data = load_dataset({"name": "synthetic", "train_size": 256, "test_size": 128})
     images = tmp_path / "images"
@@ -138,7 +142,7 @@ def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path
     (images / "notes.txt").write_text("not an image, not picked up")
 
     out = tmp_path / "predict"
-    proc = run_cli(
+    proc = run_cli_in_process(
         f"ckpt={trained}",
         f"images={images}",
         "top_k=3",
@@ -166,10 +170,10 @@ def test_predict_any_size_and_mode_preprocessed_as_in_training(trained, tmp_path
 
 
 def test_eval_and_predict_with_test_time_augmentation(trained, tmp_path):
-    from cifar_exp.inference import load_trained
+    from cifar_exp.training.inference import load_trained
 
     out = tmp_path / "eval"
-    proc = run_cli(
+    proc = run_cli_in_process(
         f"ckpt={trained}",
         "tta=flip_translate",
         f"hydra.run.dir={out}",
@@ -190,7 +194,7 @@ def test_eval_and_predict_with_test_time_augmentation(trained, tmp_path):
     image = tmp_path / "images" / "one.png"
     image.parent.mkdir()
     Image.fromarray(data.test.images[0].permute(1, 2, 0).numpy()).save(image)
-    proc = run_cli(
+    proc = run_cli_in_process(
         f"ckpt={trained}",
         f"images={image}",
         "tta=flip",
@@ -239,7 +243,7 @@ def test_eval_of_a_damaged_checkpoint_exits_with_one_message(trained, tmp_path):
     bad = tmp_path / "last.pt"
     data = (trained / "checkpoints" / "last.pt").read_bytes()
     bad.write_bytes(data[: len(data) // 3])
-    proc = run_cli(
+    proc = run_cli_in_process(
         f"ckpt={bad}", f"hydra.run.dir={tmp_path / 'e'}", module="cifar_exp.eval", cwd=tmp_path
     )
     assert proc.returncode == 1

@@ -6,11 +6,11 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from cifar_exp.build import run_hparams
 from cifar_exp.config import validate
 from cifar_exp.errors import UserError
-from cifar_exp.resume import resume_config, saved_config
-from cifar_exp.rundir import run_name
+from cifar_exp.hydra_setup import run_name
+from cifar_exp.training.resume import resume_config, saved_config
+from cifar_exp.training.run_record import run_hparams
 from helpers.paths import group_options
 
 

@@ -10,8 +10,8 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
-from cifar_exp.augment import BatchAugment
-from cifar_exp.pictures import (
+from cifar_exp.datasets.augment import BatchAugment
+from cifar_exp.tracking.pictures import (
     BATCH_TAG,
     MISCLASSIFIED,
     MISCLASSIFIED_TAG,
@@ -175,7 +175,7 @@ def test_image_grid_lays_out_like_torchvisions_make_grid(n):
 def test_many_classes_get_an_unannotated_matrix_and_taller_bars():
     from torch.utils.tensorboard._utils import figure_to_image
 
-    from cifar_exp.pictures import confusion_figure, per_class_figure
+    from cifar_exp.tracking.pictures import confusion_figure, per_class_figure
 
     classes = [f"c{i}" for i in range(100)]  # CIFAR-100: counts would not fit in the cells
     confusion = torch.randint(0, 5, (100, 100))

@@ -166,7 +166,7 @@ def test_the_entrypoint_stops_at_once_with_the_one_line(offline, capfd, override
 
 def test_a_run_on_pretrained_weights_resumes_and_evaluates_without_them(offline, compose):
     """The checkpoint brings the weights: once trained, the cached file is not needed."""
-    from cifar_exp.inference import load_trained
+    from cifar_exp.training.inference import load_trained
 
     cached = offline / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     cached.parent.mkdir(parents=True)

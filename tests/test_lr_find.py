@@ -1,18 +1,20 @@
-"""`python -m cifar_exp.lr_find`: Smith's range test on synthetic data, in a real process;
-its curve checked against training replayed at the lrs it wrote."""
+"""`python -m cifar_exp.lr_find`: Smith's range test on synthetic data, the entrypoint run in
+process; its curve checked against training replayed at the lrs it wrote, and the command it
+prints run as printed."""
 
 import json
 import math
 import re
+import shlex
 
 import pytest
 from PIL import Image
 
-from cifar_exp.build import build_trainer
 from cifar_exp.config import LrFindOptions
 from cifar_exp.errors import UserError
 from cifar_exp.lr_find import range_test, sweep_config
-from helpers.cli import printed_command, run_cli, run_printed
+from cifar_exp.training.build import build_trainer
+from helpers.cli import printed_command, run_cli_in_process, run_in_process
 from helpers.compare import snapshot
 from helpers.overrides import TINY
 
@@ -33,7 +35,7 @@ def test_the_range_test_writes_the_curve_it_measured_and_a_suggestion_in_range(
     tmp_path, compose_tool
 ):
     out = tmp_path / "lr"
-    proc = run_cli(*TYPED, f"hydra.run.dir={out}", cwd=tmp_path, module=LR_FIND)
+    proc = run_cli_in_process(*TYPED, f"hydra.run.dir={out}", cwd=tmp_path, module=LR_FIND)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "lr_find.json").read_text())
     options = LrFindOptions(**result["options"])
@@ -87,8 +89,9 @@ def test_the_range_test_writes_the_curve_it_measured_and_a_suggestion_in_range(
         f"python -m cifar_exp.run debug=tiny dataset.train_size=512 optimizer.lr={lrs[best]:.3g}"
     )
     assert not (tmp_path / "outputs").exists()  # no run folder was made
-    trained = run_printed(command, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    program, *overrides = shlex.split(command.removeprefix("python -m "))
+    assert program == "cifar_exp.run"
+    assert run_in_process(*overrides, cwd=tmp_path) == 0
     (run_dir,) = (tmp_path / "outputs").glob("*/*")
     config = (run_dir / ".hydra" / "config.yaml").read_text()
     assert f"lr: {float(f'{lrs[best]:.3g}')}" in config
@@ -96,7 +99,7 @@ def test_the_range_test_writes_the_curve_it_measured_and_a_suggestion_in_range(
 
 def test_a_misspelled_option_is_hydras_one_line_and_a_nonzero_exit(tmp_path):
     out = tmp_path / "lr"
-    proc = run_cli(
+    proc = run_cli_in_process(
         *TINY, "lr_find.num_stepz=5", f"hydra.run.dir={out}", cwd=tmp_path, module=LR_FIND
     )
     output = proc.stdout + proc.stderr

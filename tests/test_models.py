@@ -2,10 +2,10 @@ import pytest
 import torch
 import yaml
 
-from cifar_exp.build import build_trainer, continue_from
-from cifar_exp.checkpoint import load_checkpoint
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
+from cifar_exp.records.checkpoint import load_checkpoint
+from cifar_exp.training.build import build_trainer, continue_from
 from helpers.compare import assert_same_state
 from helpers.overrides import TINY
 

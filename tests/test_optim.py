@@ -6,13 +6,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from cifar_exp.checkpoint import load_checkpoint
+from cifar_exp.components.optim import OPTIMIZERS, SCHEDULERS, parameter_kinds
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
-from cifar_exp.optim import OPTIMIZERS, SCHEDULERS, parameter_kinds
-from helpers.cli import run_cli
-from helpers.compare import assert_same_state
+from helpers.cli import output_in_process
 from helpers.overrides import TINY
 
 
@@ -247,13 +245,24 @@ def test_muon_trains_the_conv_filters_and_passes_the_rest_on(rest):
 
 
 def test_muon_steps_channels_last_filters_as_contiguous_ones():
-    """The matrix view orders a channels_last filter's columns differently; the step is the same."""
+    """The matrix view orders a channels_last filter's columns differently; the step is the
+    same. Both optimizers get the same gradients (the contiguous net's), so what is compared is
+    the step alone: the convolutions themselves round differently in the two layouts, by an
+    amount that depends on torch's thread count."""
     nets = [small_convnet(), small_convnet().to(memory_format=torch.channels_last)]
     assert nets[1][3].weight.is_contiguous(memory_format=torch.channels_last)
-    for net in nets:
-        train_steps(net, OPTIMIZERS.build(MUON, net), 3)
+    optimizers = [OPTIMIZERS.build(MUON, net) for net in nets]
+    images, labels = batch()
+    for _ in range(3):
+        for net, opt in zip(nets, optimizers, strict=True):
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(net(images), labels).backward()
+        for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+            b.grad.copy_(a.grad)  # in place: Muon's matrix views of the filters see it
+        for opt in optimizers:
+            opt.step()
     for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_muon_under_a_grad_scaler_steps_as_without_one():
@@ -332,23 +341,9 @@ def test_bad_optimizer_and_schedule_values_get_one_line(compose, overrides, mess
     ],
 )
 def test_bad_values_stop_the_entrypoint(tmp_path, overrides, message):
-    proc = run_cli(*TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode == 1
-    assert message in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-
-
-@pytest.mark.slow  # three runs of the entrypoint
-def test_a_muon_run_resumed_from_its_checkpoint_ends_bitwise_like_one_run(tmp_path):
-    """Through the entrypoint: one epoch, resumed for a second, equals two epochs straight."""
-    muon = [*TINY, "optimizer=muon", "optimizer.weight_decay=0.01", "optimizer.rest=sgd"]
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    for run_dir, epochs in ((straight, 2), (resumed, 1)):
-        proc = run_cli(*muon, f"trainer.epochs={epochs}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = run_cli(f"resume={resumed}", "trainer.epochs=2", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ref, got = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, resumed))
-    assert set(ref["optimizer"]) == {"muon", "rest"} and ref["optimizer"]["muon"]["state"]
-    for part in ("model", "optimizer", "scheduler", "progress"):
-        assert_same_state(ref[part], got[part])
+    code, output = output_in_process(
+        *TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert code == 1
+    assert message in output
+    assert "Traceback" not in output

@@ -8,19 +8,27 @@ import torch
 from torch import nn
 
 from cifar_exp.config import validate
-from cifar_exp.device import use_channels_last
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.precision import (
+from cifar_exp.runtime.device import use_channels_last
+from cifar_exp.training.precision import (
     AUTOCAST_DTYPES,
     Precision,
     choose_precision,
     read_cpu_flags,
 )
-from helpers.cli import run_cli, run_in_process
+from helpers.cli import output_in_process, run_in_process
 from helpers.events import load_events
 from helpers.overrides import TINY
 
 CPU = torch.device("cpu")
+
+
+def run_and_read(tmp_path, *overrides):
+    """Run in process and read back its curves and metrics.json."""
+    run_dir = tmp_path / "run"
+    overrides = [*TINY, *overrides, f"hydra.run.dir={run_dir}"]
+    assert run_in_process(*overrides, cwd=tmp_path) == 0
+    return load_events(run_dir), json.loads((run_dir / "metrics.json").read_text())
 
 
 def test_bf16_autocasts_the_forward_pass_on_cpu():
@@ -49,19 +57,6 @@ def test_channels_last_converts_weights_and_incoming_batches():
     assert probe.layouts == [True]
 
 
-def test_fp16_on_cpu_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="fp16 needs a CUDA GPU"):
-        Precision("fp16", CPU)
-    proc = run_cli(
-        *TINY, "trainer.precision=fp16", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
-    )
-    assert proc.returncode != 0
-    output = proc.stdout + proc.stderr
-    assert "trainer.precision=fp16 needs a CUDA GPU but the run is on cpu" in output
-    assert "use trainer.precision=bf16" in output
-    assert "Traceback" not in output
-
-
 def test_unknown_compile_mode_is_a_clear_error(compose):
     with pytest.raises(ConfigError, match="trainer.compile_mode must be one of default, "):
         validate(compose(["trainer.compile=true", "trainer.compile_mode=fastest"]))
@@ -71,56 +66,6 @@ def test_unknown_tta_mode_is_a_clear_error(compose):
     validate(compose(["trainer.tta=flip_translate"]))
     with pytest.raises(ConfigError, match="trainer.tta must be one of none, flip, flip_translate"):
         validate(compose(["trainer.tta=mirror"]))
-
-
-def run_and_read(tmp_path, *overrides, fresh_process=False):
-    """Run and read back its curves and metrics.json; in a new process when `fresh_process`."""
-    run_dir = tmp_path / "run"
-    overrides = [*TINY, *overrides, f"hydra.run.dir={run_dir}"]
-    if fresh_process:
-        proc = run_cli(*overrides, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    else:
-        assert run_in_process(*overrides, cwd=tmp_path) == 0
-    return load_events(run_dir), json.loads((run_dir / "metrics.json").read_text())
-
-
-def test_bf16_channels_last_trains_the_seed_resnet_and_logs_throughput_and_memory(tmp_path):
-    acc, metrics = run_and_read(
-        tmp_path,
-        "model=resnet",
-        "trainer.precision=bf16",
-        "trainer.channels_last=true",
-        "trainer.limit_train_batches=2",
-        "dataset.test_size=64",
-    )
-    for tag in ("train/loss", "test/acc", "train/images_per_s", "train/peak_mem_mb"):
-        (event,) = acc.Scalars(tag)
-        assert math.isfinite(event.value) and event.value >= 0, tag
-    epoch = metrics["epochs"][0]
-    assert epoch["images_per_s"] > 0
-    assert epoch["peak_mem_mb"] > 50  # the process's peak RSS: torch alone is more
-    assert "compile_s" not in epoch
-    assert metrics["final"]["test_acc"] == pytest.approx(acc.Scalars("test/acc")[0].value)
-
-
-def test_compile_reports_compile_time_apart_from_throughput(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # a cold start
-    acc, metrics = run_and_read(
-        tmp_path,
-        "trainer.compile=true",
-        "trainer.epochs=2",
-        "dataset.train_size=64",
-        "dataset.test_size=32",
-        "trainer.eval_batch_size=32",
-        fresh_process=True,  # a cold compile: nothing compiled earlier in this process helps
-    )
-    first, second = metrics["epochs"]
-    # Compiling takes seconds; two compiled LeNet5 steps take milliseconds.
-    assert first["compile_s"] > 1 and first["compile_s"] > 10 * 64 / second["images_per_s"]
-    assert "compile_s" not in second
-    assert [e.step for e in acc.Scalars("train/compile_s")] == [1]
-    assert math.isfinite(metrics["final"]["test_loss"])
 
 
 @pytest.mark.parametrize(
@@ -163,3 +108,35 @@ def test_precision_says_when_it_is_the_default(compose):
     default = compose([]).trainer.precision
     assert Precision(default, CPU).reason == f"trainer.precision={default} (the default)"
     assert Precision("bf16", CPU).reason == "trainer.precision=bf16 was set"
+
+
+def test_fp16_on_cpu_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="fp16 needs a CUDA GPU"):
+        Precision("fp16", CPU)
+    code, output = output_in_process(
+        *TINY, "trainer.precision=fp16", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert code != 0
+    output = output
+    assert "trainer.precision=fp16 needs a CUDA GPU but the run is on cpu" in output
+    assert "use trainer.precision=bf16" in output
+    assert "Traceback" not in output
+
+
+def test_bf16_channels_last_trains_the_seed_resnet_and_logs_throughput_and_memory(tmp_path):
+    acc, metrics = run_and_read(
+        tmp_path,
+        "model=resnet",
+        "trainer.precision=bf16",
+        "trainer.channels_last=true",
+        "trainer.limit_train_batches=2",
+        "dataset.test_size=64",
+    )
+    for tag in ("train/loss", "test/acc", "train/images_per_s", "train/peak_mem_mb"):
+        (event,) = acc.Scalars(tag)
+        assert math.isfinite(event.value) and event.value >= 0, tag
+    epoch = metrics["epochs"][0]
+    assert epoch["images_per_s"] > 0
+    assert epoch["peak_mem_mb"] > 50  # the process's peak RSS: torch alone is more
+    assert "compile_s" not in epoch
+    assert metrics["final"]["test_acc"] == pytest.approx(acc.Scalars("test/acc")[0].value)

@@ -4,10 +4,10 @@ import pytest
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from cifar_exp.components.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.datasets import DATASETS
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
-from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.registry import Options, Registry, require
 from helpers.paths import group_options
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from cifar_exp.augment import (
+from cifar_exp.datasets import Split
+from cifar_exp.datasets.augment import (
     BatchAugment,
     BatchMix,
     PerImagePolicy,
@@ -18,11 +19,10 @@ from cifar_exp.augment import (
     image_seed,
     policy_transform,
 )
-from cifar_exp.batches import BatchLoader
-from cifar_exp.checkpoint import load_checkpoint
-from cifar_exp.datasets import Split
+from cifar_exp.datasets.batches import BatchLoader
 from cifar_exp.errors import ConfigError
-from cifar_exp.signals import Interrupted
+from cifar_exp.records.checkpoint import load_checkpoint
+from cifar_exp.runtime.signals import Interrupted
 from helpers.compare import assert_same_run, assert_same_tensorboard
 from helpers.interrupt import fit
 from helpers.overrides import TINY
@@ -201,7 +201,7 @@ def test_mix_probability_and_switch_follow_timms_convention():
 
 
 def test_soft_targets_train_with_label_smoothing_and_count_the_dominant_label():
-    from cifar_exp.engine import Progress
+    from cifar_exp.training.engine import Progress
 
     progress = Progress(torch.device("cpu"))
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])

@@ -7,7 +7,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from helpers.cli import run_cli, run_in_process
+from helpers.cli import run_in_process
 from helpers.outputs import job_dirs
 from helpers.overrides import TINY, TINY_TRAINER
 
@@ -40,15 +40,6 @@ def test_the_interval_is_respected_and_zero_turns_the_lines_off(tmp_path):
     text = run_log(tmp_path / "off", *LONGER, "trainer.log_interval_s=0")
     assert "a progress line never (trainer.log_interval_s)" in text
     assert not re.search(r"batch \d+/64", text)
-
-
-def test_a_redirected_run_logs_progress_lines(tmp_path):
-    """A real process with its output in a pipe, as with `> train.log 2>&1`."""
-    interval = ["trainer.progress_bar=true", "trainer.log_interval_s=0.02"]
-    proc = run_cli(*LONGER, *interval, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "no progress bar (stdout is not a terminal)" in proc.stdout
-    assert re.search(r"epoch 1/1  batch \d+/64  \d+ img/s", proc.stdout)
 
 
 def test_a_negative_interval_is_refused(tmp_path):

@@ -8,27 +8,67 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cifar_exp.naming import MAX_DIRNAME, job_dirname
-from cifar_exp.sweep import available_cpus, threads_per_job
-from helpers.cli import run_cli, run_in_process
+from cifar_exp.records.naming import MAX_DIRNAME, job_dirname
+from cifar_exp.sweeps.jobs import available_cpus, threads_per_job
+from helpers.cli import output_in_process, run_in_process
 from helpers.events import hparams_session, load_events
 from helpers.outputs import final_metrics, job_dirs, manifest, read_csv
 from helpers.overrides import TINY
 from helpers.plugins import needs_plugin
 
-# TINY without its thread count, for launchers that choose threads per job themselves.
-TINY_ANY_THREADS = [*TINY, "trainer.num_threads=0"]
+
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory) -> Path:
+    """Six jobs to report on; Hydra's basic launcher runs them in-process."""
+    sweep_dir = tmp_path_factory.mktemp("seeds") / "sweep"
+    overrides = ["trainer.seed=0,1,2", "optimizer.lr=1e-3,3e-3", f"hydra.sweep.dir={sweep_dir}"]
+    assert run_in_process("-m", *TINY, *overrides, cwd=sweep_dir.parent) == 0
+    return sweep_dir
 
 
-def sweep(tmp_path: Path, *overrides: str, timeout: int = 300) -> tuple[Path, str]:
-    """Run `python -m cifar_exp.run -m ...` into tmp_path/sweep; return the folder and output."""
+def sweep(tmp_path: Path, *overrides: str) -> tuple[Path, str]:
+    """`python -m cifar_exp.run -m ...` into tmp_path/sweep, in process (Hydra's basic launcher
+    runs the jobs one after the other here); the folder and what it printed."""
     sweep_dir = tmp_path / "sweep"
-    proc = run_cli(
-        "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, timeout=timeout
+    code, output = output_in_process(
+        "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path
     )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
+    assert code == 0, output[-3000:]
     return sweep_dir, output
+
+
+def test_seed_groups_report_mean_std_and_n(seed_sweep):
+    groups = {g["overrides"]: g for g in read_csv(seed_sweep / "seeds.csv")}
+    assert set(groups) == {"optimizer.lr=0.001", "optimizer.lr=0.003"}
+    for name, group in groups.items():
+        accs = [
+            final_metrics(d)["test_acc"]
+            for d in job_dirs(seed_sweep)
+            if name in (d / ".hydra" / "overrides.yaml").read_text()
+        ]
+        assert len(accs) == 3
+        assert int(group["n"]) == 3 and group["seeds"] == "0 1 2"
+        assert float(group["test_acc_mean"]) == pytest.approx(statistics.fmean(accs))
+        assert float(group["test_acc_std"]) == pytest.approx(statistics.stdev(accs))
+    md = (seed_sweep / "summary.md").read_text()
+    assert "By seed" in md and " ± " in md
+
+
+def test_job_dirname_keeps_swept_keys_and_stays_short(monkeypatch):
+    monkeypatch.setenv("CIFAR_EXP_SWEPT_KEYS", "model,dataset.root")
+    overrides = ["trainer.epochs=3", "model=resnet", "dataset.root=/data/cifar"]
+    assert job_dirname(4, overrides) == "4_model=resnet,dataset.root=-data-cifar"
+    monkeypatch.delenv("CIFAR_EXP_SWEPT_KEYS")
+    assert job_dirname(4, overrides).startswith("4_trainer.epochs=3,model=resnet")
+    assert len(job_dirname(1, [f"k{i}=value" for i in range(50)])) == MAX_DIRNAME
+
+
+def test_threads_per_job_keeps_jobs_times_threads_within_cores():
+    cpus = available_cpus()
+    assert threads_per_job({"n_jobs": 2}) == max(1, cpus // 2)
+    assert threads_per_job({"n_jobs": -1}) == 1
+    assert threads_per_job({"cpus_per_task": 3}) == 3
+    assert threads_per_job({}) is None
 
 
 def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
@@ -106,106 +146,30 @@ def test_failing_jobs_are_recorded_and_the_others_finish(tmp_path):
     assert "Traceback" not in logs["failed: optimizer.lr must be >"]
 
 
-@pytest.fixture(scope="module")
-def seed_sweep(tmp_path_factory) -> Path:
-    """Six jobs to report on; Hydra's basic launcher runs them in-process."""
-    sweep_dir = tmp_path_factory.mktemp("seeds") / "sweep"
-    overrides = ["trainer.seed=0,1,2", "optimizer.lr=1e-3,3e-3", f"hydra.sweep.dir={sweep_dir}"]
-    assert run_in_process("-m", *TINY, *overrides, cwd=sweep_dir.parent) == 0
-    return sweep_dir
-
-
-def test_seed_groups_report_mean_std_and_n(seed_sweep):
-    groups = {g["overrides"]: g for g in read_csv(seed_sweep / "seeds.csv")}
-    assert set(groups) == {"optimizer.lr=0.001", "optimizer.lr=0.003"}
-    for name, group in groups.items():
-        accs = [
-            final_metrics(d)["test_acc"]
-            for d in job_dirs(seed_sweep)
-            if name in (d / ".hydra" / "overrides.yaml").read_text()
-        ]
-        assert len(accs) == 3
-        assert int(group["n"]) == 3 and group["seeds"] == "0 1 2"
-        assert float(group["test_acc_mean"]) == pytest.approx(statistics.fmean(accs))
-        assert float(group["test_acc_std"]) == pytest.approx(statistics.stdev(accs))
-    md = (seed_sweep / "summary.md").read_text()
-    assert "By seed" in md and " ± " in md
-
-
 def test_report_plots_every_job_and_prints_the_table(seed_sweep, tmp_path):
     import matplotlib.image
 
     out = tmp_path / "plot.png"
-    proc = run_cli(str(seed_sweep), "--out", str(out), module="cifar_exp.report", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, output = output_in_process(
+        str(seed_sweep), "--out", str(out), module="cifar_exp.report", cwd=tmp_path
+    )
+    assert code == 0, output[-3000:]
     height, width, _ = matplotlib.image.imread(out).shape
     assert width > 800 and height > 300
-    assert "| job | overrides |" in proc.stdout and "By seed" in proc.stdout
+    assert "| job | overrides |" in output and "By seed" in output
 
     one_run = job_dirs(seed_sweep)[0]
-    proc = run_cli(str(one_run), module="cifar_exp.report", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, output = output_in_process(str(one_run), module="cifar_exp.report", cwd=tmp_path)
+    assert code == 0, output[-3000:]
     assert (one_run / "report.png").stat().st_size > 0
 
 
 def test_report_on_a_folder_without_runs_says_what_to_give(tmp_path):
-    proc = run_cli(str(tmp_path), module="cifar_exp.report", cwd=tmp_path)
-    assert proc.returncode == 1
-    assert f"no runs in {tmp_path}: give a run folder" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    code, output = output_in_process(str(tmp_path), module="cifar_exp.report", cwd=tmp_path)
+    assert code == 1
+    assert f"no runs in {tmp_path}: give a run folder" in output
+    assert "Traceback" not in output
     assert not (tmp_path / "report.png").exists()
-
-
-def test_job_dirname_keeps_swept_keys_and_stays_short(monkeypatch):
-    monkeypatch.setenv("CIFAR_EXP_SWEPT_KEYS", "model,dataset.root")
-    overrides = ["trainer.epochs=3", "model=resnet", "dataset.root=/data/cifar"]
-    assert job_dirname(4, overrides) == "4_model=resnet,dataset.root=-data-cifar"
-    monkeypatch.delenv("CIFAR_EXP_SWEPT_KEYS")
-    assert job_dirname(4, overrides).startswith("4_trainer.epochs=3,model=resnet")
-    assert len(job_dirname(1, [f"k{i}=value" for i in range(50)])) == MAX_DIRNAME
-
-
-def test_threads_per_job_keeps_jobs_times_threads_within_cores():
-    cpus = available_cpus()
-    assert threads_per_job({"n_jobs": 2}) == max(1, cpus // 2)
-    assert threads_per_job({"n_jobs": -1}) == 1
-    assert threads_per_job({"cpus_per_task": 3}) == 3
-    assert threads_per_job({}) is None
-
-
-@needs_plugin("hydra_plugins.hydra_joblib_launcher")
-def test_joblib_launcher_runs_jobs_side_by_side_with_divided_threads(tmp_path):
-    # The default sweep folder: workers are other processes and must resolve it the same way.
-    proc = run_cli(
-        "-m",
-        *TINY_ANY_THREADS,
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "optimizer.lr=1e-3,3e-3",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
-    rows = read_csv(sweep_dir / "summary.csv")
-    assert sorted(r["overrides"] for r in rows) == ["optimizer.lr=0.001", "optimizer.lr=0.003"]
-    assert all(r["status"] == "ok" for r in rows)
-    threads = max(1, available_cpus() // 2)
-    for job_dir in job_dirs(sweep_dir):
-        assert f"{threads} CPU thread(s) for this job" in (job_dir / "run.log").read_text()
-
-
-@needs_plugin("hydra_plugins.hydra_submitit_launcher")
-def test_submitit_local_launcher_runs_the_sweep(tmp_path):
-    sweep_dir, _ = sweep(
-        tmp_path,
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=5",
-        "optimizer.lr=1e-3,-1",
-    )
-    rows = {int(r["job"]): r for r in read_csv(sweep_dir / "summary.csv")}
-    assert rows[0]["status"] == "ok" and float(rows[0]["test_acc"]) > 0
-    assert rows[1]["status"] == "failed: optimizer.lr must be > 0, got -1.0"
-    assert [p.name for p in job_dirs(sweep_dir)] == ["0_optimizer.lr=0.001", "1_optimizer.lr=-1"]
 
 
 @needs_plugin("optuna")
@@ -240,9 +204,11 @@ def test_optuna_search_optimizes_validation_accuracy_and_goes_on_after_a_failed_
 
 def test_a_sweep_in_which_every_job_failed_exits_non_zero_with_one_line(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = run_cli("-m", *TINY, "optimizer.lr=-1,-2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 1, output[-3000:]
+    code, output = output_in_process(
+        "-m", *TINY, "optimizer.lr=-1,-2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path
+    )
+    output = output
+    assert code == 1, output[-3000:]
     assert "every job of the sweep failed (2 job(s)) (see the status column above)" in output
     assert "Traceback" not in output
     assert len(read_csv(sweep_dir / "summary.csv")) == 2  # the summary is still written

@@ -6,12 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,62 +13,21 @@ from omegaconf import OmegaConf
 
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.tracking import EPOCH_TAGS, STEP_TAGS, TIMING_TAGS, RunTracker
-from helpers.cli import run_cli, run_in_process, start_run
-from helpers.compare import TIMING_KEYS
+from cifar_exp.tracking import EPOCH_TAGS, STEP_TAGS, RunTracker
+from helpers.cli import output_in_process, run_in_process
 from helpers.events import load_events
 from helpers.outputs import job_dirs, manifest, read_csv
 from helpers.overrides import TINY
-from helpers.plugins import needs_plugin
 
 mlflow = pytest.importorskip("mlflow", reason='the MLflow tests need pip install -e ".[mlflow]"')
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-# 32 steps an epoch, 4 epochs: long enough to be killed in the middle of one.
-LONG = [*TINY, "dataset.train_size=1024", "trainer.epochs=4"]
-MLFLOW = "tracker=[tensorboard,mlflow]"
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    """One SQLite store for the module (creating its tables takes seconds); each test logs
-    into its own experiment."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-def mlflow_args(store: str, experiment: str) -> list[str]:
-    return [
-        MLFLOW,
-        f"tracker.mlflow.tracking_uri={store}",
-        f"tracker.mlflow.experiment={experiment}",
-    ]
-
-
-def runs_of(store: str, experiment: str) -> list:
-    client = MlflowClient(tracking_uri=store)
-    found = client.get_experiment_by_name(experiment)
-    return [] if found is None else client.search_runs([found.experiment_id])
-
-
-def history(store: str, run_id: str, tag: str) -> list[tuple[int, float]]:
-    points = MlflowClient(tracking_uri=store).get_metric_history(run_id, tag)
-    return sorted((m.step, m.value) for m in points)
-
-
-def assert_epochs_as_in_metrics_json(store: str, run, run_dir: Path, timings: bool = True) -> None:
-    """Every per-epoch value of metrics.json in the run, once per epoch, and nothing more."""
-    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
-    for key, tag in EPOCH_TAGS.items():
-        if tag in TIMING_TAGS and not timings:
-            continue
-        expected = [(e["epoch"], e[key]) for e in epochs if key in e]
-        assert history(store, run.info.run_id, tag) == expected, tag
-
-
-def assert_no_step_twice(store: str, run) -> None:
-    for tag in run.data.metrics:
-        steps = [s for s, _ in history(store, run.info.run_id, tag)]
-        assert steps == sorted(set(steps)), f"{tag}: {steps}"
+from helpers.mlflow_store import (  # noqa: E402 (after the skip above)
+    MLFLOW,
+    assert_epochs_as_in_metrics_json,
+    mlflow_args,
+    runs_of,
+)
 
 
 def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_their_statuses(store, tmp_path):
@@ -150,81 +103,6 @@ def test_the_pictures_go_to_mlflow_as_image_artifacts(store, tmp_path):
     assert set(images) == {name.split("/", 1)[1].rsplit("/", 1)[0] for name in expected}
 
 
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stdout.read()}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
-def epochs_logged(run_dir: Path) -> int:
-    try:
-        return len(json.loads((run_dir / "metrics.json").read_text())["epochs"])
-    except (OSError, ValueError):
-        return 0
-
-
-def test_a_run_killed_mid_epoch_and_resumed_is_one_mlflow_run_without_a_step_twice(store, tmp_path):
-    reference = tmp_path / "reference"
-    assert run_in_process(*LONG, f"hydra.run.dir={reference}", cwd=tmp_path) == 0
-    run_dir = tmp_path / "run"
-    # Checkpoints every 2 epochs: killed in epoch 4, the run has logged epoch 3 into MLflow
-    # beyond its checkpoint (epoch 2), which the resumed attempt trains and logs again.
-    args = [*LONG, "trainer.checkpoint_every=2", *mlflow_args(store, "resume")]
-    proc = start_run(*args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    wait_for(lambda: epochs_logged(run_dir) >= 3, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    (killed,) = runs_of(store, "resume")
-    assert killed.info.status == "RUNNING"  # killed: nobody could say otherwise
-    assert (
-        max(
-            m.step for m in MlflowClient(store).get_metric_history(killed.info.run_id, "train/loss")
-        )
-        == 3
-    )
-
-    assert run_in_process(f"resume={run_dir}", cwd=tmp_path) == 0
-    (run,) = runs_of(store, "resume")
-    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
-    assert manifest(run_dir)["tracker_runs"] == {"mlflow": run.info.run_id}
-    assert_no_step_twice(store, run)
-    assert_epochs_as_in_metrics_json(store, run, reference, timings=False)
-    final = json.loads((reference / "metrics.json").read_text())["final"]
-    for key, value in final.items():
-        if key not in TIMING_KEYS:
-            assert run.data.metrics[f"final/{key}"] == value, key
-
-
-def test_a_continued_sweep_logs_into_the_same_child_runs(store, tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    args = [
-        "-m",
-        *TINY,
-        "dataset.train_size=1024",
-        "trainer.epochs=2",
-        "optimizer.lr=1e-3,2e-3",
-        *mlflow_args(store, "continued"),
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-    proc = start_run(*args, cwd=tmp_path)
-    wait_for(lambda: bool(list(sweep_dir.glob("1_*/checkpoints/last.pt"))), proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    before = {r.data.tags.get("run_dir"): r.info.run_id for r in runs_of(store, "continued")}
-    assert len(before) == 3  # the parent and two jobs
-
-    assert run_in_process(*args, cwd=tmp_path) == 0
-    runs = runs_of(store, "continued")
-    assert {r.data.tags.get("run_dir"): r.info.run_id for r in runs} == before
-    assert all(r.info.status == "FINISHED" for r in runs)
-    for job in job_dirs(sweep_dir):
-        (run,) = [r for r in runs if r.data.tags.get("run_dir") == str(job)]
-        assert_no_step_twice(store, run)
-        assert_epochs_as_in_metrics_json(store, run, job, timings=False)
-
-
 def csv_points(run_dir: Path) -> dict[tuple[str, int], float]:
     rows = read_csv(run_dir / "metrics.csv")
     points = {}
@@ -258,20 +136,6 @@ def test_metrics_csv_holds_the_points_of_metrics_json_once_across_a_resume(tmp_p
     assert steps == sorted(set(steps)) and steps[-1] == 3 * 8
     epoch_steps = {int(r["epoch"]): int(r["step"]) for r in rows if r["tag"] == "train/loss"}
     assert epoch_steps == {1: 8, 2: 16, 3: 24}
-
-
-def test_a_tracker_that_cannot_be_used_is_one_line_before_training(tmp_path):
-    (tmp_path / "file").write_text("")
-    uri = f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}"  # under a file: cannot be created
-    proc = run_cli(*TINY, MLFLOW, f"tracker.mlflow.tracking_uri={uri}", cwd=tmp_path)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out[-3000:]
-    (line,) = [x for x in out.splitlines() if "tracker.mlflow cannot use the tracking store" in x]
-    assert uri in line and "fix tracker.mlflow.tracking_uri=" in line
-    assert "Traceback" not in out and "epoch 1/1" not in out
-    # A URI MLflow has no store for: the same line, from the same place.
-    with pytest.raises(UserError, match=r"^tracker.mlflow cannot use the tracking store nosuch:"):
-        RunTracker(tmp_path, {}, trackers={"mlflow": {"tracking_uri": "nosuch://x"}})
 
 
 def test_the_tracker_group_takes_a_list_and_checks_its_values(compose):
@@ -308,23 +172,6 @@ def test_a_tracker_failing_mid_run_warns_once_and_the_others_go_on(store, tmp_pa
     ]
 
 
-def test_under_torchrun_only_rank_0_writes_to_mlflow(store, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-        + ["-m", "cifar_exp.run", *TINY, *mlflow_args(store, "torchrun")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    (run,) = runs_of(store, "torchrun")
-    assert run.info.status == "FINISHED"
-    assert_no_step_twice(store, run)
-    assert math.isfinite(run.data.metrics["final/test_acc"])
-
-
 def test_wandb_offline_keeps_its_run_id_across_a_resume(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason='the W&B test needs pip install -e ".[wandb]"')
     from cifar_exp.tracking.wandb_writer import wandb_run_id
@@ -352,18 +199,17 @@ def test_wandb_offline_keeps_its_run_id_across_a_resume(tmp_path, monkeypatch):
     }, media
 
 
-@pytest.mark.slow
-@needs_plugin("hydra_plugins.hydra_joblib_launcher")
-def test_jobs_side_by_side_open_a_new_store_and_share_one_parent_run(tmp_path):
-    """Three joblib workers at once into a store none of them created: MLflow creates a new
-    store's tables on first use, which they must not do at the same time."""
-    store = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
-    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]
-    args = ["-m", *TINY, "optimizer.lr=1e-3,2e-3,3e-3", *launcher, *mlflow_args(store, "joblib")]
-    proc = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    runs = runs_of(store, "joblib")
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(runs) == 4 and len(children) == 3
-    assert all(r.info.status == "FINISHED" for r in runs)
+def test_a_tracker_that_cannot_be_used_is_one_line_before_training(tmp_path):
+    (tmp_path / "file").write_text("")
+    uri = f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}"  # under a file: cannot be created
+    code, output = output_in_process(
+        *TINY, MLFLOW, f"tracker.mlflow.tracking_uri={uri}", cwd=tmp_path
+    )
+    out = output
+    assert code == 1, out[-3000:]
+    (line,) = [x for x in out.splitlines() if "tracker.mlflow cannot use the tracking store" in x]
+    assert uri in line and "fix tracker.mlflow.tracking_uri=" in line
+    assert "Traceback" not in out and "epoch 1/1" not in out
+    # A URI MLflow has no store for: the same line, from the same place.
+    with pytest.raises(UserError, match=r"^tracker.mlflow cannot use the tracking store nosuch:"):
+        RunTracker(tmp_path, {}, trackers={"mlflow": {"tracking_uri": "nosuch://x"}})

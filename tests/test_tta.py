@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_exp.batches import BatchLoader
+from cifar_exp.components.tta import tta_logits
 from cifar_exp.datasets import Split
-from cifar_exp.engine import evaluate
-from cifar_exp.tta import tta_logits
+from cifar_exp.datasets.batches import BatchLoader
+from cifar_exp.training.engine import evaluate
 
 
 def conv_net() -> nn.Module:

@@ -15,11 +15,13 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from cifar_exp.augment import FLIP_MODES, POLICIES
-from cifar_exp.averaging import EMA_SYNCS
+from cifar_exp.components.averaging import EMA_SYNCS
+from cifar_exp.components.optim import OPTIMIZERS, SCHEDULERS
+from cifar_exp.components.stop_rules import MODES, MONITORS
+from cifar_exp.components.tta import TTA_MODES
 from cifar_exp.datasets import DATASETS
+from cifar_exp.datasets.augment import FLIP_MODES, POLICIES
 from cifar_exp.models import MODELS
-from cifar_exp.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.registry import (
     COMPARED,
     PLUMBING,
@@ -29,8 +31,6 @@ from cifar_exp.registry import (
     require,
     typed_options,
 )
-from cifar_exp.stopping import MODES, MONITORS
-from cifar_exp.tta import TTA_MODES
 
 DEVICE_TYPES = ("auto", "cpu", "cuda")
 WANDB_MODES = ("offline", "online", "disabled")  # tracker.wandb.mode
@@ -103,7 +103,7 @@ class DeviceConfig:
 
 @dataclass
 class EarlyStoppingConfig:
-    """Stop when the monitored metric stops improving (stopping.py); off while monitor=null."""
+    """Stop when the monitored metric stops improving (stop_rules.py); off while monitor=null."""
 
     # val/acc, val/loss (the validation split, else the test split: with a warning, as it then
     # selects on the test set), train/acc, train/loss.
@@ -343,8 +343,8 @@ class PredictConfig:
 
 
 @dataclass
-class InspectOptions:
-    """`python -m cifar_exp.inspect <run overrides> [inspect.<key>=...]`: the model's table."""
+class ModelSummaryOptions:
+    """`python -m cifar_exp.model_summary <run overrides> [model_summary.<key>=...]`: the table."""
 
     depth: int = 2  # module levels the table shows (1: the model's children)
     # Measure the activation memory of one training batch (a forward and backward pass of
@@ -356,10 +356,10 @@ class InspectOptions:
 
 
 @dataclass
-class InspectConfig(Config):
-    """A run's config, and the inspector's options under `inspect.`."""
+class ModelSummaryConfig(Config):
+    """A run's config, and the model summary's options under `model_summary.`."""
 
-    inspect: InspectOptions = field(default_factory=InspectOptions)
+    model_summary: ModelSummaryOptions = field(default_factory=ModelSummaryOptions)
 
 
 @dataclass
@@ -408,7 +408,7 @@ def register_schemas() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="predict_schema", node=PredictConfig)
-    cs.store(name="inspect_schema", node=InspectConfig)
+    cs.store(name="model_summary_schema", node=ModelSummaryConfig)
     cs.store(name="lr_find_schema", node=LrFindConfig)
     for group, node in SECTIONS.items():
         cs.store(name=f"{group}_{group}_schema", node=node)

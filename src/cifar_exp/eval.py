@@ -16,18 +16,18 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_exp.atomic import write_json
-from cifar_exp.augment import eval_transform
-from cifar_exp.batches import BatchLoader
-from cifar_exp.checkpoint import find_checkpoint
 from cifar_exp.config import EvalConfig, check_entrypoint
 from cifar_exp.datasets import load_dataset
-from cifar_exp.device import resolve_device
-from cifar_exp.engine import evaluate
+from cifar_exp.datasets.augment import eval_transform
+from cifar_exp.datasets.batches import BatchLoader
 from cifar_exp.errors import UserError
-from cifar_exp.inference import load_trained, required
-from cifar_exp.pictures import EvalDetails
-from cifar_exp.rundir import in_output_dir, setup_hydra
+from cifar_exp.hydra_setup import CONFIG_DIR, in_output_dir, setup_hydra
+from cifar_exp.records.atomic import write_json
+from cifar_exp.records.checkpoint import find_checkpoint
+from cifar_exp.runtime.device import resolve_device
+from cifar_exp.tracking.pictures import EvalDetails
+from cifar_exp.training.engine import evaluate
+from cifar_exp.training.inference import load_trained, required
 
 log = logging.getLogger("cifar_exp")
 
@@ -152,7 +152,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> float:
     return in_output_dir(evaluate_checkpoint, cfg)["acc"]
 

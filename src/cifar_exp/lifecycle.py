@@ -25,23 +25,24 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_exp import distributed
-from cifar_exp.build import run_hparams
-from cifar_exp.checkpoint import CHECKPOINT_DIR, LAST
-from cifar_exp.commands import override, run_command
 from cifar_exp.errors import UserError
-from cifar_exp.lock import release
-from cifar_exp.manifest import RunManifest
-from cifar_exp.naming import override_key
-from cifar_exp.resume import prepare_resume
-from cifar_exp.rundir import MULTIRUN_RECORD, clear_attempt, close_log_files, plan_job
-from cifar_exp.signals import Interrupted, StoppedAtOnce, gate, signal_name
-from cifar_exp.summary import scored_part, sweep_metric
-from cifar_exp.sweep import failure_reason, threads_per_job
-from cifar_exp.tracking import event_files, record_failure_before_training
+from cifar_exp.records.checkpoint import CHECKPOINT_DIR, LAST
+from cifar_exp.records.commands import override, run_command
+from cifar_exp.records.lock import release
+from cifar_exp.records.manifest import RunManifest
+from cifar_exp.records.naming import override_key
+from cifar_exp.records.run_folder import close_log_files
+from cifar_exp.runtime import distributed
+from cifar_exp.runtime.signals import Interrupted, StoppedAtOnce, gate, signal_name
+from cifar_exp.sweeps.continuation import MULTIRUN_RECORD, clear_attempt, plan_job
+from cifar_exp.sweeps.jobs import failure_reason, threads_per_job
+from cifar_exp.sweeps.summary import scored_part, sweep_metric
+from cifar_exp.tracking import event_files
+from cifar_exp.training.resume import prepare_resume
+from cifar_exp.training.run_record import run_hparams
 
 if TYPE_CHECKING:
-    from cifar_exp.engine import Trainer
+    from cifar_exp.training.engine import Trainer
 
 log = logging.getLogger("cifar_exp")
 
@@ -175,6 +176,8 @@ class Job:
         for path in self.earlier_events:
             path.unlink()
         if self.in_sweep and OmegaConf.select(self.cfg, "tracker.tensorboard") is not None:
+            from cifar_exp.tracking.tensorboard import record_failure_before_training
+
             record_failure_before_training(self.run_dir, run_hparams(self.cfg, self.overrides))
 
     def succeeded(self, final: dict[str, Any]) -> None:

@@ -26,16 +26,16 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_exp import distributed
-from cifar_exp.atomic import write_json
-from cifar_exp.build import build_trainer
-from cifar_exp.commands import run_command
 from cifar_exp.config import LrFindOptions
-from cifar_exp.engine import Trainer
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.naming import override_key
+from cifar_exp.hydra_setup import CONFIG_DIR, in_output_dir, setup_hydra
+from cifar_exp.records.atomic import write_json
+from cifar_exp.records.commands import run_command
+from cifar_exp.records.naming import override_key
 from cifar_exp.registry import typed_options
-from cifar_exp.rundir import in_output_dir, setup_hydra
+from cifar_exp.runtime import distributed
+from cifar_exp.training.build import build_trainer
+from cifar_exp.training.engine import Trainer
 
 log = logging.getLogger("cifar_exp")
 
@@ -165,7 +165,7 @@ def range_test(cfg: DictConfig, out_dir: Path, typed: list[str]) -> dict[str, An
     return result
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="lr_find")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="lr_find")
 def main(cfg: DictConfig) -> None:
     typed = list(HydraConfig.get().overrides.task)
     in_output_dir(lambda cfg, out_dir: range_test(cfg, out_dir, typed), cfg)

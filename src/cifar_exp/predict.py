@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_exp.atomic import write_json
-from cifar_exp.augment import eval_transform
-from cifar_exp.batches import resize_images, to_model_input
+from cifar_exp.components.tta import tta_logits
 from cifar_exp.config import PredictConfig, check_entrypoint
-from cifar_exp.device import resolve_device
+from cifar_exp.datasets.augment import eval_transform
+from cifar_exp.datasets.batches import resize_images, to_model_input
 from cifar_exp.errors import UserError
-from cifar_exp.inference import load_trained, required
-from cifar_exp.rundir import in_output_dir, setup_hydra
-from cifar_exp.tta import tta_logits
+from cifar_exp.hydra_setup import CONFIG_DIR, in_output_dir, setup_hydra
+from cifar_exp.records.atomic import write_json
+from cifar_exp.runtime.device import resolve_device
+from cifar_exp.training.inference import load_trained, required
 
 log = logging.getLogger("cifar_exp")
 
@@ -92,7 +92,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
     in_output_dir(predict, cfg)
 

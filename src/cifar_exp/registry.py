@@ -1,7 +1,7 @@
 """One registry per kind of component (model, optimizer, scheduler, dataset).
 
 Registering a builder under a name records its options dataclass beside it; the entrypoints'
-registration step (rundir.setup_hydra) stores every schema in Hydra's ConfigStore (as
+registration step (hydra_setup.setup_hydra) stores every schema in Hydra's ConfigStore (as
 `<group>_<name>_schema`, which the option's YAML file names in its defaults list), so the
 name is written once and the YAML file, the schema and the code cannot drift. Builders
 receive a typed options object whose `check` has already passed.
@@ -110,6 +110,10 @@ class Registry:
 
     def schemas(self) -> list[type[Options]]:
         return [schema for _, schema in self._entries.values()]
+
+    def schema(self, name: str) -> type[Options]:
+        """The options dataclass registered under `name`."""
+        return self._entry(name)[1]
 
     def _entry(self, name: str) -> tuple[Callable[..., Any], type[Options]]:
         if name not in self._entries:

@@ -10,20 +10,16 @@ directory.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from cifar_exp import distributed, lock
-from cifar_exp.build import ready_trainer
+from cifar_exp.hydra_setup import CONFIG_DIR, setup_hydra
 from cifar_exp.lifecycle import Job, start_job
-from cifar_exp.rundir import setup_hydra
-from cifar_exp.signals import gate
-
-# An absolute folder, so the configs are found however main is reached: `python -m`, the
-# cifar-exp script, or a launcher's worker.
-CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+from cifar_exp.records import lock
+from cifar_exp.runtime import distributed
+from cifar_exp.runtime.signals import gate
+from cifar_exp.training.build import ready_trainer
 
 
 class TrainJob:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from cifar_exp.checkpoint import load_checkpoint
+from cifar_exp.records.checkpoint import load_checkpoint
 from cifar_exp.tracking import EPOCH_TAGS, TIMING_TAGS
 from helpers.events import tensorboard_points
 

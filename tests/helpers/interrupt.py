@@ -36,8 +36,8 @@ def interrupted_at(trainer, step):
 def fit(cfg, run_dir, checkpoint=None, stop_at=None):
     """Train `cfg` into `run_dir` (from `checkpoint` when given), stopped after step `stop_at`
     when given (it then raises Interrupted)."""
-    from cifar_exp.build import ready_trainer
-    from cifar_exp.signals import gate
+    from cifar_exp.runtime.signals import gate
+    from cifar_exp.training.build import ready_trainer
 
     trainer = ready_trainer(cfg, run_dir, checkpoint=checkpoint)
     if stop_at is not None:

@@ -2,7 +2,7 @@
 tensors it returns.
 
 Every source returns a `DataBundle`: each split is one uint8 tensor [N, 3, H, W] plus int64
-labels, decoded once (batches are cut from them in `cifar_exp.batches`).
+labels, decoded once (batches are cut from them in `cifar_exp.datasets.batches`).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from cifar_exp.atomic import write_bytes_atomically
 from cifar_exp.datasets.base import DataBundle, Split
 from cifar_exp.errors import UserError
+from cifar_exp.records.atomic import write_bytes_atomically
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from cifar_exp.datasets.base import DATA_ROOT, DATASETS, DataBundle, DatasetOptions, Split
@@ -39,7 +38,6 @@ REQUIRED_SPLITS = ("train", "test")
 CHUNK = 512  # files per task sent to a decoding worker
 # Below this many files, starting worker processes costs more than it saves.
 MIN_FILES_FOR_WORKERS = 4 * CHUNK
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 @dataclass
@@ -271,15 +269,25 @@ def decode_chunk(paths: list[str], image_size: int) -> tuple[np.ndarray, list[tu
     """uint8 [len(paths), 3, S, S] images and the (index, reason) of files that failed."""
     images = np.zeros((len(paths), 3, image_size, image_size), dtype=np.uint8)
     bad = []
+    errors = decode_errors()
     for i, path in enumerate(paths):
         try:
             images[i] = decode_image(path, image_size)
-        except DECODE_ERRORS as err:
+        except errors as err:
             bad.append((i, f"{type(err).__name__}: {err}"))
     return images, bad
 
 
+def decode_errors() -> tuple[type[Exception], ...]:
+    """What decoding a damaged or hostile image file raises (PIL loads where images are read)."""
+    from PIL import Image
+
+    return (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 def decode_image(path: str, image_size: int) -> np.ndarray:
+    from PIL import Image
+
     with Image.open(path) as img:
         rgb = img.convert("RGB")
     if rgb.size != (image_size, image_size):

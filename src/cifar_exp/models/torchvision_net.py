@@ -13,10 +13,10 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
 
 from cifar_exp.errors import ConfigError
@@ -37,6 +37,8 @@ class TorchvisionOptions(ModelOptions):
 
     def check(self) -> None:
         super().check()
+        import torchvision  # seconds to import: only where a torchvision network is built
+
         check_known(
             self.arch,
             torchvision.models.list_models(module=torchvision.models),
@@ -50,13 +52,15 @@ class TorchvisionOptions(ModelOptions):
         return dataclasses.replace(self, weights=None)
 
 
-def weights_file(weights: torchvision.models.WeightsEnum) -> Path:
-    """Where torch.hub caches (or would cache) `weights`."""
+def weights_file(weights: Any) -> Path:
+    """Where torch.hub caches (or would cache) `weights` (a torchvision WeightsEnum member)."""
     name = Path(urlparse(weights.url).path).name
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
 def pretrained_state(arch: str, name: str) -> dict[str, torch.Tensor]:
+    import torchvision
+
     enum = torchvision.models.get_model_weights(arch)
     try:
         weights = enum[name]
@@ -83,6 +87,8 @@ def load_fitting(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 @MODELS.register("torchvision", TorchvisionOptions)
 def torchvision_model(options: TorchvisionOptions) -> nn.Module:
+    import torchvision
+
     model = torchvision.models.get_model(options.arch, num_classes=options.num_classes)
     if options.small_input:
         small_input_stem(model)

@@ -5,6 +5,8 @@ fed by one record (record.py)."""
 from cifar_exp.tracking.record import DEFAULT_TRACKERS, RunTracker
 from cifar_exp.tracking.tags import (
     EPOCH_TAGS,
+    LAYOUT,
+    LAYOUT_TAG,
     STEP_GRAD_NORM_TAG,
     STEP_LOSS_TAG,
     STEP_LR_TAG,
@@ -12,14 +14,9 @@ from cifar_exp.tracking.tags import (
     TEXT_TAGS,
     TIMING_TAGS,
     HParamValue,
+    event_files,
     flatten,
     select_hparams,
-)
-from cifar_exp.tracking.tensorboard import (
-    LAYOUT,
-    LAYOUT_TAG,
-    event_files,
-    record_failure_before_training,
 )
 
 __all__ = [
@@ -37,6 +34,5 @@ __all__ = [
     "RunTracker",
     "event_files",
     "flatten",
-    "record_failure_before_training",
     "select_hparams",
 ]

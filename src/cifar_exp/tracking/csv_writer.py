@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cifar_exp.atomic import write_bytes_atomically
-from cifar_exp.signals import gate
+from cifar_exp.records.atomic import write_bytes_atomically
+from cifar_exp.runtime.signals import gate
 from cifar_exp.tracking.tags import STEP_TAGS, HParamValue
 
 CSV_FILE = "metrics.csv"

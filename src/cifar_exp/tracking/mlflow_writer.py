@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cifar_exp.atomic import write_json
 from cifar_exp.errors import UserError
+from cifar_exp.records.atomic import write_json
 from cifar_exp.tracking.tags import HParamValue
 
 log = logging.getLogger(__name__)

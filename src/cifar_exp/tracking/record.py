@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from cifar_exp.atomic import write_json
-from cifar_exp.checkpoint import resume_hint
-from cifar_exp.signals import Interrupted
+from cifar_exp.records.atomic import write_json
+from cifar_exp.records.checkpoint import resume_hint
+from cifar_exp.runtime.signals import Interrupted
 from cifar_exp.tracking.tags import (
     EPOCH_TAGS,
     STEP_GRAD_NORM_TAG,

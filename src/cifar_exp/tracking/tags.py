@@ -4,6 +4,7 @@ tags, the Text entries, and the curated hyperparameters (TensorBoard's HParams s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 # metrics.json key -> TensorBoard tag for the per-epoch scalars (x axis: epoch). TensorBoard
@@ -63,3 +64,19 @@ def select_hparams(config: dict[str, Any], keys: list[str]) -> dict[str, HParamV
     flat = flatten(config)
     keys = list(dict.fromkeys(k for k in keys if flat.get(k) is not None))
     return {k: flat[k] if isinstance(flat[k], HParamValue) else str(flat[k]) for k in keys}
+
+
+# Where SummaryWriter.add_custom_scalars writes TensorBoard's custom scalars layout.
+LAYOUT_TAG = "custom_scalars__config__"
+# Training and evaluation side by side in one chart each (the Custom Scalars tab).
+LAYOUT = {
+    "train vs evaluation": {
+        "loss": ["Multiline", [r"^(train|val|test)/loss$"]],
+        "accuracy": ["Multiline", [r"^(train|val|test)/acc$"]],
+    }
+}
+
+
+def event_files(run_dir: Path) -> list[Path]:
+    """The TensorBoard event files of a run folder, oldest first."""
+    return sorted(run_dir.glob("events.out.tfevents.*"))

@@ -20,18 +20,17 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
-from cifar_exp.naming import trial_id
-from cifar_exp.signals import gate
-from cifar_exp.tracking.tags import STEP_TAGS, TEXT_TAGS, HParamValue
+from cifar_exp.records.naming import trial_id
+from cifar_exp.runtime.signals import gate
+from cifar_exp.tracking.tags import (
+    LAYOUT,
+    LAYOUT_TAG,
+    STEP_TAGS,
+    TEXT_TAGS,
+    HParamValue,
+    event_files,
+)
 
-LAYOUT_TAG = "custom_scalars__config__"  # where SummaryWriter.add_custom_scalars writes
-# Training and evaluation side by side in one chart each (the Custom Scalars tab).
-LAYOUT = {
-    "train vs evaluation": {
-        "loss": ["Multiline", [r"^(train|val|test)/loss$"]],
-        "accuracy": ["Multiline", [r"^(train|val|test)/acc$"]],
-    }
-}
 # Written once per attempt (a resumed run writes its own): dropped when earlier events are
 # trimmed. "final/" and "model/params" are what earlier versions wrote once at the end.
 _PER_ATTEMPT = ("_hparams_/", "run/", LAYOUT_TAG, "final/", "model/params")
@@ -97,10 +96,6 @@ def session_end_summary(status: int) -> Summary:
     info = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
     data = plugin_data_pb2.HParamsPluginData(session_end_info=info)
     return _hparams_summary(hparams_metadata.SESSION_END_INFO_TAG, data)
-
-
-def event_files(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.glob("events.out.tfevents.*"))
 
 
 def record_failure_before_training(run_dir: Path, hparams: dict[str, HParamValue]) -> None:

@@ -1,1 +1,1 @@
-"""cifar-exp's Optuna sweeper, where Hydra looks for plugins (see cifar_exp.search)."""
+"""cifar-exp's Optuna sweeper, where Hydra looks for plugins (see cifar_exp.sweeps.search)."""

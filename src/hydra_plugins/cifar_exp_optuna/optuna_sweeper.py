@@ -1,4 +1,4 @@
-"""The Hydra side of `hparams_search=optuna`: cifar_exp.search does the work.
+"""The Hydra side of `hparams_search=optuna`: cifar_exp.sweeps.search does the work.
 
 Hydra imports every module under hydra_plugins at each start, so this one imports neither
 Optuna nor the search until a search starts.
@@ -38,11 +38,11 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         from cifar_exp.errors import UserError
-        from cifar_exp.rundir import MULTIRUN_RECORD
-        from cifar_exp.sweep import outcome
+        from cifar_exp.sweeps.continuation import MULTIRUN_RECORD
+        from cifar_exp.sweeps.jobs import outcome
 
         try:
-            from cifar_exp.search import Search
+            from cifar_exp.sweeps.search import Search
         except ImportError as err:  # no Optuna, or one older than 3.0
             log.error(
                 "hparams_search=optuna needs Optuna 3.0 or later (%s); install the sweeps "
@@ -53,7 +53,7 @@ class OptunaSweeper(Sweeper):
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        # What continuing this sweep is checked against (rundir.check_same_sweep).
+        # What continuing this sweep is checked against (continuation.check_same_sweep).
         OmegaConf.save(self.config, sweep_dir / MULTIRUN_RECORD)
         search = Search(self.options, self.launcher, sweep_dir)
         try:

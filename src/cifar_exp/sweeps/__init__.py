@@ -1,0 +1,2 @@
+"""Sweeps and searches: job folders and their continuation, the summary, the Optuna
+search, the report and the study's plots."""

@@ -1,0 +1,134 @@
+"""DDP under a real torchrun: two Gloo processes on the CPU against one process."""
+
+import json
+
+import pytest
+
+from cifar_exp.records.checkpoint import load_checkpoint
+from cifar_exp.tracking import STEP_LOSS_TAG
+from helpers.cli import run_in_process, torchrun
+from helpers.events import load_events, tensorboard_points
+from helpers.overrides import TINY
+
+# 250 training images in global batches of 32 (7 full + 26: shares of 16, then 13);
+# 125 test images, so the two processes score 63 and 62 of them.
+SHARED = [
+    *TINY,
+    "dataset.train_size=250",
+    "dataset.test_size=125",
+    "trainer.epochs=2",
+    "trainer.eval_batch_size=50",
+    "trainer.log_every_n_steps=1",
+]
+
+
+# Float sums in another order (DDP averages two half-batch gradients) drift a little over
+# 16 Adam steps (measured: at most 2.4e-7); a wrong shard, batch or reduction changes the
+# loss by far more than this.
+LOSS_TOLERANCE = 1e-5
+
+
+def step_losses(run_dir):
+    return [(e.step, e.value) for e in load_events(run_dir).Scalars(STEP_LOSS_TAG)]
+
+
+def test_two_processes_share_one_run_dir_and_match_one_process(tmp_path):
+    single = tmp_path / "single"
+    assert run_in_process(*SHARED, f"hydra.run.dir={single}", cwd=tmp_path) == 0
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    proc = torchrun(*SHARED, cwd=launch)  # the default hydra.run.dir, as a user would
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    runs = [p for p in (launch / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    ddp = runs[0]
+    assert len(list(ddp.glob("events.out.tfevents.*"))) == 1  # one event log: rank 0's
+    assert sorted(p.name for p in (ddp / ".hydra").iterdir()) == [
+        "config.yaml",
+        "hydra.yaml",
+        "overrides.yaml",
+    ]
+    log_text = (ddp / "run.log").read_text()
+    assert log_text.count("final test accuracy") == 1
+    assert "batch 32 (global) = 2 process(es) x 16" in log_text
+
+    one = json.loads((single / "metrics.json").read_text())
+    two = json.loads((ddp / "metrics.json").read_text())
+    assert (two["world_size"], two["batch_size_per_process"]) == (2, 16)
+    for a, b in zip(one["epochs"], two["epochs"], strict=True):
+        # Accuracies are counts over the whole splits, not over one process's share.
+        assert round(b["test_acc"] * 125, 6).is_integer()
+        assert round(b["train_acc"] * 250, 6).is_integer()
+        assert b["test_acc"] == pytest.approx(a["test_acc"], abs=1 / 125 + 1e-9)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=LOSS_TOLERANCE)
+        assert b["test_loss"] == pytest.approx(a["test_loss"], abs=LOSS_TOLERANCE)
+    curve_one, curve_two = step_losses(single), step_losses(ddp)
+    assert [s for s, _ in curve_two] == list(range(1, 17))  # 8 global batches x 2 epochs
+    assert [s for s, _ in curve_one] == [s for s, _ in curve_two]
+    for (_, a), (_, b) in zip(curve_one, curve_two, strict=True):
+        assert b == pytest.approx(a, abs=LOSS_TOLERANCE)
+
+
+def test_two_processes_write_one_checkpoint_and_resume_under_torchrun(tmp_path):
+    proc = torchrun(*SHARED, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    run_dir = runs[0]
+    # Rank 0 alone writes: one last.pt (and best.pt), no leftovers of a concurrent write.
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert list(tmp_path.rglob("last.pt")) == [run_dir / "checkpoints" / "last.pt"]
+    assert list(tmp_path.rglob("manifest.json")) == [run_dir / "manifest.json"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and manifest["resumed_from"] is None
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (state["progress"]["epoch"], state["progress"]["step"]) == (2, 16)
+    before = json.loads((run_dir / "metrics.json").read_text())
+
+    proc = torchrun(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()] == [run_dir]
+    assert list(tmp_path.rglob("manifest.json")) == [run_dir / "manifest.json"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    # The first attempt's epochs are kept as they were; the resumed one adds epoch 3.
+    assert metrics["epochs"][:2] == before["epochs"]
+    assert metrics["final"]["epochs"] == 3 and metrics["world_size"] == 2
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (state["progress"]["epoch"], state["progress"]["step"]) == (3, 24)
+    assert (state["progress"]["batch"], len(state["tracker"]["metrics"]["epochs"])) == (0, 3)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    assert manifest["resumed_from"] == str(run_dir / "checkpoints" / "last.pt")
+    assert [a["status"] for a in manifest["previous_attempts"]] == ["ok"]
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # rank 0's, old ones moved in
+    points = tensorboard_points(run_dir)
+    assert [step for step, _ in points[STEP_LOSS_TAG]] == list(range(1, 25))
+    assert [step for step, _ in points["test/acc"]] == [1, 2, 3]
+    assert (run_dir / "run.log").read_text().count("resumed from") == 1
+
+
+def test_global_batch_not_divisible_by_processes_is_a_clear_error(tmp_path):
+    proc = torchrun(*TINY, "trainer.batch_size=33", "hydra.run.dir=run", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert (
+        "trainer.batch_size=33 is the global batch and must be divisible by the 2 processes"
+        in proc.stdout + proc.stderr
+    )
+
+
+@pytest.mark.slow
+def test_a_per_image_policy_under_two_processes_matches_one_process(tmp_path):
+    """A policy's draws follow each image, not its process: two processes train on the images
+    one process does, so the runs agree as the plain ones do."""
+    policy = [*SHARED, "augment.policy=trivialaugment", "trainer.epochs=1"]
+    single = tmp_path / "single"
+    assert run_in_process(*policy, f"hydra.run.dir={single}", cwd=tmp_path) == 0
+    proc = torchrun(*policy, f"hydra.run.dir={tmp_path / 'ddp'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    curve_one, curve_two = step_losses(single), step_losses(tmp_path / "ddp")
+    assert [s for s, _ in curve_one] == [s for s, _ in curve_two] == list(range(1, 9))
+    for (_, a), (_, b) in zip(curve_one, curve_two, strict=True):
+        assert b == pytest.approx(a, abs=LOSS_TOLERANCE)

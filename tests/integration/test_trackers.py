@@ -1,0 +1,141 @@
+"""The trackers beside TensorBoard (tracker=[...]): MLflow on a real SQLite store read back
+with MLflow's own client, metrics.csv, Weights & Biases offline; one tracker run per job,
+grouped by sweep, continued on resume; a tracker that cannot be used is one line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.cli import run_cli, run_in_process, start_run, wait_for
+from helpers.compare import TIMING_KEYS
+from helpers.outputs import job_dirs, manifest
+from helpers.overrides import TINY
+from helpers.plugins import needs_plugin
+
+mlflow = pytest.importorskip("mlflow", reason='the MLflow tests need pip install -e ".[mlflow]"')
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from helpers.mlflow_store import (  # noqa: E402 (after the skip above)
+    assert_epochs_as_in_metrics_json,
+    history,
+    mlflow_args,
+    runs_of,
+)
+
+# 32 steps an epoch, 4 epochs: long enough to be killed in the middle of one.
+LONG = [*TINY, "dataset.train_size=1024", "trainer.epochs=4"]
+
+
+def assert_no_step_twice(store: str, run) -> None:
+    for tag in run.data.metrics:
+        steps = [s for s, _ in history(store, run.info.run_id, tag)]
+        assert steps == sorted(set(steps)), f"{tag}: {steps}"
+
+
+def epochs_logged(run_dir: Path) -> int:
+    try:
+        return len(json.loads((run_dir / "metrics.json").read_text())["epochs"])
+    except (OSError, ValueError):
+        return 0
+
+
+def test_a_run_killed_mid_epoch_and_resumed_is_one_mlflow_run_without_a_step_twice(store, tmp_path):
+    reference = tmp_path / "reference"
+    assert run_in_process(*LONG, f"hydra.run.dir={reference}", cwd=tmp_path) == 0
+    run_dir = tmp_path / "run"
+    # Checkpoints every 2 epochs: killed in epoch 4, the run has logged epoch 3 into MLflow
+    # beyond its checkpoint (epoch 2), which the resumed attempt trains and logs again.
+    args = [*LONG, "trainer.checkpoint_every=2", *mlflow_args(store, "resume")]
+    proc = start_run(*args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    wait_for(lambda: epochs_logged(run_dir) >= 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    (killed,) = runs_of(store, "resume")
+    assert killed.info.status == "RUNNING"  # killed: nobody could say otherwise
+    assert (
+        max(
+            m.step for m in MlflowClient(store).get_metric_history(killed.info.run_id, "train/loss")
+        )
+        == 3
+    )
+
+    assert run_in_process(f"resume={run_dir}", cwd=tmp_path) == 0
+    (run,) = runs_of(store, "resume")
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert manifest(run_dir)["tracker_runs"] == {"mlflow": run.info.run_id}
+    assert_no_step_twice(store, run)
+    assert_epochs_as_in_metrics_json(store, run, reference, timings=False)
+    final = json.loads((reference / "metrics.json").read_text())["final"]
+    for key, value in final.items():
+        if key not in TIMING_KEYS:
+            assert run.data.metrics[f"final/{key}"] == value, key
+
+
+def test_a_continued_sweep_logs_into_the_same_child_runs(store, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "-m",
+        *TINY,
+        "dataset.train_size=1024",
+        "trainer.epochs=2",
+        "optimizer.lr=1e-3,2e-3",
+        *mlflow_args(store, "continued"),
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    proc = start_run(*args, cwd=tmp_path)
+    wait_for(lambda: bool(list(sweep_dir.glob("1_*/checkpoints/last.pt"))), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    before = {r.data.tags.get("run_dir"): r.info.run_id for r in runs_of(store, "continued")}
+    assert len(before) == 3  # the parent and two jobs
+
+    assert run_in_process(*args, cwd=tmp_path) == 0
+    runs = runs_of(store, "continued")
+    assert {r.data.tags.get("run_dir"): r.info.run_id for r in runs} == before
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for job in job_dirs(sweep_dir):
+        (run,) = [r for r in runs if r.data.tags.get("run_dir") == str(job)]
+        assert_no_step_twice(store, run)
+        assert_epochs_as_in_metrics_json(store, run, job, timings=False)
+
+
+def test_under_torchrun_only_rank_0_writes_to_mlflow(store, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        + ["-m", "cifar_exp.run", *TINY, *mlflow_args(store, "torchrun")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    (run,) = runs_of(store, "torchrun")
+    assert run.info.status == "FINISHED"
+    assert_no_step_twice(store, run)
+    assert math.isfinite(run.data.metrics["final/test_acc"])
+
+
+@pytest.mark.slow
+@needs_plugin("hydra_plugins.hydra_joblib_launcher")
+def test_jobs_side_by_side_open_a_new_store_and_share_one_parent_run(tmp_path):
+    """Three joblib workers at once into a store none of them created: MLflow creates a new
+    store's tables on first use, which they must not do at the same time."""
+    store = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]
+    args = ["-m", *TINY, "optimizer.lr=1e-3,2e-3,3e-3", *launcher, *mlflow_args(store, "joblib")]
+    proc = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    runs = runs_of(store, "joblib")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 4 and len(children) == 3
+    assert all(r.info.status == "FINISHED" for r in runs)
