@@ -1,11 +1,13 @@
 import itertools
+import re
 
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from cifar_exp.config import validate
+from cifar_exp.config import check_effects, validate
 from cifar_exp.errors import ConfigError
+from helpers.cli import output_in_process
 from helpers.paths import group_options
 
 GROUPS = ["model", "optimizer", "scheduler", "dataset", "augment", "device", "trainer"]
@@ -123,3 +125,57 @@ def test_invalid_values_get_one_clear_message(compose, overrides, message):
     with pytest.raises(ConfigError) as err:
         validate(compose(overrides))
     assert message in str(err.value)
+
+
+def test_every_preset_and_option_sets_no_key_that_does_nothing(compose):
+    for option in group_options("experiment"):
+        check_effects(compose([f"experiment={option}"]))
+    for group in GROUPS:
+        for option in group_options(group):
+            check_effects(compose([f"{group}={option}"]))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["trainer.early_stopping.patience=1"],
+            "trainer.early_stopping.patience=1 has no effect while "
+            "trainer.early_stopping.monitor is null; set it to one of val/acc",
+        ),
+        (["trainer.compile_mode=max-autotune"], "add trainer.compile=true, or drop"),
+        (["trainer.ema_every=5"], "has no effect while trainer.ema_decay=0"),
+        (["augment.flip_mode=alternate"], "augment.flip_mode=alternate has no effect while"),
+        (["augment.magnitude=5"], "while augment.policy is not randaugment"),
+        (["augment.mix_prob=0.5"], "neither MixUp nor CutMix is on"),
+        (["augment.mixup_alpha=0.2", "augment.switch_prob=0.3"], "not both on"),
+        (["augment.mean=[0.5,0.5,0.5]"], "while augment.normalize=false"),
+        (["dataset.split_seed=3"], "neither dataset.val_size nor trainer.limit_eval_batches"),
+    ],
+)
+def test_a_key_that_would_do_nothing_is_one_line(compose, overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_effects(compose(overrides))
+    # The key that turns it on makes the same value act.
+    turned_on = {
+        "trainer.early_stopping.patience=1": ["trainer.early_stopping.monitor=val/acc"],
+        "trainer.compile_mode=max-autotune": ["trainer.compile=true"],
+        "trainer.ema_every=5": ["trainer.ema_decay=0.99"],
+        "augment.flip_mode=alternate": ["augment.flip=true"],
+        "augment.magnitude=5": ["augment.policy=randaugment"],
+        "augment.mix_prob=0.5": ["augment.cutmix_alpha=1.0"],
+        "augment.switch_prob=0.3": ["augment.cutmix_alpha=1.0"],
+        "augment.mean=[0.5,0.5,0.5]": ["augment.normalize=true"],
+        "dataset.split_seed=3": ["dataset.val_size=64"],
+    }[overrides[-1]]
+    check_effects(compose([*overrides, *turned_on]))
+
+
+def test_a_key_added_with_plus_that_the_config_lacks_is_refused(compose, tmp_path):
+    with pytest.raises(ConfigError, match="output_dir is not a key of cifar-exp's config"):
+        validate(compose(["+output_dir=/somewhere"]))
+    code, output = output_in_process(
+        "debug=tiny", "+output_dir=elsewhere", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert code == 1 and "a run's folder is set with hydra.run.dir=<folder>" in output
+    assert not (tmp_path / "elsewhere").exists()

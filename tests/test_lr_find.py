@@ -12,7 +12,7 @@ from PIL import Image
 
 from cifar_exp.config import LrFindOptions
 from cifar_exp.errors import UserError
-from cifar_exp.lr_find import range_test, sweep_config
+from cifar_exp.lr_find import range_test, suggestion, sweep_config
 from cifar_exp.training.build import build_trainer
 from helpers.cli import printed_command, run_cli_in_process, run_in_process
 from helpers.compare import snapshot
@@ -51,14 +51,20 @@ def test_the_range_test_writes_the_curve_it_measured_and_a_suggestion_in_range(
     assert result["stopped"].startswith("diverged at step") and result["steps"] < 40
     curve = moving_average(losses, options.smoothing)
     assert result["smoothed_loss"] == pytest.approx(curve)
-    assert not curve[-1] <= options.diverge_factor * min(curve[:-1])
-    assert max(curve[:-1]) <= options.diverge_factor * min(curve[:-1])
+    # It stopped at the first step whose loss, or smoothed loss, left diverge_factor times
+    # the lowest smoothed loss before it.
+    limits = [options.diverge_factor * min(curve[:k]) for k in range(1, len(curve))]
+    pairs = zip(curve[1:-1], losses[1:-1], limits[:-1], strict=True)
+    assert all(max(c, x) <= lim for c, x, lim in pairs)
+    assert max(curve[-1], losses[-1]) > limits[-1] or not math.isfinite(losses[-1])
 
-    # The suggestion: one of the lrs swept, inside the range, where the curve falls.
-    best = result["suggested_step"]
-    assert result["suggested_lr"] == lrs[best]
+    # The suggestion: one of the lrs swept, inside the range, where the curve falls, before
+    # the curve's lowest point.
+    best, lowest = result["suggested_step"], result["lowest_loss_step"]
+    assert result["suggested_lr"] == lrs[best] and result["lowest_loss_lr"] == lrs[lowest]
+    assert curve[lowest] == min(curve)
     assert options.start_lr <= lrs[best] <= options.end_lr
-    assert options.skip_start <= best < len(lrs) - 1
+    assert options.skip_start <= best < lowest
     assert curve[best + 1] < curve[best - 1]
 
     # The curve is what training measured: the run's own build, stepped at the lrs written.
@@ -136,3 +142,17 @@ def test_a_resume_is_refused_and_its_run_folder_left_as_it_was(compose_tool, tmp
     with pytest.raises(UserError, match=re.escape(f"resume={run_dir} continues a run; lr_find")):
         range_test(compose_tool("lr_find", [*TINY, f"resume={run_dir}"]), out, [])
     assert snapshot(run_dir) == before and list(out.iterdir()) == []
+
+
+def test_the_suggestion_comes_from_before_the_lowest_loss_not_a_fall_after_a_blow_up():
+    """The case a user met: the smoothed loss bottoms out at step 20, climbs as the lr
+    grows too large, then falls steeply again on its way to a blow-up. The fall after the
+    lowest point is no lr to train with."""
+    falling = [2.3 - 0.06 * k for k in range(21)]  # steps 0-20: down to 1.1
+    climbing = [1.1 + 0.3 * k for k in range(1, 8)]  # 21-27: up to 3.2
+    crashing = [3.2 - 0.5 * k for k in range(1, 4)]  # 28-30: a steep fall, to 1.7
+    curve = [2.3] * 5 + falling + climbing + crashing + [9.0]
+    lrs = [1e-4 * 1.3**k for k in range(len(curve))]
+    best, lowest = suggestion(lrs, curve, skip_start=3)
+    assert lowest == curve.index(min(curve[:27]))  # the bottom before the climb
+    assert best < lowest and curve[best + 1] < curve[best - 1]

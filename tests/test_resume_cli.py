@@ -94,6 +94,15 @@ def test_what_counts_as_a_run_worth_keeping(tmp_path):
     for status in ("ok", "running", "interrupted"):
         (tmp_path / "manifest.json").write_text(json.dumps({"status": status}))
         assert previous_run(tmp_path) == f"manifest.json (status: {status})"
+    # Killed (still "running") or interrupted before its first checkpoint: the epochs its
+    # metrics.json lists cannot be continued, so a new run may start there.
+    (tmp_path / "checkpoints" / "last.pt").unlink()
+    (tmp_path / "metrics.json").write_text('{"epochs": [{"epoch": 1}], "final": null}')
+    for status in ("running", "interrupted"):
+        (tmp_path / "manifest.json").write_text(json.dumps({"status": status}))
+        assert previous_run(tmp_path) is None
+    (tmp_path / "manifest.json").unlink()
+    assert previous_run(tmp_path) == "metrics.json"  # a run from before manifests: kept
     for torn in ('{"status": "ok"', "[1, 2]"):  # a torn write, a file edited by hand
         (tmp_path / "manifest.json").write_text(torn)
         assert previous_run(tmp_path) == "manifest.json (status: unreadable)"

@@ -51,9 +51,10 @@ LIMITED = [*TINY, "trainer.eval_batch_size=32", "trainer.limit_eval_batches=1"]
 
 def test_a_limited_evaluation_says_how_many_images_it_scored(tmp_path):
     text = run_log(tmp_path, *LIMITED)
-    assert re.search(r"final test accuracy [\d.]+ on 32 of 128 test images", text)
+    assert re.search(r"final test accuracy [\d.]+ on 32 of 128 test images, all 10 classes", text)
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
     assert (final["test_images"], final["test_images_total"]) == (32, 128)
+    assert (final["test_classes"], final["test_classes_total"]) == (10, 10)
 
 
 def test_a_whole_evaluation_says_nothing_more(tmp_path):
@@ -78,8 +79,8 @@ def test_a_limited_validation_and_test_are_both_stated_in_the_sweep_summary(tmp_
         final = json.loads((job / "metrics.json").read_text())["final"]
         assert (final["val_images"], final["val_images_total"]) == (32, 64)
     summary = (sweep / "summary.md").read_text()
-    assert "on 32 of 128 test images (trainer.limit_eval_batches)" in summary
-    assert "on 32 of 64 val images (trainer.limit_eval_batches)" in summary
+    assert "on 32 of 128 test images, all 10 classes (trainer.limit_eval_batches)" in summary
+    assert "on 32 of 64 val images, all 10 classes (trainer.limit_eval_batches)" in summary
 
 
 def test_max_per_class_says_it_cuts_the_test_split_too(tmp_path):
@@ -102,3 +103,31 @@ def test_max_per_class_says_it_cuts_the_test_split_too(tmp_path):
     )
     assert "8 train / 0 val / 8 test images" in text
     assert "dataset.max_per_class=4 keeps the first 4 images of each class in every split" in text
+
+
+def test_an_evaluation_and_a_decoding_log_progress_lines_where_no_bar_shows(caplog, tmp_path):
+    """The phases that were silent for minutes (eval's 10,000 images, lr_find's steps, the
+    first decoding of an image folder) say where they are; 0 s means a line every step."""
+    import torch
+
+    from cifar_exp.datasets.base import Split
+    from cifar_exp.datasets.batches import BatchLoader
+    from cifar_exp.datasets.imagefolder import decode_folder, scan
+    from cifar_exp.training.engine import evaluate
+    from helpers.images import make_folder
+
+    split = Split(torch.zeros(96, 3, 8, 8, dtype=torch.uint8), torch.zeros(96, dtype=torch.int64))
+    loader = BatchLoader(split, 32, torch.device("cpu"))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+    with caplog.at_level("INFO", logger="cifar_exp"):
+        evaluate(model, loader, progress_s=1e-9)
+        root = make_folder(tmp_path / "images")
+        classes, listing, _ = scan(root, None)
+        decode_folder(root, classes, listing, 8, False, 0, interval=1e-9)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(",")[0] for line in lines if line.startswith("evaluation")] == [
+        "evaluation: batch 1/3 (33%)",
+        "evaluation: batch 2/3 (67%)",
+        "evaluation: batch 3/3 (100%)",
+    ]
+    assert any(line.startswith("decoding images 12/24 (50%)") for line in lines), lines

@@ -12,9 +12,11 @@ from cifar_exp.errors import ConfigError
 from cifar_exp.records.checkpoint import load_checkpoint
 from cifar_exp.sweeps.summary import write_summary
 from helpers.cli import output_in_process, run_in_process
+from helpers.compare import strip_timing
 from helpers.events import hparams_session, tensorboard_points
 from helpers.outputs import final_metrics, manifest, read_csv
 from helpers.overrides import TINY
+from helpers.runs import copy_of
 from helpers.training_controls import (
     BEST_AT,
     CLIP,
@@ -271,3 +273,28 @@ def test_an_early_stopped_run_ends_ok_and_records_where_and_why(stopped, tmp_pat
     code, output = output_in_process(f"resume={stopped}", "trainer.epochs=10", cwd=tmp_path)
     assert code == 1
     assert f"the run in {stopped} is finished: it stopped after epoch 6" in output
+
+
+def test_an_early_stopped_run_killed_before_it_recorded_its_end_finishes_on_resume(
+    stopped, tmp_path
+):
+    """last.pt holds the stop (the epoch a rule ended it at), metrics.json no `final` yet and
+    the manifest `running`, as a SIGKILL leaves them there: resume= records the end instead
+    of answering "is finished" for ever, and trains no epoch more."""
+    run_dir = copy_of(stopped, tmp_path)
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    recorded, metrics["final"] = metrics["final"], None
+    metrics_file.write_text(json.dumps(metrics))
+    info = manifest(run_dir)
+    (run_dir / "manifest.json").write_text(json.dumps({**info, "status": "running"}))
+
+    assert run_in_process(f"resume={run_dir}", cwd=tmp_path) == 0
+    final = json.loads(metrics_file.read_text())["final"]
+    assert strip_timing({"epochs": [], "final": final}) == strip_timing(
+        {"epochs": [], "final": recorded}
+    )
+    assert final["stopped_early_at_epoch"] == STOPPED_AT
+    assert manifest(run_dir)["status"] == "ok"
+    code, output = output_in_process(f"resume={run_dir}", cwd=tmp_path)
+    assert code == 1 and f"the run in {run_dir} is finished" in output

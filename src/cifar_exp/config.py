@@ -8,12 +8,12 @@ before anything runs. Ranges that a type cannot express are checked by each sche
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import Field, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cifar_exp.components.averaging import EMA_SYNCS
 from cifar_exp.components.optim import OPTIMIZERS, SCHEDULERS
@@ -21,6 +21,7 @@ from cifar_exp.components.stop_rules import MODES, MONITORS
 from cifar_exp.components.tta import TTA_MODES
 from cifar_exp.datasets import DATASETS
 from cifar_exp.datasets.augment import FLIP_MODES, POLICIES
+from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
 from cifar_exp.registry import (
     COMPARED,
@@ -196,7 +197,9 @@ class TrainerConfig:
     num_threads: int = option(0, plumbing=True, resumable=True)  # 0: torch's default
     log_every_n_steps: int = option(50, plumbing=True, resumable=True)
     eval_every: int = 1
-    limit_train_batches: int | None = None
+    limit_train_batches: int | None = None  # batches of each epoch (its shuffled order)
+    # Evaluate on this many batches' worth of images: a fixed part of the split drawn class by
+    # class (dataset.split_seed chooses it), never its first images.
     limit_eval_batches: int | None = None
     # auto: bf16 where the hardware has it natively (precision.py).
     precision: str = option("fp32", compared=True)
@@ -371,11 +374,11 @@ class LrFindOptions:
     num_steps: int = 100  # training steps of the sweep at most
     # Weight of the previous smoothed loss in its exponential moving average (debiased).
     smoothing: float = 0.98
-    # Stop once the smoothed loss exceeds the lowest one so far by this factor (or is not
-    # finite): the loss diverged, larger lrs say nothing more.
+    # Stop once the smoothed loss, or one step's loss, exceeds the lowest smoothed loss so far
+    # by this factor (or is not finite): the loss diverged, larger lrs say nothing more.
     diverge_factor: float = 4.0
-    # Points left out at the start of the curve when choosing the steepest descent (the
-    # smoothed loss has not settled there yet).
+    # Points left out at the start of the curve when choosing the steepest descent before
+    # the lowest smoothed loss (the smoothed loss has not settled there yet).
     skip_start: int = 10
 
     def check(self) -> None:
@@ -426,12 +429,115 @@ SECTIONS = {
 }
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first value that cannot work."""
-    for group, schema in SECTIONS.items():
-        typed_options(group, schema, cfg[group])
+def validate(cfg: DictConfig, schema: type[Config] = Config) -> None:
+    """Raise ConfigError naming the first value that cannot work, or a top-level key that
+    `schema` (the run's Config, or a tool's that extends it) does not have: one added with
+    `+key=...` would be carried along and do nothing."""
+    known = {f.name for f in fields(schema)} | {"hydra"}
+    for key in cfg:
+        if key not in known:
+            hint = OUTPUT_DIR_HINT if key == "output_dir" else "drop it"
+            raise ConfigError(
+                f"{key} is not a key of cifar-exp's config and would do nothing; {hint}"
+            )
+    for group, schema_of_group in SECTIONS.items():
+        typed_options(group, schema_of_group, cfg[group])
     for registry in REGISTRIES:
         registry.options(cfg[registry.group])
+
+
+OUTPUT_DIR_HINT = (
+    "a run's folder is set with hydra.run.dir=<folder> (a sweep's with hydra.sweep.dir=...)"
+)
+
+# Keys that only act when another key turns them on: (section, keys, whether they act, what
+# turns them on). A value other than the default on an idle key is refused (check_effects).
+DEPENDENT_KEYS: list[tuple[str, tuple[str, ...], Callable[[DictConfig], bool], str]] = [
+    (
+        "trainer",
+        ("early_stopping.mode", "early_stopping.patience", "early_stopping.min_delta"),
+        lambda c: c.trainer.early_stopping.monitor is not None,
+        "trainer.early_stopping.monitor is null; set it to one of " + ", ".join(MONITORS),
+    ),
+    (
+        "trainer",
+        ("compile_mode",),
+        lambda c: c.trainer.compile,
+        "trainer.compile=false; add trainer.compile=true",
+    ),
+    (
+        "trainer",
+        ("ema_every", "ema_lookahead", "ema_start_epochs", "ema_ramp_pow", "ema_sync"),
+        lambda c: c.trainer.ema_decay > 0,
+        "trainer.ema_decay=0 (no averaged weights); set trainer.ema_decay, e.g. 0.999",
+    ),
+    (
+        "augment",
+        ("flip_mode",),
+        lambda c: c.augment.flip,
+        "augment.flip=false; add augment.flip=true",
+    ),
+    (
+        "augment",
+        ("mean", "std"),
+        lambda c: c.augment.normalize,
+        "augment.normalize=false; add augment.normalize=true",
+    ),
+    (
+        "augment",
+        ("num_ops", "magnitude"),
+        lambda c: c.augment.policy == "randaugment",
+        "augment.policy is not randaugment; add augment.policy=randaugment",
+    ),
+    (
+        "augment",
+        ("mix_prob",),
+        lambda c: c.augment.mixup_alpha > 0 or c.augment.cutmix_alpha > 0,
+        "neither MixUp nor CutMix is on; set augment.mixup_alpha or augment.cutmix_alpha",
+    ),
+    (
+        "augment",
+        ("switch_prob",),
+        lambda c: c.augment.mixup_alpha > 0 and c.augment.cutmix_alpha > 0,
+        "MixUp and CutMix are not both on (it picks between them); set both alphas",
+    ),
+    (
+        "dataset",
+        ("val_stratified",),
+        lambda c: c.dataset.val_size > 0,
+        "dataset.val_size=0 (no validation split); set dataset.val_size, e.g. 5000",
+    ),
+    (
+        "dataset",
+        ("split_seed",),
+        lambda c: c.dataset.val_size > 0 or c.trainer.limit_eval_batches is not None,
+        "neither dataset.val_size nor trainer.limit_eval_batches is set (it chooses their images)",
+    ),
+]
+
+
+def check_effects(cfg: DictConfig) -> None:
+    """Refuse, in one line, a value set on a key that does nothing in this config (a
+    patience without a monitor, a compile mode without compiling, ...): the run would go on
+    as if it had not been typed. Checked when a run starts, not when one resumes."""
+    for section, keys, acts, needs in DEPENDENT_KEYS:
+        if acts(cfg):
+            continue
+        defaults = OmegaConf.structured(schema_of(cfg, section))
+        for key in keys:
+            value, default = OmegaConf.select(cfg[section], key), OmegaConf.select(defaults, key)
+            if value is not None and value != default:
+                raise ConfigError(
+                    f"{section}.{key}={value} has no effect while {needs}, or drop {section}.{key}"
+                )
+
+
+def schema_of(cfg: DictConfig, section: str) -> type:
+    """The schema a section of `cfg` is typed by (a registry's component, or a section's)."""
+    if section in SECTIONS:
+        return SECTIONS[section]
+    registry = {r.group: r for r in REGISTRIES}[section]
+    return registry.schema(cfg[section].name)
 
 
 # The groups in the order HParams shows their compared keys.

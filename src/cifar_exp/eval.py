@@ -25,6 +25,7 @@ from cifar_exp.hydra_setup import CONFIG_DIR, in_output_dir, setup_hydra
 from cifar_exp.records.atomic import write_json
 from cifar_exp.records.checkpoint import find_checkpoint
 from cifar_exp.runtime.device import resolve_device
+from cifar_exp.runtime.progress import INTERVAL_S
 from cifar_exp.tracking.pictures import EvalDetails
 from cifar_exp.training.engine import evaluate
 from cifar_exp.training.inference import load_trained, required
@@ -116,7 +117,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     loader = BatchLoader(data.test, cfg.batch_size, device, transform=transform)
     # keep=0: eval reports the confusion matrix, not the worst mistakes' pictures.
     details = EvalDetails(keep=0)
-    scores = evaluate(model, loader, details=details, tta=cfg.tta)
+    scores = evaluate(model, loader, details=details, tta=cfg.tta, progress_s=INTERVAL_S)
     matrix = details.confusion
     total = int(matrix.sum())
     per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()

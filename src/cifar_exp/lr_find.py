@@ -1,15 +1,18 @@
 """`python -m cifar_exp.lr_find <run overrides>`: Smith's learning-rate range test.
 
 Builds the run these overrides describe (as `python -m cifar_exp.run` would: same model,
-data, augmentation, optimizer, precision) and trains it with the run's own training step
-for up to `lr_find.num_steps` steps while the learning rate grows exponentially from
+data, augmentation, optimizer, precision) and trains it with the run's own training step for
+up to `lr_find.num_steps` steps while the learning rate grows exponentially from
 `lr_find.start_lr` to `lr_find.end_lr` (Smith 2017, "Cyclical Learning Rates for Training
-Neural Networks", section 3.3). The loss is smoothed by a debiased exponential moving average
-and the test stops once the smoothed loss exceeds `lr_find.diverge_factor` times its lowest
-value. The suggested lr is where the smoothed loss falls fastest (the steepest descent,
-as Lightning's LearningRateFinder suggests). It writes `lr_find.json` and `lr_find.png`
-into its own output folder, prints the suggestion and the command that trains with it;
-the weights it trained are thrown away and no run folder is made or touched.
+Neural Networks", section 3.3). The loss is smoothed by a debiased exponential moving
+average and the test stops once the loss diverges: the smoothed loss, or one step's loss,
+above `lr_find.diverge_factor` times the lowest smoothed loss (Lightning's
+`early_stop_threshold` watches the smoothed loss alone, which lags behind a blow-up). The
+suggested lr is where the smoothed loss falls fastest (the steepest descent, as Lightning's
+LearningRateFinder suggests), looked for before the smoothed loss's lowest point only. It
+writes `lr_find.json` and `lr_find.png` into its own output folder, prints the suggestion
+and the command that trains with it; the weights it trained are thrown away and no run
+folder is made or touched.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +55,8 @@ def sweep_config(cfg: DictConfig, options: LrFindOptions) -> DictConfig:
         )
     if distributed.place().distributed:
         raise UserError("lr_find runs in one process; start it with python, not torchrun")
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    # Unresolved: model.num_classes follows dataset.num_classes, which the data decides.
+    plain = OmegaConf.to_container(cfg, resolve=False)
     plain.pop("lr_find")
     plain["optimizer"]["lr"] = options.start_lr
     plain["scheduler"] = {"name": "none"}
@@ -68,15 +73,20 @@ def smoothed(losses: list[float], beta: float) -> list[float]:
     return out
 
 
-def sweep(trainer: Trainer, options: LrFindOptions) -> tuple[list[float], list[float], str]:
+def sweep(
+    trainer: Trainer, options: LrFindOptions, log_interval_s: float = 30.0
+) -> tuple[list[float], list[float], str]:
     """Train step by step with the lr growing by a constant factor per step; return the lr
-    and the loss of every step taken and why it stopped."""
+    and the loss of every step taken and why it stopped: at num_steps, or where the loss
+    diverged (the smoothed loss, or one step's loss, above diverge_factor times the lowest
+    smoothed loss; or not finite). A progress line every `log_interval_s` seconds."""
     growth = (options.end_lr / options.start_lr) ** (1 / (options.num_steps - 1))
     scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: growth**step)
     # A Trainer like the run's, stepping the test's schedule instead of the run's.
     finder = dataclasses.replace(trainer, scheduler=scheduler)
     loader, lrs, losses = finder.loaders.train, [], []
     best, epoch = math.inf, 0
+    next_line = time.monotonic() + log_interval_s
     finder.model.train()
     while True:
         epoch += 1
@@ -85,23 +95,38 @@ def sweep(trainer: Trainer, options: LrFindOptions) -> tuple[list[float], list[f
             lrs.append(finder.optimizer.param_groups[0]["lr"])
             losses.append(finder.step(images, labels)[0].item())
             now = smoothed(losses, options.smoothing)[-1]
-            if not math.isfinite(now) or now > options.diverge_factor * best:
+            limit = options.diverge_factor * best
+            if not math.isfinite(losses[-1]) or now > limit or losses[-1] > limit:
                 return lrs, losses, f"diverged at step {len(losses)} (lr {lrs[-1]:.3g})"
             best = min(best, now)
             if len(losses) == options.num_steps:
                 return lrs, losses, f"reached lr_find.num_steps={options.num_steps}"
+            if log_interval_s and time.monotonic() >= next_line:
+                next_line = time.monotonic() + log_interval_s
+                log.info(
+                    "lr_find: step %d/%d, lr %.3g, smoothed loss %.4f",
+                    len(losses),
+                    options.num_steps,
+                    lrs[-1],
+                    now,
+                )
 
 
-def suggestion(lrs: list[float], curve: list[float], skip_start: int) -> int:
-    """The step where the smoothed loss falls fastest, leaving out the first `skip_start`
-    points (the average has not settled) and the last (where it may have diverged)."""
-    lo, hi = min(skip_start, max(len(curve) - 4, 0)), len(curve) - 1
-    if hi - lo < 3:
+def suggestion(lrs: list[float], curve: list[float], skip_start: int) -> tuple[int, int]:
+    """(the suggested step, the step of the lowest smoothed loss). The suggestion is where
+    the smoothed loss falls fastest before its lowest point: past that point the loss has
+    started to climb, and a larger lr only trains worse. The first `skip_start` points are
+    left out (the average has not settled there)."""
+    lowest = int(np.argmin(curve))
+    lo = min(skip_start, max(lowest - 3, 0))
+    if lowest - lo < 3:
         raise UserError(
-            f"the loss diverged after {len(curve)} steps (lr {lrs[-1]:.3g}), too soon to "
-            "suggest an lr; lower lr_find.start_lr or raise lr_find.num_steps"
+            f"the smoothed loss was lowest at step {lowest} (lr {lrs[lowest]:.3g}) of "
+            f"{len(curve)}, too soon to suggest an lr; lower lr_find.start_lr or "
+            "lr_find.skip_start, or raise lr_find.num_steps"
         )
-    return lo + int(np.gradient(np.array(curve[lo:hi])).argmin())
+    # The gradient at the lowest point itself is one-sided: the steepest fall before it.
+    return lo + int(np.gradient(np.array(curve[lo : lowest + 1]))[:-1].argmin()), lowest
 
 
 def plot(result: dict[str, Any], path: Path, title: str) -> None:
@@ -115,6 +140,10 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
     ax.plot(result["lr"], result["smoothed_loss"], color="C0", linewidth=2, label="smoothed")
     lr = result["suggested_lr"]
     ax.axvline(lr, color="C3", linestyle="--", label=f"suggested lr {lr:.3g}")
+    low_lr = result["lowest_loss_lr"]
+    ax.axvline(low_lr, color="C2", linestyle=":", label=f"lowest smoothed loss, lr {low_lr:.3g}")
+    if result["stopped"].startswith("diverged"):
+        ax.axvline(result["lr"][-1], color="0.3", linestyle="-.", label="diverged")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
@@ -137,9 +166,9 @@ def range_test(cfg: DictConfig, out_dir: Path, typed: list[str]) -> dict[str, An
     command repeats them, with the suggested optimizer.lr)."""
     options = typed_options("lr_find", LrFindOptions, cfg.lr_find)
     trainer, run_cfg = build_trainer(sweep_config(cfg, options), out_dir, record=False)
-    lrs, losses, stopped = sweep(trainer, options)
+    lrs, losses, stopped = sweep(trainer, options, cfg.trainer.log_interval_s)
     curve = smoothed(losses, options.smoothing)
-    best = suggestion(lrs, curve, options.skip_start)
+    best, lowest = suggestion(lrs, curve, options.skip_start)
     kept = [o for o in typed if not override_key(o).startswith(("lr_find.", "optimizer.lr"))]
     command = run_command([*kept, f"optimizer.lr={lrs[best]:.3g}"])
     result = {
@@ -153,6 +182,8 @@ def range_test(cfg: DictConfig, out_dir: Path, typed: list[str]) -> dict[str, An
         "smoothed_loss": curve,
         "suggested_step": best,
         "suggested_lr": lrs[best],
+        "lowest_loss_step": lowest,
+        "lowest_loss_lr": lrs[lowest],
         "command": command,
     }
     write_json(out_dir / "lr_find.json", result)
@@ -160,7 +191,10 @@ def range_test(cfg: DictConfig, out_dir: Path, typed: list[str]) -> dict[str, An
     plot(result, out_dir / "lr_find.png", title)
     log.info("%d steps, %s; wrote %s and lr_find.png", len(losses), stopped, out_dir)
     # The command's output, not a diagnostic.
-    print(f"suggested lr {lrs[best]:.3g} (steepest descent of the smoothed loss, step {best})")
+    print(
+        f"suggested lr {lrs[best]:.3g} (steepest descent of the smoothed loss before its lowest "
+        f"point, step {best}; lowest at lr {lrs[lowest]:.3g}, step {lowest})"
+    )
     print(f"train with: {command}")
     return result
 

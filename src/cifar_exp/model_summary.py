@@ -20,7 +20,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_exp.config import ModelSummaryOptions, validate
+from cifar_exp.config import ModelSummaryConfig, ModelSummaryOptions, validate
 from cifar_exp.datasets import DATASETS
 from cifar_exp.errors import ConfigError
 from cifar_exp.hydra_setup import CONFIG_DIR, in_output_dir, setup_hydra
@@ -39,7 +39,7 @@ log = logging.getLogger("cifar_exp")
 def model_without_data(cfg: DictConfig) -> tuple[ModelOptions, tuple[int, int, int], int]:
     """The checked model options of the run `cfg` describes, its input image shape and
     number of classes, from the dataset's options alone (no image is read)."""
-    validate(cfg)
+    validate(cfg, ModelSummaryConfig)
     if cfg.get("resume"):
         raise ConfigError(
             f"resume={cfg.resume} continues a run; the tools that take a run's overrides do "

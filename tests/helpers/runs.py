@@ -8,6 +8,7 @@ from helpers.cli import run_in_process
 
 def trained(folder: Path, *overrides: str) -> Path:
     """A run of `overrides` trained in this process into folder/run."""
+    folder.mkdir(parents=True, exist_ok=True)
     assert run_in_process(*overrides, f"hydra.run.dir={folder / 'run'}", cwd=folder) == 0
     return folder / "run"
 

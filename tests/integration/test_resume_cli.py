@@ -1,6 +1,7 @@
 """Resume, interruption and failures as users meet them: real processes for signals and exit
 messages, the same entrypoint in-process for runs that are only looked at."""
 
+import json
 import os
 import resource
 import signal
@@ -14,6 +15,7 @@ from cifar_exp.records.checkpoint import load_checkpoint
 from cifar_exp.records.commands import override, run_command
 from helpers.cli import output, run_cli, start_run, wait_for
 from helpers.compare import assert_same_run, assert_same_tensorboard
+from helpers.interrupt import sigkill_when
 from helpers.outputs import manifest
 from helpers.overrides import TINY
 from helpers.paths import REPO
@@ -152,3 +154,33 @@ def test_a_run_stopped_under_the_code_before_the_regrouping_resumes_here(referen
     resumed = run_cli(f"resume={run_dir}", "trainer.epochs=4", cwd=tmp_path)
     assert resumed.returncode == 0, output(resumed)[-3000:]
     assert_same_run(reference, run_dir)
+
+
+# A large test split scored once at the end (a validation split is scored every epoch): the
+# moment between the last checkpoint and the recorded end lasts seconds.
+ENDS_SLOWLY = [*TINY, "trainer.epochs=2", "dataset.val_size=64", "dataset.test_size=30000"]
+
+
+def test_a_run_killed_after_its_last_checkpoint_finishes_when_resumed(tmp_path):
+    """SIGKILLed once last.pt holds its last epoch but before it recorded its end: resume=
+    does what was left (the final test score, metrics.json, the manifest) and ends like the
+    run that was not killed."""
+    reference = trained(tmp_path / "reference", *ENDS_SLOWLY)
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.pt"
+
+    def last_epoch_saved() -> bool:
+        return last.is_file() and load_checkpoint(last)["progress"]["epoch"] == 2
+
+    proc = start_run(*ENDS_SLOWLY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    sigkill_when(proc, last_epoch_saved)
+    assert manifest(run_dir)["status"] == "running"
+    assert json.loads((run_dir / "metrics.json").read_text())["final"] is None
+
+    resumed = run_cli(f"resume={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, output(resumed)[-3000:]
+    assert "final test accuracy" in resumed.stdout
+    assert_same_run(reference, run_dir)
+    assert manifest(run_dir)["status"] == "ok"
+    again = run_cli(f"resume={run_dir}", cwd=tmp_path)  # now it is finished
+    assert again.returncode == 1 and "already finished its 2 epochs" in output(again)

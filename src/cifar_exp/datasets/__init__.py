@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from cifar_exp.datasets import cifar, imagefolder, synthetic  # noqa: F401  (they register)
 from cifar_exp.datasets.base import DATASETS, DataBundle, Split
+from cifar_exp.datasets.subsets import stratified_subset
 from cifar_exp.errors import ConfigError
 
 __all__ = ["DATASETS", "DataBundle", "Split", "load_dataset"]
@@ -36,16 +37,24 @@ def load_dataset(node: dict[str, Any] | DictConfig) -> DataBundle:
                 f"dataset.val_size={options.val_size} but the {name} data already has a val "
                 "split; leave dataset.val_size=0 to use it"
             )
-        bundle.train, bundle.val = hold_out(bundle.train, options.val_size, options.split_seed)
+        bundle.train, bundle.val = hold_out(
+            bundle.train, options.val_size, options.split_seed, options.val_stratified
+        )
     return bundle
 
 
-def hold_out(split: Split, size: int, seed: int) -> tuple[Split, Split]:
-    """Split `size` random samples (chosen by `seed`) off `split`: (the rest, the held out)."""
+def hold_out(split: Split, size: int, seed: int, stratified: bool = True) -> tuple[Split, Split]:
+    """Split `size` samples (chosen by `seed`) off `split`: (the rest, the held out). Drawn
+    class by class (datasets/subsets.py) when `stratified`, else at random over the split."""
     if size >= len(split):
         raise ConfigError(
             f"dataset.val_size={size} leaves no training images (the train split has "
             f"{len(split)}); choose a smaller dataset.val_size"
         )
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
-    return split.subset(order[size:]), split.subset(order[:size])
+    if not stratified:
+        order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+        return split.subset(order[size:]), split.subset(order[:size])
+    held = stratified_subset(split.labels, size, seed)
+    kept = torch.ones(len(split), dtype=torch.bool)
+    kept[held] = False
+    return split.subset(kept.nonzero().flatten()), split.subset(held)

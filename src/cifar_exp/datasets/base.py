@@ -16,10 +16,19 @@ from cifar_exp.registry import Options, Registry, option, require
 DATASETS = Registry("dataset")
 
 
+@dataclass(frozen=True)
+class Whole:
+    """The split a part was drawn from (datasets/subsets.py): its images and classes."""
+
+    images: int
+    classes: int
+
+
 @dataclass
 class Split:
     images: torch.Tensor  # uint8 [N, 3, H, W]
     labels: torch.Tensor  # int64 [N]
+    whole: Whole | None = None  # set when this split stands for a larger one
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -28,7 +37,7 @@ class Split:
         return Split(self.images[index], self.labels[index])
 
     def to(self, device: torch.device) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
+        return Split(self.images.to(device), self.labels.to(device), self.whole)
 
 
 @dataclass
@@ -58,6 +67,10 @@ class DatasetOptions(Options):
     num_classes: int | None = 10
     # Images held out of train (chosen by split_seed) for the per-epoch evaluation.
     val_size: int = option(0, compared=True)
+    # The held-out images are drawn class by class, each class's share as in the training
+    # split; false: drawn at random over the whole split (as runs made before this key did).
+    val_stratified: bool = True
+    # Chooses the validation split, and the images a limited evaluation scores.
     split_seed: int = 0
     on_device: bool = False  # keep the whole uint8 data set on the training device
 

@@ -28,6 +28,7 @@ from cifar_exp.datasets.base import DATA_ROOT, DATASETS, DataBundle, DatasetOpti
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
 from cifar_exp.registry import option
+from cifar_exp.runtime.progress import ProgressLine
 
 log = logging.getLogger(__name__)
 
@@ -211,14 +212,16 @@ def download_archive(archive: Archive, root: Path) -> None:
     log.info("downloading %s to %s", archive.url, root)
     try:
         root.mkdir(parents=True, exist_ok=True)
+        terminal = sys.stdout.isatty()  # a bar there; elsewhere a log line every 30 s
         bar = tqdm(
             total=archive.size,
             unit="B",
             unit_scale=True,
             desc=archive.filename,
-            disable=not sys.stdout.isatty(),
+            disable=not terminal,
             file=sys.stdout,
         )
+        line = ProgressLine(f"downloading {archive.filename}: MiB", archive.size >> 20)
         with (
             urllib.request.urlopen(archive.url, timeout=60) as response,
             part.open("wb") as out,
@@ -227,6 +230,8 @@ def download_archive(archive: Archive, root: Path) -> None:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 bar.update(len(chunk))
+                if not terminal:
+                    line.advance(len(chunk) >> 20)
     except OSError as err:  # urllib's URLError and socket timeouts are OSErrors too
         part.unlink(missing_ok=True)
         raise UserError(

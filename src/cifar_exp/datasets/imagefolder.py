@@ -30,6 +30,7 @@ from cifar_exp.datasets.base import DATA_ROOT, DATASETS, DataBundle, DatasetOpti
 from cifar_exp.datasets.cache import fingerprint, load_cache, save_cache
 from cifar_exp.errors import UserError
 from cifar_exp.registry import option, require
+from cifar_exp.runtime.progress import INTERVAL_S, ProgressLine
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +203,18 @@ def decode_folder(
     image_size: int,
     skip_bad_files: bool,
     num_workers: int,
+    interval: float = INTERVAL_S,
 ) -> DataBundle:
+    """The listed files decoded into uint8 splits; a bar on a terminal, else a progress line
+    in the log every `interval` seconds."""
     total = sum(len(files) for files in listing.values())
     log.info("decoding %d images from %s (once; later starts use the cache)", total, root)
     splits: dict[str, Split] = {}
     skipped: list[str] = []
+    terminal = sys.stdout.isatty()  # a bar there; elsewhere (a log file) a line every 30 s
+    line = ProgressLine("decoding images", total, 0 if terminal else interval)
     with tqdm(
-        total=total, unit="img", desc="decoding", disable=not sys.stdout.isatty(), file=sys.stdout
+        total=total, unit="img", desc="decoding", disable=not terminal, file=sys.stdout
     ) as bar:
         for split, files in listing.items():
             paths = [str(root / name) for _, name in files]
@@ -229,6 +235,7 @@ def decode_folder(
                     keep[offset + index] = False
                     skipped.append(name)
                 bar.update(len(decoded))
+                line.advance(len(decoded))
             labels = np.array([label for label, _ in files], dtype=np.int64)[keep]
             for label in set(range(len(classes))) - set(labels.tolist()):
                 raise UserError(

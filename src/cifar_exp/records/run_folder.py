@@ -17,14 +17,18 @@ from cifar_exp.records.manifest import MANIFEST_FILE, read_manifest
 def previous_run(folder: Path) -> str | None:
     """What in `folder` shows that a run worth keeping lives there, if anything.
 
-    A run that failed before its first epoch (e.g. on a config value), or was stopped by a
-    signal before its first checkpoint, left nothing worth keeping; a new run may start
+    A run that failed before its first epoch (e.g. on a config value), or was stopped (by a
+    signal, or killed outright) before its first checkpoint, left nothing worth keeping: no
+    checkpoint to continue from, whatever epochs its metrics.json lists. A new run may start
     there, and its manifest keeps the earlier attempt.
     """
     status = attempt_status(folder)
-    saved = [name for name in (CHECKPOINT_DIR, "metrics.json") if _holds(folder / name)]
-    if status not in (None, "failed") and (status != "interrupted" or saved):
+    checkpoint = _holds(folder / CHECKPOINT_DIR)
+    if status in ("failed", "interrupted", "running") and not checkpoint:
+        return None
+    if status not in (None, "failed"):
         return f"{MANIFEST_FILE} (status: {status})"
+    saved = [name for name in (CHECKPOINT_DIR, "metrics.json") if _holds(folder / name)]
     return saved[0] if saved else None
 
 

@@ -165,12 +165,19 @@ def sort_metric(jobs: list[Job]) -> str:
 
 
 def scored_part(final: dict[str, Any], split: str) -> str:
-    """' on 1,000 of 10,000 test images (trainer.limit_eval_batches)' when a limit cut the
-    evaluation of `split`, else ''."""
+    """' on 1,000 of 10,000 test images, all 10 classes (trainer.limit_eval_batches)' when a
+    limit cut the evaluation of `split`, else ''."""
     if f"{split}_images" not in final:
         return ""
     scored, total = final[f"{split}_images"], final[f"{split}_images_total"]
-    return f" on {scored:,} of {total:,} {split} images (trainer.limit_eval_batches)"
+    classes, all_classes = final.get(f"{split}_classes"), final.get(f"{split}_classes_total")
+    if classes is None:  # recorded before the part was stratified: the split's first images
+        kind = "its first ones"
+    elif classes == all_classes:
+        kind = f"all {classes} classes"
+    else:
+        kind = f"{classes} of {all_classes} classes"
+    return f" on {scored:,} of {total:,} {split} images, {kind} (trainer.limit_eval_batches)"
 
 
 def limit_note(jobs: list[Job]) -> str | None:

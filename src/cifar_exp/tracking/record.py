@@ -129,6 +129,10 @@ class RunTracker:
         self.metrics = copy.deepcopy(state["metrics"])
         self.run_ids = dict(state.get("runs", {}))  # none in checkpoints from before trackers
 
+    def last_epoch(self) -> dict[str, Any]:
+        """The last epoch's entry of metrics.json ({} before the first)."""
+        return self.metrics["epochs"][-1] if self.metrics["epochs"] else {}
+
     def continue_from(self, epoch: int, step: int) -> None:
         """After loading a checkpoint: cut metrics.json and every tracker back to it."""
         self.metrics["epochs"] = [e for e in self.metrics["epochs"] if e["epoch"] <= epoch]

@@ -21,10 +21,11 @@ from cifar_exp.components.averaging import WeightAverage
 from cifar_exp.components.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.components.pruning import trial_pruning
 from cifar_exp.components.stop_rules import RuleStates, StopRule, early_stopping
-from cifar_exp.config import startup_keys, validate
+from cifar_exp.config import check_effects, startup_keys, validate
 from cifar_exp.datasets import DataBundle, Split, load_dataset
 from cifar_exp.datasets.augment import build_mix, build_transforms, normalization
 from cifar_exp.datasets.batches import BatchLoader, BatchTransform, to_model_input
+from cifar_exp.datasets.subsets import part_of, stratified_subset
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import (
     MODELS,
@@ -86,7 +87,9 @@ def build_trainer(
     options = MODELS.options(cfg.model)
     # A checkpoint brings the weights: a resumed run fetches no pretrained ones.
     net = MODELS.build(options if fresh else options.without_pretrained()).to(device)
-    init_s = initialize_from_training_data(net, data, eval_transform, device) if fresh else None
+    init_s = (
+        initialize_from_training_data(net, data, eval_transform, device, t.seed) if fresh else None
+    )
     model = model_to_train(net, t, device, here)
     size = model_size(net, options, data)
     if manifest is not None:
@@ -211,6 +214,8 @@ def ready_trainer(
     """build_trainer, then the checkpoint's states loaded (when continuing) and the run's
     record opened: TensorBoard's HParams lists the keys typed (`overrides`) first; the
     trackers' run ids go into the manifest (and with the tracker's state, the checkpoints)."""
+    if checkpoint is None:  # a resume keeps what it was started with
+        check_effects(cfg)
     trainer, cfg = build_trainer(
         cfg, run_dir, manifest, fresh=checkpoint is None, sweep_dir=sweep_dir
     )
@@ -329,13 +334,17 @@ def initialize_from_training_data(
     data: DataBundle,
     eval_transform: BatchTransform | None,
     device: torch.device,
+    seed: int,
 ) -> float | None:
     """Run the model's data-dependent initialization (airbench's whitening), if it has one,
-    on the first INIT_IMAGES training images as evaluation sees them; its time in seconds."""
+    on INIT_IMAGES training images of every class (a stratified subset chosen by `seed`) as
+    evaluation sees them; its time in seconds."""
     if not isinstance(net, InitializedFromData):
         return None
     start = time.perf_counter()
-    images = to_model_input(data.train.images[:INIT_IMAGES], device)
+    # All classes, as in the split (an image folder's first 5,000 are all airplanes).
+    index = stratified_subset(data.train.labels, INIT_IMAGES, seed)
+    images = to_model_input(data.train.images[index.to(data.train.images.device)], device)
     if eval_transform is not None:
         images = eval_transform(images, torch.Generator())
     initialize_from_data(net, images)
@@ -429,14 +438,9 @@ def build_loaders(
     shard = {"rank": here.rank, "world_size": here.world_size}
 
     def evaluation(split: Split) -> BatchLoader:
-        return BatchLoader(
-            split,
-            t.eval_batch_size,
-            device,
-            limit_batches=t.limit_eval_batches,
-            transform=eval_transform,
-            **shard,
-        )
+        if t.limit_eval_batches:  # a part that stands for the whole split, not its first N
+            split = part_of(split, t.limit_eval_batches * t.eval_batch_size, cfg.dataset.split_seed)
+        return BatchLoader(split, t.eval_batch_size, device, transform=eval_transform, **shard)
 
     train_loader = BatchLoader(
         data.train,

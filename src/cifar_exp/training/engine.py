@@ -26,11 +26,13 @@ from cifar_exp.components.guards import NonFiniteWatch, deterministic_hint, out_
 from cifar_exp.components.stop_rules import Stop, StopRule, first_stop
 from cifar_exp.components.tta import tta_logits
 from cifar_exp.datasets.batches import BatchLoader
+from cifar_exp.datasets.subsets import classes_in
 from cifar_exp.models.base import start_epoch
 from cifar_exp.records.checkpoint import Checkpointer
 from cifar_exp.records.commands import override, run_command
 from cifar_exp.runtime.device import peak_memory_mb
 from cifar_exp.runtime.distributed import all_reduce
+from cifar_exp.runtime.progress import ProgressLine, duration
 from cifar_exp.runtime.signals import SignalGate, signal_name
 from cifar_exp.tracking import RunTracker
 from cifar_exp.tracking.pictures import EvalDetails, Pictures
@@ -142,14 +144,18 @@ def evaluate(
     precision: Precision | None = None,
     details: EvalDetails | None = None,
     tta: str = "none",
+    progress_s: float = 0.0,
 ) -> dict[str, float]:
     """Mean cross-entropy, accuracy and the images scored over the loader's batches (of all
-    processes; fewer than the split's when trainer.limit_eval_batches cuts it), under
+    processes; a stratified part of the split under trainer.limit_eval_batches), under
     test-time augmentation `tta` (see tta.py); fills `details` (confusion matrix, worst
-    mistakes) for the pictures when given."""
+    mistakes) for the pictures when given. `progress_s`: seconds between progress lines in
+    the log (0: none)."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=loader.device)  # loss, correct, seen
+    line = ProgressLine("evaluation: batch", len(loader), progress_s if loader.rank == 0 else 0)
     for images, labels in loader:
+        line.advance()
         with precision.autocast() if precision else contextlib.nullcontext():
             logits = tta_logits(model, images, tta)
         totals[0] += F.cross_entropy(logits.float(), labels, reduction="sum")
@@ -262,9 +268,9 @@ class Trainer:
                 self.loaders.train.set_epoch(first, start_batch=self.progress.batch)
                 self.pictures.started(self.loaders.train, first_time=self.progress.step == 0)
             for epoch in range(first, self.settings.epochs + 1):
-                self.epoch(epoch, time_first_step=self.settings.compile and epoch == first)
-                if self.stopped is not None:
+                if self.stopped is not None:  # a stop rule ended it (before a resume, too)
                     break
+                self.epoch(epoch, time_first_step=self.settings.compile and epoch == first)
             final = self.final_metrics()
         final.update(epochs=self.progress.epoch, wall_s=time.perf_counter() - start)
         if self.stopped is not None:
@@ -390,7 +396,9 @@ class Trainer:
         draws its confusion matrix for the Images tab at `epoch` (None: the end)."""
         model = self.model if self.average is None else self.average.model_to_evaluate(self.model)
         details = self.pictures.details() if self.pictures else None
-        scores = evaluate(model, loader, self.precision, details, self.settings.tta)
+        quiet = self.settings.progress_bar and sys.stdout.isatty()  # a bar shows the epoch
+        every = 0.0 if quiet else self.settings.log_interval_s
+        scores = evaluate(model, loader, self.precision, details, self.settings.tta, every)
         if self.pictures is not None and epoch is not None:
             self.pictures.evaluated(split, epoch, details)
         self.details = details
@@ -413,10 +421,11 @@ class Trainer:
             final.update(_part_scored("test", test, self.loaders.test))
         if self.pictures is not None:
             self.pictures.finished(self.progress.epoch, self.details)
-        if self.last_train:
-            final.update(
-                train_loss=self.last_train["train_loss"], train_acc=self.last_train["train_acc"]
-            )
+        # The last epoch trained: this attempt's, or (a resume that only records the end)
+        # the one its checkpoint's metrics hold.
+        last = self.last_train or self.tracker.last_epoch()
+        if "train_loss" in last:
+            final.update(train_loss=last["train_loss"], train_acc=last["train_acc"])
         return final
 
     def kept(self) -> str:
@@ -519,23 +528,23 @@ class Heartbeat:
             batch,
             self.total,
             self.images / elapsed,
-            _duration(elapsed),
-            _duration(per_batch * (self.total - batch)),
+            duration(elapsed),
+            duration(per_batch * (self.total - batch)),
         )
 
 
 def _part_scored(split: str, scores: dict[str, float], loader: BatchLoader) -> dict[str, int]:
-    """`<split>_images` and `<split>_images_total` when a limit left part of the split out."""
-    total = len(loader.split)
-    if scores["images"] >= total:
+    """How much of the split a limited evaluation scored (trainer.limit_eval_batches): its
+    images and classes, and the whole split's; nothing when it scored all of it."""
+    whole = loader.split.whole
+    if whole is None:
         return {}
-    return {f"{split}_images": scores["images"], f"{split}_images_total": total}
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+    return {
+        f"{split}_images": scores["images"],
+        f"{split}_images_total": whole.images,
+        f"{split}_classes": classes_in(loader.split.labels),
+        f"{split}_classes_total": whole.classes,
+    }
 
 
 def _epoch_line(values: dict[str, float], split: str) -> str:

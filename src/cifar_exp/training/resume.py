@@ -8,6 +8,7 @@ is refused, so a resumed run always ends where an uninterrupted one would.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from cifar_exp.config import Config, resumable_keys, startup_keys
 from cifar_exp.errors import UserError
-from cifar_exp.records.checkpoint import find_checkpoint, load_checkpoint
+from cifar_exp.records.checkpoint import find_checkpoint, load_checkpoint, run_dir_of
 from cifar_exp.tracking import DEFAULT_TRACKERS
 
 # trainer.epochs may change (config.resumable_keys) only with schedules that do not depend on it.
@@ -30,6 +31,9 @@ def saved_config(yaml_text: str, source: str) -> DictConfig:
         stored = OmegaConf.create(yaml_text)
         if "tracker" not in stored:  # written before trackers were chosen: TensorBoard's
             stored.tracker = DEFAULT_TRACKERS
+        if "dataset" in stored and "val_stratified" not in stored.dataset:
+            # Written when the validation split was drawn at random: the same split again.
+            stored.dataset.val_stratified = False
         return OmegaConf.merge(OmegaConf.structured(Config), stored)
     except OmegaConfBaseException as err:
         raise UserError(
@@ -112,15 +116,29 @@ def prepare_resume(
     resumed = resume_config(
         saved_config(state["config"], str(path)), cfg, overrides, progress.get("epoch", 0)
     )
-    if progress.get("stopped"):
+    # A run killed after its last checkpoint but before it recorded its end resumes to do
+    # just that: the final evaluation, metrics.json, the manifest, the trackers.
+    recorded = ended_as_recorded(run_dir_of(path), progress.get("epoch"))
+    if progress.get("stopped") and recorded:
         stopped = progress["stopped"]
         raise UserError(
             f"the run in {path.parent.parent} is finished: it stopped after epoch "
             f"{stopped['epoch']} ({stopped['reason']}); start a new run to train it differently"
         )
-    if progress.get("epoch") == resumed.trainer.epochs and not progress.get("batch"):
+    at_the_end = progress.get("epoch") == resumed.trainer.epochs and not progress.get("batch")
+    if at_the_end and recorded:
         raise UserError(
             f"the run in {path.parent.parent} already finished its {resumed.trainer.epochs} "
             "epochs; to train longer add trainer.epochs=<more>"
         )
     return resumed, state, path
+
+
+def ended_as_recorded(run_dir: Path, epoch: int | None) -> bool:
+    """Whether the run in `run_dir` recorded its final metrics after the epoch its checkpoint
+    holds (metrics.json's `final`); an unreadable metrics.json recorded nothing."""
+    try:
+        final = json.loads((run_dir / "metrics.json").read_text()).get("final")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(final, dict) and final.get("epochs") == epoch
