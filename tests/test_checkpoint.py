@@ -116,6 +116,35 @@ def test_checkpoint_holds_everything_to_continue(run, tmp_path):
     assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))
 
 
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs."""
+
+
+def test_a_kill_while_the_first_best_is_written_leaves_a_resume_that_writes_it(
+    run, tmp_path, monkeypatch
+):
+    from cifar_exp.records import checkpoint
+
+    write = checkpoint.write_bytes_atomically
+
+    def dies_writing_best(path, payload, then=""):
+        if path.name == "best.pt":
+            path.with_name(".tmp-best.pt.1").write_bytes(payload[:100])  # half written
+            raise Killed
+        write(path, payload, then)
+
+    monkeypatch.setattr(checkpoint, "write_bytes_atomically", dies_writing_best)
+    with pytest.raises(Killed):
+        run(tmp_path / "run")
+    # last.pt records the best accuracy so far: it must not exist without best.pt beside it.
+    folder = tmp_path / "run" / "checkpoints"
+    assert not (folder / "last.pt").exists() and not (folder / "best.pt").exists()
+    monkeypatch.setattr(checkpoint, "write_bytes_atomically", write)
+    run(tmp_path / "run")
+    assert load_checkpoint(folder / "best.pt")["progress"]["epoch"] >= 1
+    assert not list(folder.glob(".tmp-*"))
+
+
 def test_sigint_mid_epoch_saves_and_resumes_bitwise_exact(run, tmp_path):
     run(tmp_path / "ref")
     handler_before = signal.getsignal(signal.SIGINT)

@@ -182,6 +182,22 @@ def test_run_name_says_what_the_run_is(name, overrides, expected):
         (["model=resnet20", "model.width=abc"], "full_key: model.width"),
         (["model=resnet20", "model.width=-3"], "model.width must be >= 1, got -3"),
         (["optimizer=rmsprop", "optimizer.alpha=1"], "optimizer.alpha must be in [0, 1), got 1.0"),
+        (
+            ["model=resnet50"],
+            "error: model=resnet50 is not an option of the model group; resnet50 is a timm "
+            "network: model=timm model.arch=resnet50",
+        ),
+        (
+            ["model=mobilenet_v3_small"],
+            "mobilenet_v3_small is a torchvision network: model=torchvision "
+            "model.arch=mobilenet_v3_small",
+        ),
+        (["model=timm", "model.arch=efficientnet_bo"], "(closest: efficientnet_b0, "),
+        (
+            ["name=café"],
+            "error: name=café: Hydra's override grammar takes non-ASCII characters only in "
+            """quotes; write 'name="café"'""",
+        ),
     ],
 )
 def test_bad_inputs_exit_nonzero_with_a_clear_message(tmp_path, overrides, message):
@@ -204,6 +220,18 @@ def test_missing_cifar10_offline_exits_nonzero_and_says_how_to_fix(tmp_path):
     assert code != 0
     assert f"CIFAR-10 is not in {tmp_path / 'nowhere'}" in output  # relative to the launch folder
     assert "Traceback" not in output
+
+
+def test_an_image_folder_as_cifar10s_root_says_to_read_it_as_one(tmp_path):
+    for split in ("train", "test"):
+        (tmp_path / "images" / split / "cat").mkdir(parents=True)
+    code, output = output_in_process(
+        *TINY_TRAINER, "dataset.root=images", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert code == 1 and "Traceback" not in output
+    assert f"{tmp_path / 'images'} is an image folder (train/ and test/), not CIFAR-10's " in output
+    assert "add dataset=imagefolder to read it" in output
+    assert not list((tmp_path / "images").glob("*.tar.gz"))  # nothing downloaded into it
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")

@@ -66,3 +66,15 @@ def test_a_search_whose_first_trials_fail_alike_before_training_stops_non_zero(t
     # What the jobs were configured with, not "hold out no validation split".
     assert "configured to hold out a validation split (dataset.val_size=5000)" in summary
     assert "hold out no validation split" not in summary
+
+
+@needs_optuna
+def test_a_pruner_given_a_value_not_its_keys_is_one_line(tmp_path):
+    args = ["hparams_search=optuna", *TINY, "hydra.sweeper.pruner=median"]
+    code, output = output_in_process(*args, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert code == 1 and "Traceback" not in output, output[-3000:]
+    assert (
+        "hydra.sweeper.pruner=median sets the pruner's group of keys to a value; choose "
+        "the pruner with hydra.sweeper.pruner.name=median" in output
+    )
+    assert not (tmp_path / "sweep").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,22 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_their_statuses(store, 
             assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
 
 
+def test_a_damaged_parent_run_record_gets_a_new_parent_run(store, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *TINY, *mlflow_args(store, "damaged record"), f"hydra.sweep.dir={sweep_dir}"]
+    assert run_in_process(*args, "optimizer.lr=1e-3,3e-3", cwd=tmp_path) == 0
+    record = sweep_dir / "mlflow_parent.json"
+    record.write_text(record.read_text()[:10])  # cut short by a kill or a full disk
+    shutil.rmtree(job_dirs(sweep_dir)[1])  # a job the continued sweep runs again
+    code, printed = output_in_process(*args, "optimizer.lr=1e-3,3e-3", cwd=tmp_path)
+    assert code == 0 and "Traceback" not in printed, printed[-2000:]
+    assert f"tracker.mlflow: {record} is damaged (" in printed
+    runs = runs_of(store, "damaged record")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert json.loads(record.read_text()) == {store: parents[0].info.run_id}  # the newest
+    assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
+
+
 def test_the_pictures_go_to_mlflow_as_image_artifacts(store, tmp_path):
     """With TensorBoard's pictures on, MLflow keeps the same pictures among the run's
     artifacts, one PNG per tag and epoch, and TensorBoard still has them."""
@@ -114,6 +131,33 @@ def csv_points(run_dir: Path) -> dict[tuple[str, int], float]:
     return points
 
 
+def points_of_metrics_json(run_dir: Path) -> dict[tuple[str, int], float]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        (EPOCH_TAGS[k], e["epoch"]): v
+        for e in metrics["epochs"]
+        for k, v in e.items()
+        if k != "epoch"
+    }
+
+
+def test_a_metrics_csv_row_a_kill_cut_short_is_dropped_on_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*TINY, "trainer.epochs=2", "tracker=[csv]", f"hydra.run.dir={run_dir}"]
+    assert run_in_process(*args, cwd=tmp_path) == 0
+    path = run_dir / "metrics.csv"
+    text = path.read_text()
+    last = text.splitlines()[-1]  # a per-epoch row of epoch 2, cut inside its value
+    torn_tag = last.split(",")[0]
+    path.write_text(text[: text.rindex(last) + len(last) - 25])
+    code, printed = output_in_process(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path)
+    assert code == 0 and f"{path}: dropped 1 torn row(s)" in printed
+
+    expected = points_of_metrics_json(run_dir)
+    del expected[(torn_tag, 2)]
+    assert csv_points(run_dir) == expected
+
+
 def test_metrics_csv_holds_the_points_of_metrics_json_once_across_a_resume(tmp_path):
     run_dir = tmp_path / "run"
     # csv alone: no TensorBoard event files either.
@@ -122,14 +166,7 @@ def test_metrics_csv_holds_the_points_of_metrics_json_once_across_a_resume(tmp_p
     assert not list(run_dir.glob("events.out.tfevents.*"))
     assert run_in_process(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path) == 0
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    expected = {
-        (EPOCH_TAGS[k], e["epoch"]): v
-        for e in metrics["epochs"]
-        for k, v in e.items()
-        if k != "epoch"
-    }
-    assert csv_points(run_dir) == expected
+    assert csv_points(run_dir) == points_of_metrics_json(run_dir)
     rows = read_csv(run_dir / "metrics.csv")
     assert list(rows[0]) == ["tag", "step", "epoch", "value", "wall_time"]
     steps = [int(r["step"]) for r in rows if r["tag"] == "train_step/loss"]

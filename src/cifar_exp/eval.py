@@ -8,6 +8,7 @@ and `confusion_matrix.png` in the eval's own output folder.
 from __future__ import annotations
 
 import logging
+import sys
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -159,5 +160,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    setup_hydra()
+    setup_hydra(sys.argv[1:])
     main()

@@ -53,13 +53,54 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 _UNSAFE = re.compile(r"[^\w.+@%-]")
 
 
-def setup_hydra() -> None:
+def setup_hydra(command_line: list[str] | None = None) -> None:
     """The one registration step every entrypoint takes before Hydra composes its config
     (and a launcher's worker before it runs a job, see run.py): the config schemas in
-    Hydra's ConfigStore and our resolvers."""
+    Hydra's ConfigStore and our resolvers. An entrypoint passes its `command_line`, whose
+    mistakes Hydra would answer without a way out (check_command_line) end it here."""
+    if command_line is not None and (problem := check_command_line(command_line)):
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(1)
     register_schemas()
     register_resolvers()
     share_config_store()
+
+
+def check_command_line(args: list[str]) -> str | None:
+    """The first override Hydra would refuse with a message that does not say the fix: a
+    network's name given as the model group's option, a non-ASCII value without quotes."""
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if not value.isascii() and value[:1] not in ("'", '"'):
+            return (
+                f"{arg}: Hydra's override grammar takes non-ASCII characters only in quotes; "
+                f"""write '{key}="{value}"' (the shell's quotes around Hydra's)"""
+            )
+        if key.lstrip("+~") == "model" and (hint := network_hint(value)):
+            return hint
+    return None
+
+
+def network_hint(name: str) -> str | None:
+    """For model=<name> where <name> is no option of conf/model/ but a timm or torchvision
+    network: the override that builds it."""
+    if not name.isidentifier() or (Path(CONFIG_DIR) / "model" / f"{name}.yaml").exists():
+        return None
+    option = f"model={name} is not an option of the model group"
+    try:
+        import timm
+
+        if timm.is_model(name):
+            return f"{option}; {name} is a timm network: model=timm model.arch={name}"
+    except ImportError:
+        pass
+    import torchvision.models
+
+    if name in torchvision.models.list_models():
+        return f"{option}; {name} is a torchvision network: model=torchvision model.arch={name}"
+    return None
 
 
 def share_config_store() -> None:

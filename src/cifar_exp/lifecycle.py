@@ -11,7 +11,6 @@ its training and records a failure; `Job.succeeded()` records a run that finishe
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -31,7 +30,7 @@ from cifar_exp.records.commands import override, run_command
 from cifar_exp.records.lock import release
 from cifar_exp.records.manifest import RunManifest
 from cifar_exp.records.naming import override_key
-from cifar_exp.records.run_folder import close_log_files
+from cifar_exp.records.run_folder import close_log_files, recorded_final
 from cifar_exp.runtime import distributed
 from cifar_exp.runtime.signals import Interrupted, StoppedAtOnce, gate, signal_name
 from cifar_exp.sweeps.continuation import MULTIRUN_RECORD, clear_attempt, plan_job
@@ -160,10 +159,24 @@ class Job:
                 # A stop at once raised inside a library's code can surface as another error
                 # there (OmegaConf restoring its flags, say): it is still the stop.
                 raise StoppedAtOnce(gate.signum, second=gate.received > 1) from err
+            err = self.peer_gone(err) or err
             with gate.deferred():  # the failure is recorded and said before a signal is heard
                 self.manifest.finish("failed", failure_reason(err))
                 self._list_failure_in_hparams()
                 self.metric = job_failed(err, self.in_sweep)
+
+    def peer_gone(self, err: Exception) -> UserError | None:
+        """One line for a torchrun worker whose peer process ended (its traceback would only
+        show where this one waited for it); None for any other error."""
+        gone = distributed.peer_gone(err)
+        if gone is None:
+            return None
+        rank = distributed.place().rank
+        return UserError(
+            f"rank {rank}: another process of this torchrun launch ended ({gone}); torchrun's "
+            f"report says which and why. Rank {rank} stopped {self.where_it_stopped()} "
+            f"Continue with the same torchrun command and {override('resume', self.run_dir)}"
+        )
 
     def _list_failure_in_hparams(self) -> None:
         """A sweep job that failed before training wrote anything is still listed in HParams,
@@ -254,8 +267,8 @@ def continue_sweep_job(job: Job) -> bool:
         # us or from the launcher (submitit logs the job's end).
         close_log_files(job.run_dir)
         if step == "finished":
-            metrics = json.loads((job.run_dir / "metrics.json").read_text())
-            job.metric = sweep_metric(metrics["final"])
+            final = recorded_final(job.run_dir)
+            job.metric = None if final is None else sweep_metric(final)  # None: pruned
         job.done = True
         return True
     if step == "resume":

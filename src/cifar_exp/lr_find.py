@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -206,5 +207,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    setup_hydra()
+    setup_hydra(sys.argv[1:])
     main()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -158,5 +159,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    setup_hydra()
+    setup_hydra(sys.argv[1:])
     main()

@@ -9,6 +9,7 @@ training's evaluation (`data.to_model_input`, then the run's normalization if it
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,5 +99,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    setup_hydra()
+    setup_hydra(sys.argv[1:])
     main()

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import sys
 
-import hydra
-from omegaconf import DictConfig
+from cifar_exp.runtime.signals import quiet_start  # standard library only: at once
 
-from cifar_exp.hydra_setup import CONFIG_DIR, setup_hydra
-from cifar_exp.lifecycle import Job, start_job
-from cifar_exp.records import lock
-from cifar_exp.runtime import distributed
-from cifar_exp.runtime.signals import gate
-from cifar_exp.training.build import ready_trainer
+# Run as a program (python -m cifar_exp.run, the cifar-exp console script), not imported.
+with quiet_start(enabled=__name__ == "__main__" or sys.argv[0].endswith("cifar-exp")):
+    import hydra
+    from omegaconf import DictConfig
+
+    from cifar_exp.hydra_setup import CONFIG_DIR, setup_hydra
+    from cifar_exp.lifecycle import Job, start_job
+    from cifar_exp.records import lock
+    from cifar_exp.runtime import distributed
+    from cifar_exp.runtime.signals import gate
+    from cifar_exp.training.build import ready_trainer
 
 
 class TrainJob:
@@ -64,7 +68,7 @@ def main() -> None:
     (lock.py) is let go as it returns, or when the process ends."""
     with gate.handled():
         try:
-            setup_hydra()
+            setup_hydra(sys.argv[1:])
             here = distributed.setup()
             if not here.is_main:
                 # Rank 0 alone writes the run directory's .hydra/ record.

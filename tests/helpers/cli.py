@@ -79,7 +79,7 @@ def run_in_process(
             if module == "cifar_exp.report":  # argparse, not Hydra
                 return entrypoint.main(list(overrides))
             if module != "cifar_exp.run":  # its own main() takes this step; theirs, __main__
-                setup_hydra()
+                setup_hydra(list(overrides))
             entrypoint.main()
         except SystemExit as stop:
             return stop.code or 0

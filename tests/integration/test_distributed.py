@@ -1,6 +1,12 @@
 """DDP under a real torchrun: two Gloo processes on the CPU against one process."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +138,48 @@ def test_a_per_image_policy_under_two_processes_matches_one_process(tmp_path):
     assert [s for s, _ in curve_one] == [s for s, _ in curve_two] == list(range(1, 9))
     for (_, a), (_, b) in zip(curve_one, curve_two, strict=True):
         assert b == pytest.approx(a, abs=LOSS_TOLERANCE)
+
+
+def test_a_killed_rank_leaves_the_other_one_line_and_a_run_that_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        + ["-m", "cifar_exp.run", *TINY, "trainer.epochs=100000", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 240
+    while not (run_dir / "checkpoints" / "last.pt").exists():
+        assert launch.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    (rank_1,) = [pid for pid in children(launch.pid) if b"\0RANK=1\0" in environ(pid)]
+    os.kill(rank_1, signal.SIGKILL)
+    out = launch.communicate(timeout=120)[0]
+    assert launch.returncode != 0
+    (line,) = [line for line in out.splitlines() if "another process of this torchrun" in line]
+    assert (
+        "rank 0: another process of this torchrun launch ended (connection reset by peer)" in line
+    )
+    assert f"Continue with the same torchrun command and resume={run_dir}" in line
+    # No traceback of rank 0's: only torchrun's own report of rank 1's SIGKILL.
+    assert out.count("Traceback") == 1 and "torch.distributed.elastic" in out.split("Traceback")[1]
+    assert "pair.cc" not in out and "Signal 9 (SIGKILL) received by PID" in out
+    info = json.loads((run_dir / "manifest.json").read_text())
+    assert info["status"] == "failed" and info["reason"] == line.split(" - ", 1)[1]
+
+    epoch = load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]["epoch"]
+    proc = torchrun(f"resume={run_dir}", f"trainer.epochs={epoch + 1}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["final"]["epochs"] == epoch + 1
+
+
+def children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+
+
+def environ(pid: int) -> bytes:
+    return b"\0" + Path(f"/proc/{pid}/environ").read_bytes()

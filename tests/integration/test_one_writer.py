@@ -29,17 +29,52 @@ MORE = ("trainer.epochs=60", "trainer.epochs=40")
 HOLD = "import sys, time; from cifar_exp.records.lock import hold; hold(__import__('pathlib').Path(sys.argv[1]), 'x'); print('held', flush=True); time.sleep(60)"  # noqa: E501
 
 
-def holder_process(folder):
-    """A small process that holds `folder`'s lock until it is killed."""
+FORKS = "import os, sys, time; from cifar_exp.records.lock import hold; hold(__import__('pathlib').Path(sys.argv[1]), 'x'); pid = os.fork(); pid or time.sleep(60); print(pid, flush=True); time.sleep(60)"  # noqa: E501
+LEAVES = "import os, subprocess, sys; from cifar_exp.records.lock import hold, _held; hold(__import__('pathlib').Path(sys.argv[1]), 'x'); (fd,) = _held.values(); child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], pass_fds=(fd,)); print(child.pid, flush=True)"  # noqa: E501
+
+
+def holder_process(folder, script=HOLD):
+    """A small process that takes `folder`'s lock and runs `script`'s rest (HOLD: holds it
+    until it is killed)."""
     env = {
         **os.environ,
         "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True, env=env
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True, env=env
     )
-    assert proc.stdout.readline() == "held\n"
-    return proc
+
+
+def test_a_forked_child_does_not_keep_the_lock_when_its_parent_is_killed(tmp_path):
+    parent = holder_process(tmp_path, FORKS)
+    child = int(parent.stdout.readline())
+    try:
+        assert lock.holder_of(tmp_path).pid == parent.pid
+        parent.kill()
+        parent.wait(timeout=30)
+        assert lock.holder_of(tmp_path) is None  # at once, though the child still runs
+        os.kill(child, 0)
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+def test_a_process_the_holder_left_running_is_named_as_the_holder(tmp_path):
+    parent = holder_process(tmp_path, LEAVES)
+    child = int(parent.stdout.readline())
+    try:
+        parent.wait(timeout=30)  # it ended; the child it gave the lock's file to runs on
+        holder = lock.holder_of(tmp_path)
+        assert (holder.pid, holder.left_by) == (child, parent.pid)
+        message = str(lock.FolderInUse(tmp_path, holder, "resume"))
+        assert (
+            f"in use by process {child} on host {socket.gethostname()}, left running by "
+            f"process {parent.pid} ("
+            in message
+            and "which has ended" in message
+        )
+        assert f"kill -INT {child}" in message
+    finally:
+        os.kill(child, signal.SIGKILL)
 
 
 def manifest(run_dir):
@@ -66,6 +101,7 @@ def test_a_held_folder_is_refused_naming_its_holder_and_freed_when_the_holder_di
     folder = tmp_path / "run"
     folder.mkdir()
     holder = holder_process(folder)
+    assert holder.stdout.readline() == "held\n"
     before = snapshot(folder)
     seen = lock.holder_of(folder)
     assert snapshot(folder) == before  # looking changes nothing, not even a time

@@ -61,3 +61,13 @@ def test_wheel_ships_configs_and_runs_from_elsewhere(tmp_path):
         check=True,
     )
     assert f"file://{site}/cifar_exp/conf" in proc.stdout
+    # The console script is the same entrypoint.
+    script = subprocess.run(
+        [str(site / "bin" / "cifar-exp"), "--info", "searchpath", "model=resnet20"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert script.returncode == 0, script.stderr[-2000:]
+    assert f"file://{site}/cifar_exp/conf" in script.stdout

@@ -271,3 +271,32 @@ def test_a_signal_at_any_moment_ends_as_documented_and_its_command_continues(whe
 @pytest.mark.slow
 def test_a_signal_at_each_of_ten_moments_ends_as_documented(where):
     stop_and_continue(MOMENTS, where)
+
+
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "cifar-exp")
+
+
+@pytest.mark.parametrize(
+    ("program", "signum"),
+    [([sys.executable, "-m", "cifar_exp.run"], INT), ([CONSOLE_SCRIPT], TERM)],
+    ids=["python -m, SIGINT", "cifar-exp, SIGTERM"],
+)
+def test_a_signal_while_torch_is_imported_is_one_line(tmp_path, program, signum):
+    proc = subprocess.Popen(
+        [*program, *TINY, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 60
+    while "libtorch" not in maps.read_text():  # inside `import torch`, seconds before Hydra
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signum)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 128 + signum, out
+    name = signal.Signals(signum).name
+    assert out == f"stopped at once by {name} before the run started; nothing was written\n"
+    assert not (tmp_path / "run").exists()

@@ -18,6 +18,7 @@ from helpers.cli import run_cli, run_in_process, start_run, wait_for
 from helpers.compare import TIMING_KEYS
 from helpers.outputs import job_dirs, manifest
 from helpers.overrides import TINY
+from helpers.paths import REPO
 from helpers.plugins import needs_plugin
 
 mlflow = pytest.importorskip("mlflow", reason='the MLflow tests need pip install -e ".[mlflow]"')
@@ -139,3 +140,31 @@ def test_jobs_side_by_side_open_a_new_store_and_share_one_parent_run(tmp_path):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(runs) == 4 and len(children) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_full_disk_fails_mlflow_in_one_line_and_the_resume_ends_its_run(tmp_path):
+    folder = tmp_path / "small disk"
+    folder.mkdir()
+    # A private mount namespace: a user without root may mount a tmpfs there.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    proc = subprocess.run(
+        ["unshare", "-rm", sys.executable, "-m", "helpers.full_disk", str(folder)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if proc.returncode != 0 and "mount" in proc.stderr and "helpers.full_disk" not in proc.stderr:
+        pytest.skip(f"no private mount namespace here: {proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    out = result["output"]
+    assert result["code"] == 1 and "Traceback" not in out and "SQLAlchemy" not in out, out
+    (warning,) = [line for line in out.splitlines() if "tracker.mlflow failed" in line]
+    assert "tracker.mlflow failed (OperationalError: database or disk is full)" in warning
+    assert "No space left on device" in out.splitlines()[-1]
+    # Its run stays open (the disk takes no status either), as the warning says...
+    assert result["after_failure"] == ["RUNNING"] and "stays open until" in warning
+    # ...until the resume, which continues that MLflow run and ends it.
+    assert result["resumed_code"] == 0, result["resumed_output"][-3000:]
+    assert result["after_resume"] == ["FINISHED"]

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from cifar_exp.records.commands import override
-from helpers.cli import printed_command, run_in_process, run_printed
+from helpers.cli import output_in_process, printed_command, run_in_process, run_printed
 from helpers.compare import assert_same_run
 
 RUN = [
@@ -66,3 +67,38 @@ def test_a_ctrl_c_to_the_process_group_stops_and_resumes_to_the_run_without_work
     resumed = run_printed(printed_command(stop, "Continue with: "), cwd=tmp_path)
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
     assert_same_run(tmp_path / "ref", run_dir)
+
+
+def test_a_killed_run_takes_its_workers_with_it_and_resumes_at_once(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*RUN, "trainer.epochs=1000", "augment.workers=1", override("hydra.run.dir", run_dir)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar_exp.run", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not (run_dir / "checkpoints" / "last.pt").exists():  # epoch 1 saved: epoch 2 runs
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    workers = [
+        int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    ]
+    assert workers, "no batch worker started"
+    proc.kill()  # SIGKILL: no handler runs in the run's process
+    proc.wait(timeout=60)
+    # At once: without a parent-death signal a worker notices its parent gone within 5 s.
+    deadline = time.monotonic() + 1
+    while any(Path(f"/proc/{w}").exists() and "zombie" not in state(w) for w in workers):
+        assert time.monotonic() < deadline, "a batch worker outlived its run"
+        time.sleep(0.05)
+    code, printed = output_in_process(f"resume={run_dir}", "trainer.epochs=2", cwd=tmp_path)
+    assert code == 0, printed[-3000:]  # not refused: nothing holds the folder
+
+
+def state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"

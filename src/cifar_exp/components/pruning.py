@@ -36,11 +36,21 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
     return storage or f"sqlite:///{(sweep_dir / STUDY_FILE).absolute()}"
 
 
+def checked_pruner(options: Any) -> Any:
+    """hydra.sweeper.pruner, refused in one line when it was given a value, not its keys."""
+    if options is None or hasattr(options, "get"):
+        return options
+    raise UserError(
+        f"hydra.sweeper.pruner={options} sets the pruner's group of keys to a value; choose "
+        f"the pruner with hydra.sweeper.pruner.name={options} (one of {', '.join(PRUNERS)})"
+    )
+
+
 def build_pruner(options: DictConfig | None) -> Any:
     """hydra.sweeper.pruner -> an Optuna pruner, or None for `none`."""
     import optuna
 
-    options = options or {"name": "none"}
+    options = checked_pruner(options) or {"name": "none"}
     name = options.get("name", "none")
     if name not in PRUNERS:
         raise UserError(

@@ -3,6 +3,8 @@ float model input on the device the model runs on."""
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -11,6 +13,7 @@ import torch.utils.data
 
 from cifar_exp.datasets.base import Split
 from cifar_exp.errors import ConfigError
+from cifar_exp.runtime.signals import die_with_parent
 
 
 def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -196,7 +199,7 @@ class BatchLoader:
                 num_workers=self.workers,
                 persistent_workers=True,
                 prefetch_factor=2,
-                worker_init_fn=_own_session,
+                worker_init_fn=functools.partial(_own_session, parent=os.getpid()),
                 multiprocessing_context="fork",
                 pin_memory=self.device.type == "cuda",
             )
@@ -237,11 +240,10 @@ class _PreparedBatches(torch.utils.data.Dataset):
         return self.loader.batch(epoch, b, self.epoch_order, torch.device("cpu"))
 
 
-def _own_session(_worker: int) -> None:
+def _own_session(_worker: int, parent: int) -> None:
     """A Ctrl-C or a SIGTERM sent to the run's process group (a terminal, torchrun, a job
     scheduler's kill) is for the main process, which stops the run cleanly (signals.py) and
     then ends its workers: a worker that died first would fail the main process's next batch.
-    So each worker leaves the group; it still exits when its parent does."""
-    import os
-
+    So each worker leaves the group; it is killed when its parent ends, however it ends."""
     os.setsid()
+    die_with_parent(parent)

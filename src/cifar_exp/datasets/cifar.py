@@ -117,6 +117,12 @@ def load_cifar(archive: Archive, root: str, download: bool, cache: bool) -> Data
     root_path = Path(root).expanduser().absolute()
     folder = root_path / archive.folder
     if not all((folder / name).is_file() for name, _ in archive.files()):
+        if all((root_path / split).is_dir() for split in ("train", "test")):
+            raise UserError(
+                f"{root_path} is an image folder (train/ and test/), not {archive.title}'s "
+                "archive: add dataset=imagefolder to read it (it takes dataset.root and "
+                "$CIFAR_EXP_DATA alike)"
+            )
         fetch(archive, root_path, download)
     files = [(name, (folder / name).stat()) for name, _ in archive.files()]
     key = fingerprint(files, {"source": archive.title})

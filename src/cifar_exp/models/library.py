@@ -21,10 +21,25 @@ def check_known(arch: str, known: list[str], where: str) -> None:
     """Refuse `arch` unless it is one of `known`, naming the closest ones in one line."""
     if arch in known:
         return
-    close = difflib.get_close_matches(arch, known, n=CLOSEST, cutoff=0.5)
+    # A letter typed for the digit it looks like (efficientnet_bo) ties with every other
+    # one-character change (b4, b8): the look-alike comes first.
+    alike = [name for name in known if _shape(name) == _shape(arch)]
+    close = alike + [
+        name
+        for name in difflib.get_close_matches(arch, known, n=CLOSEST, cutoff=0.5)
+        if name not in alike
+    ]
+    close = close[:CLOSEST]
     offer = f"closest: {', '.join(close)}" if close else "no close name"
     # Relative to the group: typed_options puts "model." in front.
     raise ConfigError(f"arch: unknown architecture '{arch}' ({offer}; {where} lists all)")
+
+
+_LOOK_ALIKE = str.maketrans({"o": "0", "O": "0", "l": "1", "I": "1"})
+
+
+def _shape(name: str) -> str:
+    return name.lower().translate(_LOOK_ALIKE)
 
 
 def reachable(host: str, port: int = 443, timeout: float = PROBE_TIMEOUT_S) -> bool:

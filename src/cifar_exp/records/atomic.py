@@ -45,3 +45,24 @@ def write_bytes_atomically(path: Path, payload: bytes, then: str = "") -> None:
 def write_json(path: Path, data: Any, then: str = "") -> None:
     """`data` as indented JSON, written atomically (`then`: as for write_bytes_atomically)."""
     write_bytes_atomically(path, (json.dumps(data, indent=2) + "\n").encode(), then)
+
+
+class DamagedFile(UserError):
+    """A file the tool wrote that cannot be read back (cut short, edited, other bytes)."""
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file the tool wrote. One that cannot be parsed raises DamagedFile naming it;
+    one that cannot be opened, UserError; a missing one, FileNotFoundError as open() does."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise DamagedFile(f"{path} is damaged (not text: {err.reason})") from err
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise DamagedFile(f"{path} is damaged ({err})") from err

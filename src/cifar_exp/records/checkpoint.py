@@ -230,7 +230,9 @@ class Checkpointer:
         buffer = io.BytesIO()
         torch.save(self.state(), buffer)
         payload = buffer.getvalue()
-        for name, wanted in ((LAST, last), (BEST, best)):
+        # best.pt first: last.pt records the best accuracy so far, so a process killed between
+        # the two writes must leave the old last.pt, whose resume writes best.pt again.
+        for name, wanted in ((BEST, best), (LAST, last)):
             if wanted:
                 hint = resume_hint(self.folder.parent)
                 write_bytes_atomically(self.folder / name, payload, then=hint)

@@ -43,6 +43,19 @@ PATIENCE_S = 0.5
 _held: dict[Path, int] = {}  # folder -> the open file that holds its lock
 
 
+def _forget_in_child() -> None:
+    """A forked process (a batch worker) must not share the locks: an flock belongs to the
+    open file, so a copy of the descriptor in a child that outlives its parent would hold
+    the folder after the run itself ended."""
+    for fd in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds a folder's lock, as it wrote in the lock file (None: not written yet)."""
@@ -51,10 +64,16 @@ class Holder:
     host: str | None = None
     since: str | None = None
     command: str | None = None
+    left_by: int | None = None  # the recorded holder, ended; `pid` is a process it left
 
     def describe(self) -> str:
         if self.pid is None:
             return "another process (it has not written its name into the lock file yet)"
+        if self.left_by is not None:
+            return (
+                f"process {self.pid} on host {self.host}, left running by process "
+                f"{self.left_by} ({self.command}), which has ended"
+            )
         text = f"process {self.pid} on host {self.host}, since {self.since}"
         return f"{text} ({self.command})" if self.command else text
 
@@ -131,16 +150,56 @@ def _write_holder(fd: int) -> None:
 
 def read_holder(path: Path) -> Holder:
     """The holder named in a lock file; a holder that has only just taken the lock gets a
-    moment to write its name."""
+    moment to write its name. When the named process has ended on this host, the process
+    that still has the file open (one it started) is named instead."""
     deadline = time.monotonic() + PATIENCE_S
     while True:
         try:
             data = json.loads(path.read_text())
-            return Holder(data["pid"], data["host"], data["since"], data.get("command"))
+            holder = Holder(data["pid"], data["host"], data["since"], data.get("command"))
+            break
         except (OSError, ValueError, KeyError, TypeError):
             if time.monotonic() > deadline:
                 return Holder()
             time.sleep(0.02)
+    if holder.host != socket.gethostname() or _running(holder.pid):
+        return holder
+    others = _processes_with_open(path)
+    if not others:
+        return holder
+    return Holder(others[0], holder.host, holder.since, holder.command, left_by=holder.pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: it exists
+        return True
+    return True
+
+
+def _processes_with_open(path: Path) -> list[int]:
+    """The processes of this machine that have `path` open, this one left out (Linux's
+    /proc; elsewhere none are found)."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    found = []
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        pid = int(fds.parent.name)
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in fds.iterdir():
+                with contextlib.suppress(OSError):
+                    opened = os.stat(fd)
+                    if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
+                        found.append(pid)
+                        break
+    return sorted(found)
 
 
 def holder_of(folder: Path) -> Holder | None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from cifar_exp.errors import UserError
+from cifar_exp.records.atomic import DamagedFile, read_json
 from cifar_exp.records.checkpoint import BEST, CHECKPOINT_DIR, LAST
 from cifar_exp.records.commands import override, run_command
 from cifar_exp.records.lock import FolderInUse, holder_of
@@ -44,6 +46,17 @@ def attempt_status(job_dir: Path) -> str | None:
     when it was killed), or None when no run started there."""
     manifest = read_manifest(job_dir)
     return None if manifest is None else str(manifest.get("status", "unreadable"))
+
+
+def recorded_final(run_dir: Path) -> dict[str, Any] | None:
+    """The final metrics the run in `run_dir` recorded (metrics.json's `final`); None when it
+    recorded none, or its metrics.json is missing or damaged (a resume writes it again)."""
+    try:
+        metrics = read_json(run_dir / "metrics.json")
+    except (FileNotFoundError, DamagedFile):
+        return None
+    final = metrics.get("final") if isinstance(metrics, dict) else None
+    return final if isinstance(final, dict) and final else None
 
 
 def check_writable(folder: Path, key: str) -> None:

@@ -86,14 +86,29 @@ def teardown(finished: bool) -> None:
     dist.destroy_process_group()
 
 
+# What a collective raises when another process of the launch is gone (Gloo's TCP pairs,
+# NCCL's connections): killed, crashed, or out of memory.
+PEER_GONE = ("connection reset by peer", "connection closed by peer", "broken pipe")
+
+
+def peer_gone(err: BaseException) -> str | None:
+    """Why a torchrun worker's collective failed, when it is that another process of the
+    launch ended (e.g. 'connection reset by peer'); None for any other error."""
+    if not place().distributed or not isinstance(err, RuntimeError):
+        return None
+    text = str(err).lower()
+    return next((words for words in PEER_GONE if words in text), None)
+
+
 def run_to_exit(task: Callable[[], object]) -> NoReturn:
     """Run a torchrun worker's `task`, leave the process group, and end the process with the
     status the task would have ended it with."""
     code = exit_code(task)
     try:
         teardown(finished=code == 0)
-    except Exception:  # a peer that died mid-teardown: the launch has failed anyway
-        traceback.print_exc()
+    except Exception as err:  # a peer that died mid-teardown: the launch has failed anyway
+        if peer_gone(err) is None:
+            traceback.print_exc()
         code = code or 1
     end_process(code)
 

@@ -35,6 +35,48 @@ log = logging.getLogger("cifar_exp")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+@contextlib.contextmanager
+def quiet_start(enabled: bool = True) -> Iterator[None]:
+    """Around an entrypoint's imports (seconds: torch, Hydra), before anything is written: a
+    Ctrl-C or SIGTERM ends the process at once with one line instead of a traceback from
+    deep inside `import torch`. Disabled when the module is imported, not run."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        line = f"stopped at once by {signal_name(signum)} before the run started; "
+        line += "nothing was written\n"
+        os.write(2, line.encode())
+        os._exit(128 + signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+PR_SET_PDEATHSIG = 1  # prctl's option number (linux/prctl.h)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a helper process (a batch worker) that process `parent` started: be killed when
+    the parent ends, however it ends, SIGKILL included (Linux; elsewhere a no-op). A worker
+    that outlived a killed run would keep its files open and delay a resume."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 

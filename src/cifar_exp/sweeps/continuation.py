@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_exp.components.pruning import PRUNERS
+from cifar_exp.components.pruning import PRUNERS, checked_pruner
 from cifar_exp.errors import UserError
 from cifar_exp.records.checkpoint import CHECKPOINT_DIR, LAST
 from cifar_exp.records.lock import LOCK_FILE, hold
@@ -21,6 +21,7 @@ from cifar_exp.records.run_folder import (
     attempt_status,
     check_writable,
     previous_run,
+    recorded_final,
     refuse_if_in_use,
 )
 
@@ -39,11 +40,14 @@ def plan_job(job_dir: Path, rerun_failed: bool) -> str:
     'start' (from scratch)."""
     status = attempt_status(job_dir)
     # A pruned job ended as its search asked (pruning.py): continuing keeps it pruned.
-    if status in ("ok", "pruned") and (job_dir / "metrics.json").is_file():
+    if status == "pruned" and (job_dir / "metrics.json").is_file():
+        return "finished"
+    if status == "ok" and recorded_final(job_dir) is not None:
         return "finished"
     if status == "failed":
         return "start" if rerun_failed else "failed"
-    if status in ("running", "interrupted") and (job_dir / CHECKPOINT_DIR / LAST).is_file():
+    # "ok" here: its metrics.json is damaged or gone; the resume records them again.
+    if status in ("ok", "running", "interrupted") and (job_dir / CHECKPOINT_DIR / LAST).is_file():
         return "resume"
     return "start"
 
@@ -108,7 +112,7 @@ def check_sweeper(sweeper: DictConfig) -> None:
         value = sweeper.get(key)
         if value is not None and value < 1:
             raise UserError(f"hydra.sweeper.{key}={value} must be at least 1 ({meaning})")
-    pruner = sweeper.get("pruner")
+    pruner = checked_pruner(sweeper.get("pruner"))
     if pruner is not None and pruner.get("name") not in PRUNERS:
         raise UserError(
             f"hydra.sweeper.pruner.name={pruner.get('name')} is not a pruner; choose one of "

@@ -154,6 +154,32 @@ def open_storage(url: str, options: DictConfig) -> RDBStorage:
         raise UserError(f"{key} is not a database URL ({err}); see docs/sweeps.md") from err
     except sqlalchemy.exc.OperationalError as err:
         raise UserError(f"{key}: {database_problem(err)}") from err
+    except sqlalchemy.exc.DatabaseError as err:  # after OperationalError, its subclass
+        raise UserError(f"{key}: {damaged_database(url, err)}") from err
+
+
+def damaged_database(url: str, err: sqlalchemy.exc.DatabaseError) -> str:
+    """What to do about a database the driver cannot read (a SQLite file of other bytes,
+    one cut short by a full disk or a copy that stopped)."""
+    message = " ".join(str(err.orig or err).split())
+    path = sqlite_file(url)
+    if path is None:
+        return f"the database cannot be read ({message}); check it with the server's tools"
+    return (
+        f"{path} is damaged ({message}); restore it from a copy, or move it away to start "
+        "the study afresh (the jobs' folders stay)"
+    )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a sqlite:/// URL; None for a server or an in-memory database."""
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
 
 
 def engine_options(url: str) -> dict[str, Any]:

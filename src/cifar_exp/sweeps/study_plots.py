@@ -56,6 +56,7 @@ def write_study_plots(sweep_dir: Path, out_dir: Path | None = None) -> list[Path
     try:
         import optuna
         import optuna.visualization.matplotlib as plots
+        import sqlalchemy.exc
     except ImportError as err:
         log.warning("no study plots: %s (install the sweeps extra)", err)
         return []
@@ -66,7 +67,13 @@ def write_study_plots(sweep_dir: Path, out_dir: Path | None = None) -> list[Path
 
     storage, name = found
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=storage)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except sqlalchemy.exc.DatabaseError as err:
+        from cifar_exp.sweeps.search import damaged_database
+
+        log.warning("no study plots: %s", damaged_database(storage, err))
+        return []
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         log.info("no study plots: no trial of study %s finished yet", name)

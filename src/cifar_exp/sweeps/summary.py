@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from cifar_exp.records.commands import override, run_command
 from cifar_exp.records.manifest import read_manifest
 from cifar_exp.records.naming import NOT_SWEPT
 
@@ -104,21 +107,38 @@ def job_status(path: Path, final: dict[str, Any]) -> str:
 
 
 def load_job(path: Path) -> Job:
-    overrides = [str(o) for o in OmegaConf.load(path / ".hydra" / "overrides.yaml")]
-    hydra_file = path / ".hydra" / "hydra.yaml"
-    num = 0
-    if hydra_file.is_file():
-        num = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.job.num", default=0) or 0
-    metrics: dict[str, Any] = {}
-    if (path / "metrics.json").is_file():
-        metrics = json.loads((path / "metrics.json").read_text())
-    final = metrics.get("final") or {}
+    """A job as its folder records it. A damaged file (cut short, edited) makes the job's
+    status 'damaged: <file and what is wrong>' rather than stopping the whole summary."""
+    damaged: list[str] = []
+
+    def read(name: str, load: Any, default: Any) -> Any:
+        file = path / name
+        if not file.is_file():
+            return default
+        try:
+            return load(file)
+        except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+            damaged.append(f"{name} is damaged ({' '.join(str(err).split())[:120]})")
+            return default
+
+    overrides = [str(o) for o in read(".hydra/overrides.yaml", OmegaConf.load, [])]
+    prefix = path.name.split("_", 1)[0]
+    hydra_cfg = read(".hydra/hydra.yaml", OmegaConf.load, OmegaConf.create())
+    num = OmegaConf.select(hydra_cfg, "hydra.job.num", default=None)
+    num = num if num is not None else int(prefix) if prefix.isdigit() else 0
+    metrics = read("metrics.json", lambda file: json.loads(file.read_text()), {})
+    final = (metrics.get("final") or {}) if isinstance(metrics, dict) else {}
     status = job_status(path, final)
+    if damaged:
+        fix = (
+            f"{run_command([override('resume', path)])} records it again from its last.pt"
+            if damaged[0].startswith("metrics.json")
+            else "restore it, or remove the job's folder to run the job again"
+        )
+        status = f"damaged: {damaged[0]}; {fix}"
     size = (read_manifest(path) or {}).get("model") or {}
-    config = path / ".hydra" / "config.yaml"
-    val_size = None
-    if config.is_file():
-        val_size = OmegaConf.select(OmegaConf.load(config), "dataset.val_size", default=None)
+    config = read(".hydra/config.yaml", OmegaConf.load, OmegaConf.create())
+    val_size = OmegaConf.select(config, "dataset.val_size", default=None)
     return Job(
         num=int(num),
         path=path,
@@ -127,7 +147,7 @@ def load_job(path: Path) -> Job:
         ),
         status=status,
         final=final,
-        epochs=metrics.get("epochs", []),
+        epochs=metrics.get("epochs", []) if isinstance(metrics, dict) else [],
         size={k: v for k, v in size.items() if k in SIZE_COLUMNS},
         val_size=None if val_size is None else int(val_size),
     )

@@ -4,13 +4,15 @@ epoch, value, wall_time), for `pandas.read_csv` and nothing else.
 Per-epoch rows have the epoch and the optimizer step it ended at; per-step rows the step and
 the epoch it belongs to. A resumed run keeps the rows up to its checkpoint (TensorBoard's
 trimming rule: per-epoch tags up to its epoch, per-step tags up to its step) and appends,
-so no point appears twice.
+so no point appears twice. Rows a killed process left torn (the last line cut short, a
+field that is not a number) are dropped then, with a warning that counts them.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from typing import Any
 from cifar_exp.records.atomic import write_bytes_atomically
 from cifar_exp.runtime.signals import gate
 from cifar_exp.tracking.tags import STEP_TAGS, HParamValue
+
+log = logging.getLogger(__name__)
 
 CSV_FILE = "metrics.csv"
 FIELDS = ("tag", "step", "epoch", "value", "wall_time")
@@ -34,9 +38,14 @@ class CsvWriter:
     def continue_from(self, epoch: int, step: int) -> None:
         if not self.path.is_file():
             return
-        with self.path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        kept = [r for r in rows if _kept(r, epoch, step)]
+        text = self.path.read_text()
+        lines = text.splitlines(keepends=True)
+        rows = list(csv.DictReader(line for line in lines if line.endswith("\n")))
+        whole = [r for r in rows if _whole(r)]
+        torn = len(rows) - len(whole) + (len(lines) - sum(line.endswith("\n") for line in lines))
+        if torn:
+            log.warning("%s: dropped %d torn row(s) a killed run left", self.path, torn)
+        kept = [r for r in whole if _kept(r, epoch, step)]
         out = io.StringIO()
         table = csv.DictWriter(out, FIELDS, lineterminator="\n")
         table.writeheader()
@@ -67,6 +76,18 @@ class CsvWriter:
     def end(self, status: str, reason: str | None, final: dict[str, Any] | None) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _whole(row: dict[str, Any]) -> bool:
+    """Whether a row has every field, each a number where one belongs (a step may be empty)."""
+    try:
+        if row["tag"] is None or None in row:
+            return False
+        int(row["epoch"])
+        float(row["value"]), float(row["wall_time"])
+        return row["step"] == "" or int(row["step"]) >= 0
+    except (TypeError, ValueError, KeyError):
+        return False
 
 
 def _kept(row: dict[str, str], epoch: int, step: int) -> bool:

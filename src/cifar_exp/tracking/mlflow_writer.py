@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar_exp.errors import UserError
-from cifar_exp.records.atomic import write_json
+from cifar_exp.records.atomic import DamagedFile, read_json, write_json
 from cifar_exp.tracking.tags import HParamValue
 
 log = logging.getLogger(__name__)
@@ -96,6 +95,9 @@ class MlflowWriter:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         from mlflow.tracking import MlflowClient
 
+        # MLflow's SQL store logs each database error with its traceback (~90 lines) before
+        # raising it; the tracker's failure is said in one line (record.py) instead.
+        logging.getLogger("mlflow.store.db.utils").addFilter(_no_tracebacks)
         self.run_dir = run_dir
         self.sweep_dir = sweep_dir
         self.info = info
@@ -196,7 +198,7 @@ class MlflowWriter:
         record = self.sweep_dir / PARENT_RECORD
         with (self.sweep_dir / f".{PARENT_RECORD}.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            known = json.loads(record.read_text()) if record.is_file() else {}
+            known = read_parent_record(record)
             run_id = known.get(self.uri)
             if run_id is not None:
                 if self.client.get_run(run_id).info.status != "RUNNING":
@@ -261,6 +263,23 @@ class MlflowWriter:
         self.client.set_terminated(self.run_id, status=_STATUS[status])
 
 
+def _no_tracebacks(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+def read_parent_record(record: Path) -> dict[str, str]:
+    """The sweep's parent run per store; a damaged record counts as none (a new parent run
+    is made and recorded), with a warning naming it."""
+    try:
+        known = read_json(record)
+    except FileNotFoundError:
+        return {}
+    except DamagedFile as err:
+        log.warning("tracker.mlflow: %s; the sweep gets a new parent run", err)
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def end_sweep_runs(sweep_dir: Path) -> None:
     """When a sweep ends: its parent runs (one per store its jobs used) FINISHED."""
     record = sweep_dir / PARENT_RECORD
@@ -268,7 +287,7 @@ def end_sweep_runs(sweep_dir: Path) -> None:
         return
     from mlflow.tracking import MlflowClient
 
-    for uri, run_id in json.loads(record.read_text()).items():
+    for uri, run_id in read_parent_record(record).items():
         try:
             MlflowClient(tracking_uri=uri).set_terminated(run_id, status="FINISHED")
         except Exception as err:

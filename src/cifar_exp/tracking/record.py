@@ -225,9 +225,31 @@ class RunTracker:
                 if writer.name == "tensorboard":
                     raise
                 self.writers.remove(writer)
+                reason = failure_reason(_root_cause(err))
+                ended = call == "end" or _ended_quietly(writer, f"tracker failed: {reason}")
                 log.warning(
                     "tracker.%s failed (%s); it records nothing more of this run, which goes "
-                    "on with the other trackers (metrics.json keeps every value)",
+                    "on with the other trackers (metrics.json keeps every value)%s",
                     writer.name,
-                    failure_reason(err),
+                    reason,
+                    "" if ended else "; its run stays open until this run is resumed",
                 )
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The error a library's wrappers started from (MLflow's around SQLAlchemy's around
+    sqlite3's "database or disk is full"): the one that says what to fix."""
+    seen = {id(err)}
+    while (inner := err.__cause__ or err.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        err = inner
+    return err
+
+
+def _ended_quietly(writer: Writer, reason: str) -> bool:
+    """End a failed tracker's run as failed, if its store still takes that."""
+    try:
+        writer.end("failed", reason, None)
+    except Exception:
+        return False
+    return True

@@ -8,7 +8,6 @@ is refused, so a resumed run always ends where an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cifar_exp.config import Config, resumable_keys, startup_keys
 from cifar_exp.errors import UserError
 from cifar_exp.records.checkpoint import find_checkpoint, load_checkpoint, run_dir_of
+from cifar_exp.records.run_folder import recorded_final
 from cifar_exp.tracking import DEFAULT_TRACKERS
 
 # trainer.epochs may change (config.resumable_keys) only with schedules that do not depend on it.
@@ -137,8 +137,5 @@ def prepare_resume(
 def ended_as_recorded(run_dir: Path, epoch: int | None) -> bool:
     """Whether the run in `run_dir` recorded its final metrics after the epoch its checkpoint
     holds (metrics.json's `final`); an unreadable metrics.json recorded nothing."""
-    try:
-        final = json.loads((run_dir / "metrics.json").read_text()).get("final")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(final, dict) and final.get("epochs") == epoch
+    final = recorded_final(run_dir)
+    return final is not None and final.get("epochs") == epoch
