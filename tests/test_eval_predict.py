@@ -51,7 +51,7 @@ def test_eval_reports_what_training_measured(trained, tmp_path):
     per_class = (matrix.diag() / matrix.sum(1)).tolist()
     assert list(results["per_class_acc"].values()) == pytest.approx(per_class)
     assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert f"test loss {results['loss']:.4f}  accuracy {results['acc']:.4f}" in proc.stdout
+    assert f"test loss (NLL) {results['loss']:.4f}  accuracy {results['acc']:.4f}" in proc.stdout
     assert "confusion matrix (rows: true class, columns: predicted)" in proc.stdout
     row = proc.stdout.split("class_0 ")[-1].split()  # the table's first row
     assert [int(v) for v in row[:10]] == matrix[0].tolist()
@@ -100,8 +100,12 @@ def test_confusion_table_aligns_every_column_to_the_longest_class_name():
     assert_aligned(table, ODD_NAMES, matrix)
     widths = {text_width(line) for line in table.splitlines()}
     assert widths == {23 + 4 * (2 + 23)}  # the name column, then four columns of 2 + 23
-    lines = format_per_class(dict(zip(ODD_NAMES, [0.5, 0.25, 1.0, 0.0], strict=True)))
-    assert {text_width(line) for line in lines.splitlines()} == {2 + 23 + 2 + 6}
+    rows = [
+        {"precision": p, "recall": 0.25, "f1": 1.0, "images": n} for p, n in ((0.5, 7), (0, 12345))
+    ]
+    lines = format_per_class(dict(zip(ODD_NAMES, rows * 2, strict=True)))
+    # The name column, then precision, recall, F1 and images, each 2 apart.
+    assert {text_width(line) for line in lines.splitlines()} == {2 + 23 + 2 + 9 + 3 * (2 + 6)}
 
 
 def test_eval_table_of_a_run_on_long_and_unicode_class_names(tmp_path):

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.tracking import EPOCH_TAGS, STEP_TAGS, RunTracker
+from cifar_exp.tracking import EPOCH_TAGS, FINAL_ONLY, STEP_TAGS, RunTracker
 from helpers.cli import output_in_process, run_in_process
 from helpers.events import load_events
 from helpers.outputs import job_dirs, manifest, read_csv
@@ -133,18 +133,24 @@ def csv_points(run_dir: Path) -> dict[tuple[str, int], float]:
 
 def points_of_metrics_json(run_dir: Path) -> dict[tuple[str, int], float]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {
+    points = {
         (EPOCH_TAGS[k], e["epoch"]): v
         for e in metrics["epochs"]
         for k, v in e.items()
         if k != "epoch"
     }
+    final = metrics["final"]  # what is scored once, at the last epoch
+    points |= {
+        (EPOCH_TAGS[k], final["epochs"]): v for k, v in final.items() if k.endswith(FINAL_ONLY)
+    }
+    return points
 
 
 def test_a_metrics_csv_row_a_kill_cut_short_is_dropped_on_resume(tmp_path):
     run_dir = tmp_path / "run"
     args = [*TINY, "trainer.epochs=2", "tracker=[csv]", f"hydra.run.dir={run_dir}"]
     assert run_in_process(*args, cwd=tmp_path) == 0
+    before = points_of_metrics_json(run_dir)  # its end's scores at epoch 2 stay
     path = run_dir / "metrics.csv"
     text = path.read_text()
     last = text.splitlines()[-1]  # a per-epoch row of epoch 2, cut inside its value
@@ -153,7 +159,7 @@ def test_a_metrics_csv_row_a_kill_cut_short_is_dropped_on_resume(tmp_path):
     code, printed = output_in_process(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path)
     assert code == 0 and f"{path}: dropped 1 torn row(s)" in printed
 
-    expected = points_of_metrics_json(run_dir)
+    expected = before | points_of_metrics_json(run_dir)
     del expected[(torn_tag, 2)]
     assert csv_points(run_dir) == expected
 
@@ -164,9 +170,10 @@ def test_metrics_csv_holds_the_points_of_metrics_json_once_across_a_resume(tmp_p
     args = [*TINY, "trainer.epochs=2", "tracker=[csv]", f"hydra.run.dir={run_dir}"]
     assert run_in_process(*args, cwd=tmp_path) == 0
     assert not list(run_dir.glob("events.out.tfevents.*"))
+    before = points_of_metrics_json(run_dir)  # its end's scores at epoch 2 stay
     assert run_in_process(f"resume={run_dir}", "trainer.epochs=3", cwd=tmp_path) == 0
 
-    assert csv_points(run_dir) == points_of_metrics_json(run_dir)
+    assert csv_points(run_dir) == before | points_of_metrics_json(run_dir)
     rows = read_csv(run_dir / "metrics.csv")
     assert list(rows[0]) == ["tag", "step", "epoch", "value", "wall_time"]
     steps = [int(r["step"]) for r in rows if r["tag"] == "train_step/loss"]

@@ -17,6 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_exp.components import calibration
 from cifar_exp.config import EvalConfig, check_entrypoint
 from cifar_exp.datasets import load_dataset
 from cifar_exp.datasets.augment import eval_transform
@@ -63,12 +64,16 @@ def format_table(matrix: torch.Tensor, classes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def format_per_class(per_class_acc: dict[str, float]) -> str:
-    """One line per class, its name padded to the longest: `  <name>  <accuracy>`."""
-    width = max(text_width(name) for name in per_class_acc)
-    return "\n".join(
-        f"  {pad_right(name, width)}  {acc:.4f}" for name, acc in per_class_acc.items()
-    )
+def format_per_class(per_class: dict[str, dict[str, float]]) -> str:
+    """One line per class, its name padded to the longest: precision, recall, F1, images."""
+    width = max(text_width(name) for name in per_class)
+    lines = [f"  {pad_right('class', width)}  precision  recall      F1  images"]
+    lines += [
+        f"  {pad_right(name, width)}  {r['precision']:>9.4f}  {r['recall']:>6.4f}  "
+        f"{r['f1']:>6.4f}  {r['images']:>6}"
+        for name, r in per_class.items()
+    ]
+    return "\n".join(lines)
 
 
 def plot_confusion(matrix: torch.Tensor, classes: list[str], path: Path, title: str) -> None:
@@ -121,7 +126,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     scores = evaluate(model, loader, details=details, tta=cfg.tta, progress_s=INTERVAL_S)
     matrix = details.confusion
     total = int(matrix.sum())
-    per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()
+    per_class = per_class_scores(matrix, classes)
     results = {
         "checkpoint": str(find_checkpoint(spec)),
         "epoch": state["progress"]["epoch"],
@@ -129,29 +134,124 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "tta": cfg.tta,
         "images": total,
         "loss": scores["loss"],
+        "nll": scores["loss"],  # the loss is the cross-entropy, without label smoothing
         "acc": scores["acc"],
+        **{key: scores[key] for key in ("top5_acc", "ece", "brier") if key in scores},
+        "ece_bins": calibration.ECE_BINS,
         "classes": classes,
-        "per_class_acc": dict(zip(classes, per_class, strict=True)),
+        "per_class_acc": {name: row["recall"] for name, row in per_class.items()},
+        "per_class": per_class,
+        **macro_averages(per_class),
+        "reliability": calibration.reliability(details.calibration),
         "confusion_matrix": matrix.tolist(),
     }
     write_json(out_dir / "eval.json", results)
+    title = f"{run_cfg.model.name}, epoch {results['epoch']}"
     plot_confusion(
-        matrix,
-        classes,
+        matrix, classes, out_dir / "confusion_matrix.png", f"{title}: test acc {results['acc']:.4f}"
+    )
+    plot_reliability(results, out_dir / "reliability.png", title)
+    print_report(results)
+    log.info(
+        "wrote %s, %s and %s",
+        out_dir / "eval.json",
         out_dir / "confusion_matrix.png",
-        f"{run_cfg.model.name}, epoch {results['epoch']}: test acc {results['acc']:.4f}",
+        out_dir / "reliability.png",
     )
-    # The report is this command's output, so it goes to stdout as plain text.
-    print(
-        f"test loss {results['loss']:.4f}  accuracy {results['acc']:.4f}  ({total} images, "
-        f"test-time augmentation: {cfg.tta})"
-    )
-    print("per-class accuracy:")
-    print(format_per_class(results["per_class_acc"]))
-    print("confusion matrix (rows: true class, columns: predicted):")
-    print(format_table(matrix, classes))
-    log.info("wrote %s and %s", out_dir / "eval.json", out_dir / "confusion_matrix.png")
     return results
+
+
+def per_class_scores(matrix: torch.Tensor, classes: list[str]) -> dict[str, dict[str, float]]:
+    """Per class (rows of `matrix` true, columns predicted): precision, recall (its
+    accuracy) and F1; 0 where a class was never predicted or never present."""
+    hits = matrix.diag().double()
+    precision = hits / matrix.sum(0).clamp(min=1)
+    recall = hits / matrix.sum(1).clamp(min=1)
+    f1 = torch.where(
+        precision + recall > 0, 2 * precision * recall / (precision + recall), torch.zeros(1)
+    )
+    return {
+        name: {"precision": p, "recall": r, "f1": f, "images": int(n)}
+        for name, p, r, f, n in zip(
+            classes,
+            precision.tolist(),
+            recall.tolist(),
+            f1.tolist(),
+            matrix.sum(1).tolist(),
+            strict=True,
+        )
+    }
+
+
+def macro_averages(per_class: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The unweighted mean over classes of precision, recall and F1."""
+    rows = list(per_class.values())
+    return {
+        f"macro_{k}": sum(r[k] for r in rows) / len(rows) for k in ("precision", "recall", "f1")
+    }
+
+
+def print_report(results: dict[str, Any]) -> None:
+    """The report is this command's output, so it goes to stdout as plain text."""
+    top5 = f"  top-5 {results['top5_acc']:.4f}" if "top5_acc" in results else ""
+    print(
+        f"test loss (NLL) {results['loss']:.4f}  accuracy {results['acc']:.4f}{top5}  "
+        f"({results['images']} images, test-time augmentation: {results['tta']})"
+    )
+    print(
+        f"calibration: ECE {results['ece']:.4f} ({results['ece_bins']} equal-width bins)  "
+        f"Brier {results['brier']:.4f}"
+    )
+    print(
+        f"macro precision {results['macro_precision']:.4f}  recall {results['macro_recall']:.4f}"
+        f"  F1 {results['macro_f1']:.4f}"
+    )
+    print(format_per_class(results["per_class"]))
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print(format_table(torch.tensor(results["confusion_matrix"]), results["classes"]))
+
+
+def plot_reliability(results: dict[str, Any], path: Path, title: str) -> None:
+    """The reliability diagram: each bin's accuracy against its mean confidence, the
+    diagonal a perfectly calibrated model; bar widths are the bins."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = results["reliability"]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    width = 1 / results["ece_bins"]
+    lows = [b["low"] for b in bins]
+    ax.bar(
+        lows,
+        [b["accuracy"] for b in bins],
+        width=width,
+        align="edge",
+        color="C0",
+        edgecolor="white",
+        label="accuracy in the bin",
+    )
+    ax.bar(
+        lows,
+        [b["confidence"] - b["accuracy"] for b in bins],
+        bottom=[b["accuracy"] for b in bins],
+        width=width,
+        align="edge",
+        color="C3",
+        alpha=0.35,
+        label="gap to mean confidence",
+    )
+    ax.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-1 probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}: ECE {results['ece']:.4f}, test acc {results['acc']:.4f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

@@ -203,11 +203,12 @@ class Job:
                 self.manifest.data.update(stopped.record())
                 self.manifest.finish(stopped.status, stopped.reason)
             log.info(
-                "final test accuracy %.4f%s (%s %.4f); outputs in %s",
+                "final test accuracy %.4f%s (%s %.4f%s); outputs in %s",
                 final["test_acc"],
                 scored_part(final, "test"),
                 best.replace("_", " "),
                 final[best],
+                f", test ECE {final['test_ece']:.4f}" if "test_ece" in final else "",
                 self.run_dir,
             )
         self.metric = sweep_metric(final)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from cifar_exp.tracking import EPOCH_TAGS, TIMING_TAGS
+from cifar_exp.tracking import EPOCH_TAGS, FINAL_ONLY, TIMING_TAGS
 
 MLFLOW = "tracker=[tensorboard,mlflow]"
 
@@ -32,9 +32,13 @@ def history(store: str, run_id: str, tag: str) -> list[tuple[int, float]]:
 
 def assert_epochs_as_in_metrics_json(store: str, run, run_dir: Path, timings: bool = True) -> None:
     """Every per-epoch value of metrics.json in the run, once per epoch, and nothing more."""
-    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    epochs = metrics["epochs"]
+    final = metrics["final"] or {}
     for key, tag in EPOCH_TAGS.items():
         if tag in TIMING_TAGS and not timings:
             continue
         expected = [(e["epoch"], e[key]) for e in epochs if key in e]
+        if key.endswith(FINAL_ONLY) and key in final:  # scored once, at the last epoch
+            expected = [(final["epochs"], final[key])]
         assert history(store, run.info.run_id, tag) == expected, tag

@@ -31,6 +31,7 @@ METRIC_COLUMNS = [
     ("best_val_acc", "best_val_acc", "best val acc"),
     ("test_acc", "test_acc", "test acc"),
     ("best_test_acc", "best_test_acc", "best test acc"),
+    ("test_ece", "test_ece", "test ECE"),
     ("final_train_loss", "train_loss", "final train loss"),
 ]
 GROUP_METRICS = ["val_acc", "best_val_acc", "test_acc", "best_test_acc"]

@@ -5,6 +5,7 @@ fed by one record (record.py)."""
 from cifar_exp.tracking.record import DEFAULT_TRACKERS, RunTracker
 from cifar_exp.tracking.tags import (
     EPOCH_TAGS,
+    FINAL_ONLY,
     LAYOUT,
     LAYOUT_TAG,
     STEP_GRAD_NORM_TAG,
@@ -22,6 +23,7 @@ from cifar_exp.tracking.tags import (
 __all__ = [
     "DEFAULT_TRACKERS",
     "EPOCH_TAGS",
+    "FINAL_ONLY",
     "LAYOUT",
     "LAYOUT_TAG",
     "STEP_GRAD_NORM_TAG",

@@ -83,6 +83,7 @@ class EvalDetails:
         self.images = torch.empty(0)
         self.true = torch.empty(0, dtype=torch.int64)
         self.predicted = torch.empty(0, dtype=torch.int64)
+        self.calibration: torch.Tensor | None = None  # components/calibration.py's sums
 
     def update(self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Add one batch (model input, the model's logits, the true labels)."""

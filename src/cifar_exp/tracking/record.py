@@ -23,6 +23,7 @@ from cifar_exp.records.checkpoint import resume_hint
 from cifar_exp.runtime.signals import Interrupted
 from cifar_exp.tracking.tags import (
     EPOCH_TAGS,
+    FINAL_ONLY,
     STEP_GRAD_NORM_TAG,
     STEP_LOSS_TAG,
     STEP_LR_TAG,
@@ -189,9 +190,11 @@ class RunTracker:
             return
         epochs = final["epochs"]
         logged = self.metrics["epochs"][-1] if self.metrics["epochs"] else {}
+        end = {EPOCH_TAGS[k]: v for k, v in final.items() if k.endswith(FINAL_ONLY)}
         if logged.get("epoch") != epochs or "test_acc" not in logged:
-            test = {EPOCH_TAGS[k]: final[k] for k in ("test_acc", "test_loss")}
-            self._each("log_epoch", epochs, self.step, test)
+            end |= {EPOCH_TAGS[k]: final[k] for k in ("test_acc", "test_loss")}
+        if end:
+            self._each("log_epoch", epochs, self.step, end)
         self._end("ok", final=final)
         self.metrics["final"] = final
         self._write_metrics()

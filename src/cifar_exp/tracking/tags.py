@@ -16,6 +16,13 @@ EPOCH_TAGS = {
     "val_acc": "val/acc",
     "test_loss": "test/loss",
     "test_acc": "test/acc",
+    # Scored once at the end (calibration.py), at the last epoch: HParams' columns.
+    "val_ece": "val/ece",
+    "val_brier": "val/brier",
+    "val_top5_acc": "val/top5_acc",
+    "test_ece": "test/ece",
+    "test_brier": "test/brier",
+    "test_top5_acc": "test/top5_acc",
     "lr": "train/lr",
     "images_per_s": "train/images_per_s",
     "epoch_s": "train/epoch_s",  # training and the epoch's evaluation
@@ -25,6 +32,8 @@ EPOCH_TAGS = {
     "peak_mem_mb": "train/peak_mem_mb",
     "grad_clipped_share": "train/grad_clipped_share",  # of the epoch's steps (grad_clip)
 }
+# Final metrics' suffixes scored once, at the end (calibration.py): logged at the last epoch.
+FINAL_ONLY = ("_ece", "_brier", "_top5_acc")
 # Measured, not determined by the seed: they differ between two runs of the same config.
 TIMING_TAGS = {
     EPOCH_TAGS[key]

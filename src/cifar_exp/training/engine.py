@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cifar_exp.components import calibration
 from cifar_exp.components.averaging import WeightAverage
 from cifar_exp.components.guards import NonFiniteWatch, deterministic_hint, out_of_memory
 from cifar_exp.components.stop_rules import Stop, StopRule, first_stop
@@ -152,8 +153,10 @@ def evaluate(
     mistakes) for the pictures when given. `progress_s`: seconds between progress lines in
     the log (0: none)."""
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=loader.device)  # loss, correct, seen
+    # loss, correct, seen, then calibration.py's sums: one all_reduce for all of them
+    totals = torch.zeros(3 + calibration.SIZE, dtype=torch.float64, device=loader.device)
     line = ProgressLine("evaluation: batch", len(loader), progress_s if loader.rank == 0 else 0)
+    classes = 0
     for images, labels in loader:
         line.advance()
         with precision.autocast() if precision else contextlib.nullcontext():
@@ -161,12 +164,18 @@ def evaluate(
         totals[0] += F.cross_entropy(logits.float(), labels, reduction="sum")
         totals[1] += (logits.argmax(1) == labels).sum()
         totals[2] += len(labels)
+        totals[3:] += calibration.batch_sums(logits, labels)
+        classes = logits.shape[1]
         if details is not None:
             details.update(images, logits, labels)
     if details is not None:
         details.reduce(loader.device)
-    loss_sum, correct, seen = all_reduce(totals).tolist()
-    return {"loss": loss_sum / seen, "acc": correct / seen, "images": int(seen)}
+    totals = all_reduce(totals)
+    loss_sum, correct, seen = totals[:3].tolist()
+    if details is not None:
+        details.calibration = totals[3:].cpu()
+    scored = {"loss": loss_sum / seen, "acc": correct / seen, "images": int(seen)}
+    return scored | calibration.scores(totals[3:], seen, classes)
 
 
 @dataclass
@@ -413,11 +422,13 @@ class Trainer:
             f"{split}_acc": self.last_eval["acc"],
             f"{split}_loss": self.last_eval["loss"],
             f"best_{split}_acc": self.progress.best_acc,
+            **_calibration(split, self.last_eval),
             **_part_scored(split, self.last_eval, loader),
         }
         if self.loaders.val is not None:
             test = self.score("test", self.loaders.test, None)
             final.update(test_acc=test["acc"], test_loss=test["loss"])
+            final.update(_calibration("test", test))
             final.update(_part_scored("test", test, self.loaders.test))
         if self.pictures is not None:
             self.pictures.finished(self.progress.epoch, self.details)
@@ -531,6 +542,12 @@ class Heartbeat:
             duration(elapsed),
             duration(per_batch * (self.total - batch)),
         )
+
+
+def _calibration(split: str, scores: dict[str, float]) -> dict[str, float]:
+    """The split's calibration and top-5 scores (calibration.py), as final metrics' keys."""
+    keys = ("ece", "brier", "top5_acc")
+    return {f"{split}_{key}": scores[key] for key in keys if key in scores}
 
 
 def _part_scored(split: str, scores: dict[str, float], loader: BatchLoader) -> dict[str, int]:
