@@ -15,6 +15,7 @@ ENTRYPOINTS = {
     "cifar_exp.run",
     "cifar_exp.eval",
     "cifar_exp.predict",
+    "cifar_exp.export",
     "cifar_exp.report",
     "cifar_exp.model_summary",
     "cifar_exp.lr_find",

@@ -6,7 +6,7 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from cifar_exp.config import validate
+from cifar_exp.config import check_effects, validate
 from cifar_exp.errors import UserError
 from cifar_exp.hydra_setup import run_name
 from cifar_exp.training.resume import resume_config, saved_config
@@ -24,6 +24,7 @@ def test_presets_exist():
 def test_every_preset_composes_validates_and_states_its_expected_accuracy(compose, preset):
     cfg = compose([f"experiment={preset}"])
     validate(cfg)
+    check_effects(cfg)  # no preset sets a key that does nothing
     assert "experiment" not in cfg  # `# @package _global_`: its keys land at the top
     expected = cfg.expected
     assert expected is not None, f"experiment/{preset}.yaml has no expected: block"

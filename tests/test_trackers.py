@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -71,22 +70,6 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_their_statuses(store, 
             assert run.data.params["model.name"] == "lenet5"
             client = MlflowClient(tracking_uri=store)
             assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
-
-
-def test_a_damaged_parent_run_record_gets_a_new_parent_run(store, tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    args = ["-m", *TINY, *mlflow_args(store, "damaged record"), f"hydra.sweep.dir={sweep_dir}"]
-    assert run_in_process(*args, "optimizer.lr=1e-3,3e-3", cwd=tmp_path) == 0
-    record = sweep_dir / "mlflow_parent.json"
-    record.write_text(record.read_text()[:10])  # cut short by a kill or a full disk
-    shutil.rmtree(job_dirs(sweep_dir)[1])  # a job the continued sweep runs again
-    code, printed = output_in_process(*args, "optimizer.lr=1e-3,3e-3", cwd=tmp_path)
-    assert code == 0 and "Traceback" not in printed, printed[-2000:]
-    assert f"tracker.mlflow: {record} is damaged (" in printed
-    runs = runs_of(store, "damaged record")
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert json.loads(record.read_text()) == {store: parents[0].info.run_id}  # the newest
-    assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
 
 
 def test_the_pictures_go_to_mlflow_as_image_artifacts(store, tmp_path):

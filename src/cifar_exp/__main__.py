@@ -8,6 +8,7 @@ COMMANDS = {
     "run": "train a model, a sweep (-m) or a search (hparams_search=optuna); also `cifar-exp`",
     "eval": "score a trained run's checkpoint on its test split",
     "predict": "classify image files with a trained run's checkpoint",
+    "export": "a trained network as ONNX, TorchScript or torch.export, checked against it",
     "report": "one plot and one table over the jobs of sweeps and runs",
     "model_summary": "a model's layers, parameters, FLOPs and activation memory",
     "lr_find": "Smith's learning-rate range test: an lr to start from",

@@ -345,6 +345,27 @@ class PredictConfig:
         require_one_of(self.tta, "tta", TTA_MODES)
 
 
+EXPORT_FORMATS = ("onnx", "torchscript", "exported")
+
+
+@dataclass
+class ExportConfig:
+    """`python -m cifar_exp.export ckpt=<run or checkpoint> format=...`: the network as a file
+    that runs without cifar-exp, checked against the model it came from."""
+
+    ckpt: str = MISSING
+    format: str = "onnx"  # onnx (onnxruntime runs it), torchscript, exported (torch.export)
+    check_images: int = 1000  # test images the exported file and the model both score
+    # The largest |logit difference| the check accepts (float32 kernels differ a little).
+    tolerance: float = 1e-3
+    dataset_root: str | None = None  # where the data set lies now, if it moved
+
+    def check(self) -> None:
+        require_one_of(self.format, "format", EXPORT_FORMATS)
+        require(self.check_images >= 1, "check_images", ">= 1", self.check_images)
+        require(self.tolerance > 0, "tolerance", "> 0", self.tolerance)
+
+
 @dataclass
 class ModelSummaryOptions:
     """`python -m cifar_exp.model_summary <run overrides> [model_summary.<key>=...]`: the table."""
@@ -398,7 +419,9 @@ class LrFindConfig(Config):
     lr_find: LrFindOptions = field(default_factory=LrFindOptions)
 
 
-def check_entrypoint(schema: type[EvalConfig] | type[PredictConfig], cfg: DictConfig) -> None:
+def check_entrypoint(
+    schema: type[EvalConfig] | type[PredictConfig] | type[ExportConfig], cfg: DictConfig
+) -> None:
     """Raise ConfigError naming the first value of eval's or predict's config that cannot
     work (their keys are typed at the top level: `tta=flip`)."""
     schema(**{f.name: cfg[f.name] for f in fields(schema)}).check()
@@ -410,6 +433,7 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="export_schema", node=ExportConfig)
     cs.store(name="predict_schema", node=PredictConfig)
     cs.store(name="model_summary_schema", node=ModelSummaryConfig)
     cs.store(name="lr_find_schema", node=LrFindConfig)

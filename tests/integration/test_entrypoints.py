@@ -54,6 +54,7 @@ def test_importing_the_entrypoints_loads_nothing_heavy(tmp_path):
     [
         ("cifar_exp.eval", ["ckpt={run}"], "eval.json"),
         ("cifar_exp.predict", ["ckpt={run}", "images={image}"], "predictions.json"),
+        ("cifar_exp.export", ["ckpt={run}"], "model.json"),
         ("cifar_exp.model_summary", ["model=resnet20", "model_summary.memory=false"], None),
         ("cifar_exp.lr_find", [*TINY, "lr_find.num_steps=5"], "lr_find.json"),
         ("cifar_exp.report", ["{run}"], None),

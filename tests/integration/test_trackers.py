@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import run_cli, run_in_process, start_run, wait_for
+from helpers.cli import output_in_process, run_cli, run_in_process, start_run, wait_for
 from helpers.compare import TIMING_KEYS
 from helpers.outputs import job_dirs, manifest
 from helpers.overrides import TINY
@@ -168,3 +169,19 @@ def test_a_full_disk_fails_mlflow_in_one_line_and_the_resume_ends_its_run(tmp_pa
     # ...until the resume, which continues that MLflow run and ends it.
     assert result["resumed_code"] == 0, result["resumed_output"][-3000:]
     assert result["after_resume"] == ["FINISHED"]
+
+
+def test_a_damaged_parent_run_record_gets_a_new_parent_run(store, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *TINY, *mlflow_args(store, "damaged record"), f"hydra.sweep.dir={sweep_dir}"]
+    assert run_in_process(*args, "optimizer.lr=1e-3,3e-3", cwd=tmp_path) == 0
+    record = sweep_dir / "mlflow_parent.json"
+    record.write_text(record.read_text()[:10])  # cut short by a kill or a full disk
+    shutil.rmtree(job_dirs(sweep_dir)[1])  # a job the continued sweep runs again
+    code, printed = output_in_process(*args, "optimizer.lr=1e-3,3e-3", cwd=tmp_path)
+    assert code == 0 and "Traceback" not in printed, printed[-2000:]
+    assert f"tracker.mlflow: {record} is damaged (" in printed
+    runs = runs_of(store, "damaged record")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert json.loads(record.read_text()) == {store: parents[0].info.run_id}  # the newest
+    assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}

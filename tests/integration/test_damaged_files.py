@@ -1,7 +1,7 @@
 """Files the tool wrote and reads back, damaged as a kill, a full disk or a hand edit leaves
 them: each is repaired where the data allows, or refused in one line naming the file and
 what to do; never a traceback. (metrics.csv's torn rows: test_trackers.py; checkpoints:
-test_checkpoint.py; manifests and locks: test_manifest.py, test_one_writer.py.)"""
+test_checkpoint.py; manifests and locks: test_manifest.py, integration/test_one_writer.py.)"""
 
 from __future__ import annotations
 
