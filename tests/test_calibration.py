@@ -95,3 +95,49 @@ def test_a_run_records_its_test_ece_and_eval_reports_every_score(run, tmp_path):
     assert report["per_class"]["class_0"].keys() == {"precision", "recall", "f1", "images"}
     assert f"calibration: ECE {report['ece']:.4f} (15 equal-width bins)" in printed
     assert (tmp_path / "eval" / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_fitted_temperature_undoes_a_known_overconfidence():
+    generator = torch.Generator().manual_seed(1)
+    true_logits = torch.randn(4000, 10, generator=generator) * 2
+    labels = torch.multinomial(true_logits.softmax(1), 1, generator=generator).squeeze(1)
+    # Logits three times too sharp: temperature scaling should find T close to 3.
+    assert calibration.fit_temperature(true_logits * 3, labels) == pytest.approx(3, rel=0.1)
+
+
+@pytest.fixture(scope="module")
+def run_with_val(tmp_path_factory):
+    args = [*TINY, "dataset.val_size=64", "trainer.epochs=3"]
+    return trained(tmp_path_factory.mktemp("with_val"), *args)
+
+
+def test_eval_fits_a_temperature_on_the_validation_split_and_reports_both(run_with_val, tmp_path):
+    out = tmp_path / "eval"
+    code, printed = output_in_process(
+        f"ckpt={run_with_val}",
+        "calibrate=temperature",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+        module="cifar_exp.eval",
+    )
+    assert code == 0, printed[-3000:]
+    report = json.loads((out / "eval.json").read_text())
+    fitted = report["temperature"]
+    assert fitted["val_images"] == 64 and fitted["value"] > 0
+    assert report["ece"] < fitted["before"]["ece"]  # this tiny model is badly calibrated
+    assert report["acc"] == fitted["before"]["acc"]  # a temperature never changes the argmax
+    assert f"temperature {fitted['value']:.4f} (fitted on 64 validation images): ECE " in printed
+
+
+def test_a_temperature_without_a_validation_split_is_refused_in_one_line(run, tmp_path):
+    code, printed = output_in_process(
+        f"ckpt={run}",
+        "calibrate=temperature",
+        f"hydra.run.dir={tmp_path / 'e'}",
+        cwd=tmp_path,
+        module="cifar_exp.eval",
+    )
+    assert code == 1 and "Traceback" not in printed
+    assert (
+        "calibrate=temperature fits on the validation split, and this run held none out" in printed
+    )

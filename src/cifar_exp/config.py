@@ -320,11 +320,15 @@ class EvalConfig:
     # Where the data set lies now, if it moved since training (else the run's dataset.root).
     dataset_root: str | None = None
     tta: str = "none"  # test-time augmentation: none, flip, flip_translate (tta.py)
+    # temperature: fit one temperature on the run's validation split (dataset.val_size) and
+    # report the test scores before and after dividing the logits by it; none: no fit.
+    calibrate: str = "none"
 
     def check(self) -> None:
         require_one_of(self.device, "device", DEVICE_TYPES)
         require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         require_one_of(self.tta, "tta", TTA_MODES)
+        require_one_of(self.calibrate, "calibrate", ("none", "temperature"))
 
 
 @dataclass

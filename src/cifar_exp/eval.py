@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.components import calibration
+from cifar_exp.components.tta import tta_logits
 from cifar_exp.config import EvalConfig, check_entrypoint
 from cifar_exp.datasets import load_dataset
 from cifar_exp.datasets.augment import eval_transform
@@ -123,6 +124,11 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     loader = BatchLoader(data.test, cfg.batch_size, device, transform=transform)
     # keep=0: eval reports the confusion matrix, not the worst mistakes' pictures.
     details = EvalDetails(keep=0)
+    temperature = None
+    if cfg.calibrate == "temperature":
+        temperature = fitted_temperature(model, data, transform, cfg)
+        model = calibration.Scaled(model, temperature["value"])
+        temperature["before"] = evaluate(model.model, loader, tta=cfg.tta)
     scores = evaluate(model, loader, details=details, tta=cfg.tta, progress_s=INTERVAL_S)
     matrix = details.confusion
     total = int(matrix.sum())
@@ -145,6 +151,8 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "reliability": calibration.reliability(details.calibration),
         "confusion_matrix": matrix.tolist(),
     }
+    if temperature is not None:
+        results["temperature"] = temperature
     write_json(out_dir / "eval.json", results)
     title = f"{run_cfg.model.name}, epoch {results['epoch']}"
     plot_confusion(
@@ -159,6 +167,26 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         out_dir / "reliability.png",
     )
     return results
+
+
+@torch.no_grad()
+def fitted_temperature(model: Any, data: Any, transform: Any, cfg: DictConfig) -> dict[str, Any]:
+    """calibrate=temperature: the temperature fitted on the run's validation split."""
+    if data.val is None:
+        raise UserError(
+            "calibrate=temperature fits on the validation split, and this run held none out "
+            "(dataset.val_size=0); fitting on the test split would report a test score tuned "
+            "on itself. Train with dataset.val_size=5000 (for instance), or drop calibrate"
+        )
+    loader = BatchLoader(
+        data.val, cfg.batch_size, next(model.parameters()).device, transform=transform
+    )
+    batches = [(tta_logits(model, images, cfg.tta).float(), labels) for images, labels in loader]
+    logits, labels = (torch.cat(parts) for parts in zip(*batches, strict=True))
+    with torch.enable_grad():
+        value = calibration.fit_temperature(logits, labels)
+    log.info("temperature %.4f fitted on %d validation images", value, len(labels))
+    return {"value": value, "val_images": len(labels)}
 
 
 def per_class_scores(matrix: torch.Tensor, classes: list[str]) -> dict[str, dict[str, float]]:
@@ -202,6 +230,13 @@ def print_report(results: dict[str, Any]) -> None:
         f"calibration: ECE {results['ece']:.4f} ({results['ece_bins']} equal-width bins)  "
         f"Brier {results['brier']:.4f}"
     )
+    if "temperature" in results:
+        t = results["temperature"]
+        print(
+            f"temperature {t['value']:.4f} (fitted on {t['val_images']} validation images): "
+            f"ECE {t['before']['ece']:.4f} -> {results['ece']:.4f}, NLL {t['before']['loss']:.4f} "
+            f"-> {results['loss']:.4f}; the scores above and below are after it"
+        )
     print(
         f"macro precision {results['macro_precision']:.4f}  recall {results['macro_recall']:.4f}"
         f"  F1 {results['macro_f1']:.4f}"

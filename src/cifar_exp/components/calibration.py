@@ -74,3 +74,31 @@ def reliability(sums: torch.Tensor) -> list[dict[str, float]]:
         for k in range(ECE_BINS)
         if count[k]
     ]
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature T > 0 that minimizes the negative log-likelihood of softmax(logits / T)
+    (Guo et al. 2017's temperature scaling), by L-BFGS on log T from T = 1."""
+    logits, labels = logits.detach().double(), labels.detach()
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def nll() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(nll)
+    return float(log_t.detach().exp())
+
+
+class Scaled(torch.nn.Module):
+    """A model whose logits are divided by a fitted temperature."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images) / self.temperature
