@@ -156,3 +156,14 @@ def test_the_suggestion_comes_from_before_the_lowest_loss_not_a_fall_after_a_blo
     best, lowest = suggestion(lrs, curve, skip_start=3)
     assert lowest == curve.index(min(curve[:27]))  # the bottom before the climb
     assert best < lowest and curve[best + 1] < curve[best - 1]
+
+
+def test_a_long_range_test_logs_progress_lines_with_its_lr_and_loss(tmp_path):
+    args = [*TYPED, "trainer.log_interval_s=1e-9", f"hydra.run.dir={tmp_path / 'lr'}"]
+    proc = run_cli_in_process(*args, cwd=tmp_path, module=LR_FIND)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if "lr_find: step " in line]
+    assert lines and re.search(
+        r"lr_find: step 1/40 \(2%\), elapsed \d+m\d\ds, ETA \d+m\d\ds, lr 1e-07, smoothed loss \d",
+        lines[0],
+    ), lines[:2]

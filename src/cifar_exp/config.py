@@ -548,10 +548,13 @@ def check_effects(cfg: DictConfig) -> None:
     """Refuse, in one line, a value set on a key that does nothing in this config (a
     patience without a monitor, a compile mode without compiling, ...): the run would go on
     as if it had not been typed. Checked when a run starts, not when one resumes."""
+    defaults_of: dict[str, DictConfig] = {}
     for section, keys, acts, needs in DEPENDENT_KEYS:
         if acts(cfg):
             continue
-        defaults = OmegaConf.structured(schema_of(cfg, section))
+        if section not in defaults_of:
+            defaults_of[section] = OmegaConf.structured(schema_of(cfg, section))
+        defaults = defaults_of[section]
         for key in keys:
             value, default = OmegaConf.select(cfg[section], key), OmegaConf.select(defaults, key)
             if value is not None and value != default:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_exp.components import calibration
 from cifar_exp.components.tta import tta_logits
 from cifar_exp.config import EvalConfig, check_entrypoint
-from cifar_exp.datasets import load_dataset
+from cifar_exp.datasets import Split, load_dataset
 from cifar_exp.datasets.augment import eval_transform
 from cifar_exp.datasets.batches import BatchLoader
 from cifar_exp.errors import UserError
@@ -126,7 +126,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     details = EvalDetails(keep=0)
     temperature = None
     if cfg.calibrate == "temperature":
-        temperature = fitted_temperature(model, data, transform, cfg)
+        temperature = fitted_temperature(model, data.val, transform, cfg, device)
         model = calibration.Scaled(model, temperature["value"])
         temperature["before"] = evaluate(model.model, loader, tta=cfg.tta)
     scores = evaluate(model, loader, details=details, tta=cfg.tta, progress_s=INTERVAL_S)
@@ -170,17 +170,17 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def fitted_temperature(model: Any, data: Any, transform: Any, cfg: DictConfig) -> dict[str, Any]:
+def fitted_temperature(
+    model: Any, val: Split | None, transform: Any, cfg: DictConfig, device: torch.device
+) -> dict[str, Any]:
     """calibrate=temperature: the temperature fitted on the run's validation split."""
-    if data.val is None:
+    if val is None:
         raise UserError(
             "calibrate=temperature fits on the validation split, and this run held none out "
             "(dataset.val_size=0); fitting on the test split would report a test score tuned "
             "on itself. Train with dataset.val_size=5000 (for instance), or drop calibrate"
         )
-    loader = BatchLoader(
-        data.val, cfg.batch_size, next(model.parameters()).device, transform=transform
-    )
+    loader = BatchLoader(val, cfg.batch_size, device, transform=transform)
     batches = [(tta_logits(model, images, cfg.tta).float(), labels) for images, labels in loader]
     logits, labels = (torch.cat(parts) for parts in zip(*batches, strict=True))
     with torch.enable_grad():

@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from cifar_exp.records.commands import run_command
 from cifar_exp.records.naming import override_key
 from cifar_exp.registry import typed_options
 from cifar_exp.runtime import distributed
+from cifar_exp.runtime.progress import ProgressLine
 from cifar_exp.training.build import build_trainer
 from cifar_exp.training.engine import Trainer
 
@@ -86,8 +86,8 @@ def sweep(
     # A Trainer like the run's, stepping the test's schedule instead of the run's.
     finder = dataclasses.replace(trainer, scheduler=scheduler)
     loader, lrs, losses = finder.loaders.train, [], []
-    best, epoch = math.inf, 0
-    next_line = time.monotonic() + log_interval_s
+    best, epoch, average, beta = math.inf, 0, 0.0, options.smoothing
+    line = ProgressLine("lr_find: step", options.num_steps, log_interval_s)
     finder.model.train()
     while True:
         epoch += 1
@@ -95,22 +95,16 @@ def sweep(
         for images, labels in loader:
             lrs.append(finder.optimizer.param_groups[0]["lr"])
             losses.append(finder.step(images, labels)[0].item())
-            now = smoothed(losses, options.smoothing)[-1]
+            # smoothed()'s last value, kept step by step
+            average = beta * average + (1 - beta) * losses[-1]
+            now = average / (1 - beta ** len(losses))
             limit = options.diverge_factor * best
             if not math.isfinite(losses[-1]) or now > limit or losses[-1] > limit:
                 return lrs, losses, f"diverged at step {len(losses)} (lr {lrs[-1]:.3g})"
             best = min(best, now)
             if len(losses) == options.num_steps:
                 return lrs, losses, f"reached lr_find.num_steps={options.num_steps}"
-            if log_interval_s and time.monotonic() >= next_line:
-                next_line = time.monotonic() + log_interval_s
-                log.info(
-                    "lr_find: step %d/%d, lr %.3g, smoothed loss %.4f",
-                    len(losses),
-                    options.num_steps,
-                    lrs[-1],
-                    now,
-                )
+            line.advance(detail=f"lr {lrs[-1]:.3g}, smoothed loss {now:.4f}")
 
 
 def suggestion(lrs: list[float], curve: list[float], skip_start: int) -> tuple[int, int]:

@@ -34,9 +34,8 @@ def batch_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     top_k = (logits.topk(k, 1).indices == labels[:, None]).any(1).sum()
     edges = torch.linspace(0, 1, ECE_BINS + 1, device=logits.device)
     slot = torch.bucketize(confidence, edges, right=True) - 1
-    per_slot = torch.zeros(3, _SLOTS, dtype=torch.float64, device=logits.device)
-    for row, values in enumerate((torch.ones_like(confidence), confidence, correct)):
-        per_slot[row].index_add_(0, slot, values.double())
+    per_image = torch.stack([torch.ones_like(confidence), confidence, correct]).double()
+    per_slot = per_image.new_zeros(3, _SLOTS).index_add_(1, slot, per_image)
     head = torch.stack([brier.double(), top_k.double()])
     return torch.cat([head, per_slot.flatten()])
 
@@ -46,7 +45,7 @@ def scores(sums: torch.Tensor, seen: float, classes: int) -> dict[str, float]:
     `seen` images."""
     if seen == 0:
         return {}
-    count, confidence, correct = sums[2:].view(3, _SLOTS)
+    _, confidence, correct = sums[2:].view(3, _SLOTS)
     found = {
         "ece": float((confidence - correct).abs().sum() / seen),
         "brier": float(sums[0] / seen),

@@ -24,7 +24,8 @@ class ProgressLine:
         self.start = time.monotonic()
         self.next = self.start + interval
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, detail: str = "") -> None:
+        """Count `n` more done; `detail` (e.g. "lr 0.01, smoothed loss 2.3") ends the line."""
         self.done += n
         if not self.interval:
             return
@@ -35,13 +36,14 @@ class ProgressLine:
         elapsed = now - self.start
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
         log.info(
-            "%s %s/%s (%.0f%%), elapsed %s, ETA %s",
+            "%s %s/%s (%.0f%%), elapsed %s, ETA %s%s",
             self.what,
             f"{self.done:,}",
             f"{self.total:,}",
             100 * self.done / self.total,
             duration(elapsed),
             duration(eta),
+            f", {detail}" if detail else "",
         )
 
 

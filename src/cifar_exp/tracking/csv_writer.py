@@ -38,11 +38,11 @@ class CsvWriter:
     def continue_from(self, epoch: int, step: int) -> None:
         if not self.path.is_file():
             return
-        text = self.path.read_text()
-        lines = text.splitlines(keepends=True)
-        rows = list(csv.DictReader(line for line in lines if line.endswith("\n")))
+        lines = self.path.read_text().splitlines(keepends=True)
+        ended = [line for line in lines if line.endswith("\n")]  # a cut last line has no end
+        rows = list(csv.DictReader(ended))
         whole = [r for r in rows if _whole(r)]
-        torn = len(rows) - len(whole) + (len(lines) - sum(line.endswith("\n") for line in lines))
+        torn = len(lines) - len(ended) + len(rows) - len(whole)
         if torn:
             log.warning("%s: dropped %d torn row(s) a killed run left", self.path, torn)
         kept = [r for r in whole if _kept(r, epoch, step)]
