@@ -112,7 +112,7 @@ def test_an_evaluation_and_a_decoding_log_progress_lines_where_no_bar_shows(capl
 
     from cifar_exp.datasets.base import Split
     from cifar_exp.datasets.batches import BatchLoader
-    from cifar_exp.datasets.imagefolder import decode_folder, scan
+    from cifar_exp.datasets.imagefolder import decode_splits, scan
     from cifar_exp.training.engine import evaluate
     from helpers.images import make_folder
 
@@ -123,7 +123,7 @@ def test_an_evaluation_and_a_decoding_log_progress_lines_where_no_bar_shows(capl
         evaluate(model, loader, progress_s=1e-9)
         root = make_folder(tmp_path / "images")
         classes, listing, _ = scan(root, None)
-        decode_folder(root, classes, listing, 8, False, 0, interval=1e-9)
+        decode_splits(root, classes, listing, 8, False, 0, interval=1e-9)
     lines = [r.getMessage() for r in caplog.records]
     assert [line.split(",")[0] for line in lines if line.startswith("evaluation")] == [
         "evaluation: batch 1/3 (33%)",

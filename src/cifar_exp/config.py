@@ -323,12 +323,35 @@ class EvalConfig:
     # temperature: fit one temperature on the run's validation split (dataset.val_size) and
     # report the test scores before and after dividing the logits by it; none: no fit.
     calibrate: str = "none"
+    # Robustness (docs/evaluation.md): CIFAR-10-C's corruptions of the test split: all, one
+    # name, a list such as [fog,snow], or none; at these severities (1-5).
+    corruptions: Any = "none"
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    corruption_seed: int = 0  # the corrupted images are a function of (seed, image index)
+    corruption_images: int | None = None  # a class-balanced part of the test split; null: all
+    # A folder of CIFAR-10-C's own .npy files: score those instead of making the corruptions.
+    cifar10c_dir: str | None = None
+    # Extra test sets with the checkpoint's classes, each <folder>/<class>/<images>.
+    test_folders: list[str] = field(default_factory=list)
+    cache_dir: str = "${oc.env:CIFAR_EXP_CACHE,'~/.cache/cifar-exp'}"  # made corruptions
+    gradcam: int = 16  # Grad-CAM maps of this many most confident mistakes (0: none)
 
     def check(self) -> None:
+        from cifar_exp.datasets.corruptions import CORRUPTIONS, SEVERITIES, corruption_names
+
         require_one_of(self.device, "device", DEVICE_TYPES)
         require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         require_one_of(self.tta, "tta", TTA_MODES)
         require_one_of(self.calibrate, "calibrate", ("none", "temperature"))
+        names = ("all", "none", *CORRUPTIONS)
+        for name in corruption_names(self.corruptions):
+            require_one_of(name, "corruptions", names)
+        require(bool(self.severities), "severities", "a list of 1 to 5", self.severities)
+        for severity in self.severities:
+            require(severity in SEVERITIES, "severities", "each in 1-5", severity)
+        images = self.corruption_images
+        require(images is None or images >= 1, "corruption_images", ">= 1 or null", images)
+        require(self.gradcam >= 0, "gradcam", ">= 0", self.gradcam)
 
 
 @dataclass

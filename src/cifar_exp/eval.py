@@ -1,12 +1,17 @@
 """`python -m cifar_exp.eval ckpt=<checkpoint or run dir>`: score a checkpoint.
 
-Evaluates on the test split of the data set the checkpoint was trained on: loss, accuracy,
-per-class accuracy and the confusion matrix, printed as tables and written to `eval.json`
-and `confusion_matrix.png` in the eval's own output folder.
+Evaluates on the test split of the data set the checkpoint was trained on: loss (NLL),
+accuracy, top-5, calibration (ECE, Brier), per-class precision/recall/F1 and the confusion
+matrix, printed as tables and written to `eval.json`, `confusion_matrix.png`,
+`reliability.png` and `gradcam.png` (what the model looked at in its most confident
+mistakes, also in the folder's TensorBoard events) in the eval's own output folder. On
+request, robustness to corruptions and on other test sets (training/robustness.py):
+`robustness.json` and `robustness.png`. docs/evaluation.md shows them all.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import unicodedata
@@ -18,9 +23,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.components import calibration
+from cifar_exp.components.attribution import EXTRA, gradcam
 from cifar_exp.components.tta import tta_logits
 from cifar_exp.config import EvalConfig, check_entrypoint
-from cifar_exp.datasets import Split, load_dataset
+from cifar_exp.datasets import DataBundle, Split, load_dataset
 from cifar_exp.datasets.augment import eval_transform
 from cifar_exp.datasets.batches import BatchLoader
 from cifar_exp.errors import UserError
@@ -29,9 +35,22 @@ from cifar_exp.records.atomic import write_json
 from cifar_exp.records.checkpoint import find_checkpoint
 from cifar_exp.runtime.device import resolve_device
 from cifar_exp.runtime.progress import INTERVAL_S
-from cifar_exp.tracking.pictures import EvalDetails
+from cifar_exp.tracking.pictures import (
+    GRADCAM_TAG,
+    MISCLASSIFIED_TAG,
+    EvalDetails,
+    attention_tiles,
+    displayable,
+    misclassified_figure,
+)
 from cifar_exp.training.engine import evaluate
 from cifar_exp.training.inference import load_trained, required
+from cifar_exp.training.robustness import (
+    format_robustness,
+    plot_robustness,
+    prepare,
+    robustness,
+)
 
 log = logging.getLogger("cifar_exp")
 
@@ -108,22 +127,12 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     check_entrypoint(EvalConfig, cfg)
     device = resolve_device(cfg.device)
     model, run_cfg, state = load_trained(spec, device)
-    dataset = OmegaConf.to_container(run_cfg.dataset, resolve=True)
-    dataset["num_classes"] = None  # eval has no such key: the classes are compared below
     classes = list(state["classes"])
-    if cfg.dataset_root is not None:
-        dataset["root"] = cfg.dataset_root
-    data = load_dataset(dataset)
-    if data.classes != classes:
-        where = f"dataset_root={cfg.dataset_root}" if cfg.dataset_root else "the data set"
-        raise UserError(
-            f"{where} has the classes {data.classes}, the checkpoint was trained on "
-            f"{classes}; give a dataset_root that holds the checkpoint's classes"
-        )
+    data = checkpoint_data(run_cfg, classes, cfg.dataset_root)
+    shifts = prepare(cfg, data.test, classes)  # robustness inputs: checked before scoring
     transform = eval_transform(OmegaConf.to_container(run_cfg.augment, resolve=True))
     loader = BatchLoader(data.test, cfg.batch_size, device, transform=transform)
-    # keep=0: eval reports the confusion matrix, not the worst mistakes' pictures.
-    details = EvalDetails(keep=0)
+    details = EvalDetails(keep=cfg.gradcam)  # the most confident mistakes, for Grad-CAM
     temperature = None
     if cfg.calibrate == "temperature":
         temperature = fitted_temperature(model, data.val, transform, cfg, device)
@@ -160,13 +169,69 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     )
     plot_reliability(results, out_dir / "reliability.png", title)
     print_report(results)
-    log.info(
-        "wrote %s, %s and %s",
-        out_dir / "eval.json",
-        out_dir / "confusion_matrix.png",
-        out_dir / "reliability.png",
-    )
+    written = ["eval.json", "confusion_matrix.png", "reliability.png"]
+    written += look_closer(model, details, transform, classes, out_dir, results["epoch"])
+    # after calibrate=temperature, the corrupted sets are scored with the temperature too
+    if shifts is not None:
+        shifted = robustness(model, shifts, transform, cfg, results)
+        written += write_robustness(shifted, out_dir, title)
+    log.info("wrote %s in %s", ", ".join(written), out_dir)
     return results
+
+
+def checkpoint_data(run_cfg: DictConfig, classes: list[str], root: str | None) -> DataBundle:
+    """The data set the checkpoint was trained on (at `root` if it moved), which must hold
+    the checkpoint's classes."""
+    dataset = OmegaConf.to_container(run_cfg.dataset, resolve=True)
+    dataset["num_classes"] = None  # eval has no such key: the classes are compared below
+    if root is not None:
+        dataset["root"] = root
+    data = load_dataset(dataset)
+    if data.classes != classes:
+        where = f"dataset_root={root}" if root else "the data set"
+        raise UserError(
+            f"{where} has the classes {data.classes}, the checkpoint was trained on "
+            f"{classes}; give a dataset_root that holds the checkpoint's classes"
+        )
+    return data
+
+
+def write_robustness(shifted: dict[str, Any], out_dir: Path, title: str) -> list[str]:
+    write_json(out_dir / "robustness.json", shifted)
+    print(format_robustness(shifted))
+    if "corruptions" not in shifted:
+        return ["robustness.json"]
+    plot_robustness(shifted, out_dir / "robustness.png", title)
+    return ["robustness.json", "robustness.png"]
+
+
+def look_closer(
+    model: torch.nn.Module,
+    details: EvalDetails,
+    transform: Any,
+    classes: list[str],
+    out_dir: Path,
+    epoch: int,
+) -> list[str]:
+    """gradcam.png, and the same picture with the mistakes themselves in the eval folder's
+    TensorBoard events (`tensorboard --logdir <eval folder>`): what was written."""
+    if not len(details.confidence):
+        return []
+    if importlib.util.find_spec("captum") is None:
+        log.warning("no Grad-CAM pictures: they need captum (%s); gradcam=0 turns them off", EXTRA)
+        return []
+    device = next(model.parameters()).device
+    maps = gradcam(model, details.images.to(device), details.predicted.to(device)).cpu()
+    shown = displayable(details.images, transform)
+    mistakes = (details.true, details.predicted, details.confidence, classes)
+    figure = misclassified_figure(attention_tiles(shown, maps), *mistakes)
+    figure.savefig(out_dir / "gradcam.png", dpi=100)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(out_dir)) as writer:
+        writer.add_figure(GRADCAM_TAG, figure, epoch)
+        writer.add_figure(MISCLASSIFIED_TAG, misclassified_figure(shown, *mistakes), epoch)
+    return ["gradcam.png", "TensorBoard events"]
 
 
 @torch.no_grad()

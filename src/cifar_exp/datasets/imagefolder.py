@@ -104,7 +104,11 @@ def imagefolder(o: ImageFolderOptions) -> DataBundle:
             time.perf_counter() - start,
         )
     else:
-        bundle = decode_folder(root_path, classes, listing, image_size, skip_bad_files, num_workers)
+        splits, skipped = decode_splits(
+            root_path, classes, listing, image_size, skip_bad_files, num_workers
+        )
+        train, test, val = splits["train"], splits["test"], splits.get("val")
+        bundle = DataBundle(train, test, classes, val, skipped)
         log.info(
             "decoded %d images from %s in %.1fs",
             sum(len(files) for files in listing.values()) - len(bundle.skipped),
@@ -150,8 +154,7 @@ def scan(
     for split in splits:
         found = subfolders(root / split)
         if found != classes:
-            only_train = sorted(set(classes) - set(found)) or "none"
-            only_here = sorted(set(found) - set(classes)) or "none"
+            only_train, only_here = differences(classes, found)
             raise UserError(
                 f"{root / split} and {root / 'train'} have different class folders (only in "
                 f"train/: {only_train}; only in {split}/: {only_here}). Every split needs the "
@@ -169,6 +172,14 @@ def scan(
             stats += entries
         listing[split] = files
     return classes, listing, stats
+
+
+def differences(expected: list[str], found: list[str]) -> tuple[list[str] | str, ...]:
+    """What only `expected` has, and what only `found` has ("none" for nothing)."""
+    return (
+        sorted(set(expected) - set(found)) or "none",
+        sorted(set(found) - set(expected)) or "none",
+    )
 
 
 def subfolders(path: Path) -> list[str]:
@@ -196,7 +207,26 @@ def image_files(root: Path, folder: str) -> list[tuple[str, os.stat_result]]:
     return found
 
 
-def decode_folder(
+def class_folders(root: Path, image_size: int) -> tuple[list[str], Split]:
+    """Every image below root/<class>/ as one split, labelled by its folder (sorted): an
+    extra test set such as CIFAR-10.1 or CINIC-10's test/. Not cached; unreadable files stop
+    it with their name."""
+    if not root.is_dir():
+        raise UserError(f"no test folder at {root}: it needs {root}/<class>/<images>")
+    classes = subfolders(root)
+    if not classes:
+        raise UserError(f"{root} has no class folders; an extra test set needs {root}/<class>/")
+    files = []
+    for label, name in enumerate(classes):
+        entries = sorted(image_files(root, name))
+        if not entries:
+            raise UserError(f"class folder {root / name} is empty; add images or remove it")
+        files += [(label, relative) for relative, _ in entries]
+    splits, _ = decode_splits(root, classes, {"test": files}, image_size, False, 0)
+    return classes, splits["test"]
+
+
+def decode_splits(
     root: Path,
     classes: list[str],
     listing: dict[str, list[tuple[int, str]]],
@@ -204,9 +234,9 @@ def decode_folder(
     skip_bad_files: bool,
     num_workers: int,
     interval: float = INTERVAL_S,
-) -> DataBundle:
-    """The listed files decoded into uint8 splits; a bar on a terminal, else a progress line
-    in the log every `interval` seconds."""
+) -> tuple[dict[str, Split], list[str]]:
+    """The listed files decoded into uint8 splits, and the files skipped; a bar on a
+    terminal, else a progress line in the log every `interval` seconds."""
     total = sum(len(files) for files in listing.values())
     log.info("decoding %d images from %s (once; later starts use the cache)", total, root)
     splits: dict[str, Split] = {}
@@ -243,13 +273,7 @@ def decode_folder(
                     "add some or remove that class from every split."
                 )
             splits[split] = Split(torch.from_numpy(images[keep]), torch.from_numpy(labels))
-    return DataBundle(
-        train=splits["train"],
-        test=splits["test"],
-        classes=classes,
-        val=splits.get("val"),
-        skipped=skipped,
-    )
+    return splits, skipped
 
 
 def decode_chunks(

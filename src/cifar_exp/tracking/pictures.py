@@ -10,7 +10,8 @@ Time Series opens on the curves:
 - `visual/train_batch` (step 0, once per run): a training batch after augmentation,
   un-normalized so it looks as the camera took it;
 - `visual/<split>_confusion` (step: epoch, at every evaluation): rows true, columns predicted;
-- `visual/test_misclassified`, `visual/test_per_class_acc` (step: last epoch, at the end).
+- `visual/test_misclassified`, `visual/test_per_class_acc` (step: last epoch, at the end);
+- `visual/test_gradcam` (eval only, in its own folder): each mistake beside its Grad-CAM map.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 BATCH_TAG = "visual/train_batch"
 MISCLASSIFIED_TAG = "visual/test_misclassified"
+GRADCAM_TAG = "visual/test_gradcam"
 PER_CLASS_TAG = "visual/test_per_class_acc"
 GRID_IMAGES = 64  # at most this many images of the training batch
 MISCLASSIFIED = 16  # most confident mistakes shown at the end
@@ -304,3 +306,14 @@ def misclassified_figure(
         title = f"true {classes[true[k]]}\npred {classes[predicted[k]]} ({confidence[k]:.2f})"
         ax.text(left + w / 2, top - 0.5, title, ha="center", va="bottom", fontsize=8)
     return figure
+
+
+def attention_tiles(images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Each image [3, H, W] in [0, 1] beside itself under its map [H, W] in [0, 1] (a jet
+    colour scale, half opaque): [N, 3, H, 2 W + 1], for misclassified_figure."""
+    from matplotlib import colormaps
+
+    heat = torch.from_numpy(colormaps["jet"](maps.numpy())[..., :3]).permute(0, 3, 1, 2)
+    overlay = 0.5 * images + 0.5 * heat.float()
+    gap = images.new_ones(images.shape[0], 3, images.shape[2], 1)
+    return torch.cat([images, gap, overlay], dim=3)
