@@ -75,6 +75,7 @@ def test_eval_on_a_dataset_root_with_other_classes_names_a_key_eval_takes(tmp_pa
         ("hydra.sweeper.n_trials=-3", "hydra.sweeper.n_trials=-3 must be at least 1"),
         ("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0 must be at least 1"),
         ("hydra.sweeper.max_failure_rate=2", "max_failure_rate=2 must be in [0, 1]"),
+        ("hydra.sweeper.mode=asap", "hydra.sweeper.mode=asap is not a search mode; choose one"),
         ("hydra.sweeper.pruner.name=often", "hydra.sweeper.pruner.name=often is not a pruner"),
         ("hydra.sweeper.heartbeat_interval=0", "hydra.sweeper.heartbeat_interval=0 must be an"),
         ("hydra.sweeper.grace_period=-5", "hydra.sweeper.grace_period=-5 must be an integer >="),

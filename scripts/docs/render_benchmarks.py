@@ -8,7 +8,8 @@ Each result is named `<kind>-<label>.json`, its kind saying which script wrote i
 (scripts/bench/epoch_vs_airbench.py), `presets` (runs of the presets), `cpu`
 (scripts/bench/cpu.py), `gpu` (scripts/bench/gpu.py), `gpu_check` (scripts/checks/gpu_check.py),
 `data` (scripts/bench/data.py), `dashboard` (scripts/bench/dashboard.py), `augment`
-(scripts/bench/augment.py), `startup` (scripts/bench/startup.py). Every figure on the page comes
+(scripts/bench/augment.py), `startup` (scripts/bench/startup.py), `search_modes`
+(scripts/bench/search_modes.py). Every figure on the page comes
 from these files, each table with the command, the CPU model and flags and the date its file
 records. Each script holds its own section (its `SECTION`: the heading, the prose that says what
 it measures, the same for every result, and how a result reads); this renderer puts the sections
@@ -37,6 +38,7 @@ import epoch_vs_airbench
 import gpu
 import gpu_check
 import page
+import search_modes
 import startup
 import time_to_accuracy
 
@@ -97,6 +99,7 @@ KINDS: dict[str, page.Section] = {
     "dashboard": dashboard.SECTION,
     "augment": augment.SECTION,
     "startup": startup.SECTION,
+    "search_modes": search_modes.SECTION,
 }
 
 INTRO = """\
@@ -110,7 +113,8 @@ date. Figures differ on other machines: run the command to see yours.
     `python scripts/docs/render_benchmarks.py` writes this page from the results in
     `docs/benchmarks/*.json` (a test checks that it is current). To add a measurement, run a
     script with `--json docs/benchmarks/<kind>-<label>.json` (kind: `cpu`, `gpu`, `data`,
-    `dashboard`, `augment`, `time_to_accuracy`, `epoch`, `gpu_check`, `startup`), then render
+    `dashboard`, `augment`, `time_to_accuracy`, `epoch`, `gpu_check`, `startup`,
+    `search_modes`), then render
     the page again.
 """
 

@@ -122,3 +122,55 @@ def test_without_a_current_optuna_the_search_says_what_to_install(tmp_path):
     )
     assert "Traceback" not in output
     assert not list(sweep_dir.glob("[0-9]*"))  # no trial ran
+
+
+@needs_optuna
+@needs_plugin("hydra_plugins.hydra_joblib_launcher")
+def test_an_asynchronous_search_keeps_every_worker_busy_without_batches(tmp_path):
+    """Two workers, trials of 1 and 40 epochs (a seeded random sampler draws 1, 40, 1, 40):
+    the short trial after the first long one starts while that one still trains, not after
+    it as in a batch."""
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        *SEARCH,
+        "dataset.train_size=512",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.pruner.name=none",
+        "hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler",
+        "~hydra.sweeper.sampler.n_startup_trials",
+        "trainer.epochs=choice(1,40)",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    proc = run_cli(*args, cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "asynchronous search: 2 workers, each starting a new trial the moment" in output
+    assert [t.state.name for t in trials(sweep_dir)] == ["COMPLETE"] * 4
+    assert sorted(p.name.split("_")[0] for p in sweep_dir.glob("[0-9]*_*")) == ["0", "1", "2", "3"]
+    assert OmegaConf.load(sweep_dir / "optimization_results.yaml").mode == "async"
+    assert (sweep_dir / "summary.csv").read_text().count("\n") == 5  # header + 4 trials
+    spans = {}
+    for folder in sweep_dir.glob("[0-9]*_*"):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        epochs = len(json.loads((folder / "metrics.json").read_text())["epochs"])
+        spans[int(folder.name.split("_")[0])] = (
+            epochs,
+            manifest["start_time"],
+            manifest["end_time"],
+        )
+    long = min(n for n in spans if spans[n][0] == 40)
+    after = [n for n in spans if n > long and spans[n][0] == 1]
+    assert after and all(spans[n][1] < spans[long][2] for n in after), spans
+
+    # The basic launcher runs jobs one by one in the sweep's own process: no async there.
+    proc = run_cli(
+        *SEARCH, "hydra.sweeper.mode=async", f"hydra.sweep.dir={tmp_path / 'b'}", cwd=tmp_path
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert (
+        "hydra.sweeper.mode=async needs a launcher that runs jobs side by side"
+        in proc.stderr + proc.stdout
+    )

@@ -101,12 +101,15 @@ def check_sweep_dir(
     hold(folder, then)
 
 
+SEARCH_MODES = ("auto", "async", "batch")  # sweeps/search.py: Search.asynchronous
+
+
 def check_sweeper(sweeper: DictConfig) -> None:
     """Refuse a sweeper's trial counts that cannot work (Optuna's n_trials, n_jobs,
     max_failure_rate), before the sweep folder is made."""
     counts = {
         "n_trials": "the trials in the study in all, counting those kept from earlier starts",
-        "n_jobs": "the trials handed to the launcher at once",
+        "n_jobs": "the trials that run at once",
     }
     for key, meaning in counts.items():
         value = sweeper.get(key)
@@ -129,6 +132,12 @@ def check_sweeper(sweeper: DictConfig) -> None:
         value = OmegaConf.select(sweeper, key, default=None)
         if value is not None and (not isinstance(value, int) or value < low):
             raise UserError(f"hydra.sweeper.{key}={value} must be an integer >= {low} ({meaning})")
+    mode = sweeper.get("mode")
+    if mode is not None and mode not in SEARCH_MODES:
+        raise UserError(
+            f"hydra.sweeper.mode={mode} is not a search mode; choose one of "
+            f"{', '.join(SEARCH_MODES)} (auto: async where the launcher runs jobs side by side)"
+        )
     rate = sweeper.get("max_failure_rate")
     if rate is not None and not 0 <= rate <= 1:
         raise UserError(

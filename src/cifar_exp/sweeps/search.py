@@ -355,8 +355,12 @@ class Search:
         self.heartbeat: Heartbeat | None = None
         self.storage: RDBStorage | None = None
         self.searched: list[str] = []  # the keys the search draws values for
+        self.mode = "batch"  # or async (asynchronous())
+        # Held by the asynchronous search's workers around asking and counting.
+        self.lock = threading.RLock()
 
     def open_study(self, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+        self.mode = "async" if self.asynchronous() else "batch"
         storage = open_storage(storage_url(self.options.storage, self.sweep_dir), self.options)
         self.storage = storage
         self.heartbeat = Heartbeat(storage)
@@ -393,24 +397,86 @@ class Search:
                     counted(study),
                     self.options.n_trials,
                 )
-            while self.may_go_on():
-                self.reclaim_stale(study)
-                jobs = self.ask(study, space)
-                if not jobs:
-                    break
-                self.launch(study, jobs)
+            if self.mode == "async":
+                self.run_workers(study, space)
+            else:
+                while self.may_go_on():
+                    self.reclaim_stale(study)
+                    jobs = self.ask(study, space)
+                    if not jobs:
+                        break
+                    self.launch(study, jobs)
         finally:
             if self.heartbeat is not None:
                 self.heartbeat.close()
         self.write_results(study)
 
-    def ask(self, study: optuna.Study, space: dict[str, BaseDistribution | str]) -> list[TrialJob]:
-        """The next trials to run (up to n_jobs, none once the study is full), counted and
-        asked for while no other sweep of the study does (asking)."""
+    def ask(
+        self, study: optuna.Study, space: dict[str, BaseDistribution | str], most: int = 0
+    ) -> list[TrialJob]:
+        """The next trials to run (up to `most`, else n_jobs; none once the study is full),
+        counted and asked for while no other sweep of the study does (asking)."""
         assert self.storage is not None
         with asking(self.storage, study.study_name):
             to_go = self.options.n_trials - counted(study) + self.waiting(study)
-            return [self.new_trial(study, space) for _ in range(min(self.options.n_jobs, to_go))]
+            most = most or self.options.n_jobs
+            return [self.new_trial(study, space) for _ in range(min(most, to_go))]
+
+    def asynchronous(self) -> bool:
+        """Whether the trials run asynchronously (hydra.sweeper.mode): n_jobs workers, each asking
+        for its next trial the moment its last one ends, instead of batches of n_jobs that
+        wait for their slowest trial. Hydra's basic launcher runs jobs one by one in this
+        process, so it only runs batches."""
+        mode, workers = self.options.get("mode", "auto"), self.options.n_jobs
+        in_process = type(self.launcher).__name__ == "BasicLauncher"
+        if mode == "async" and in_process:
+            raise UserError(
+                "hydra.sweeper.mode=async needs a launcher that runs jobs side by side "
+                "(hydra/launcher=joblib or submitit_slurm); the basic launcher runs them one "
+                "by one in this process"
+            )
+        chosen = mode == "async" or (mode == "auto" and workers > 1 and not in_process)
+        if workers > 1 or mode != "auto":
+            log.info(
+                "%s search: %s",
+                "asynchronous" if chosen else "batch",
+                f"{workers} workers, each starting a new trial the moment its last one ends"
+                if chosen
+                else f"batches of {workers} trial(s), each batch waiting for its slowest trial",
+            )
+        return chosen
+
+    def run_workers(self, study: optuna.Study, space: dict[str, BaseDistribution | str]) -> None:
+        """The asynchronous search: n_jobs threads, each asking for one trial, launching it
+        as a job of its own and telling its value, until the study is full. `self.lock` keeps
+        the asking, the counting and the failure rules to one thread at a time."""
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                while True:
+                    with self.lock:
+                        if not self.may_go_on():
+                            return
+                        self.reclaim_stale(study)
+                        jobs = self.ask(study, space, most=1)
+                    if not jobs:
+                        return
+                    self.launch(study, jobs)
+            except BaseException as err:  # re-raised by the sweep's own thread
+                errors.append(err)
+
+        workers = [
+            threading.Thread(target=work, name=f"search-worker-{k}", daemon=True)
+            for k in range(self.options.n_jobs)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            while worker.is_alive():  # a timed join leaves signals to this thread
+                worker.join(timeout=0.5)
+        if errors:
+            raise errors[0]
 
     @staticmethod
     def waiting(study: optuna.Study) -> int:
@@ -479,20 +545,25 @@ class Search:
                 [j.overrides for j in run], initial_job_idx=run[0].number
             )
             for job, ret in zip(run, returns, strict=True):
-                value = trial_value(ret)
-                self.ran += 1
-                self.note_first_failure(job.number, value)
-                if value is None:
-                    self.failed += 1
-                    study.tell(job.number, state=TrialState.FAIL)
-                elif was_pruned(job_folder(self.sweep_dir, job.number)):
-                    # The job stopped at the pruner's word (pruning.py); the study keeps
-                    # the values it reported, the last one as the trial's.
-                    study.tell(job.number, state=TrialState.PRUNED)
-                else:
-                    study.tell(job.number, value)
-                if job.trial_id is not None and self.heartbeat is not None:
-                    self.heartbeat.done(job.trial_id)
+                with self.lock:
+                    self.record(study, job, ret)
+
+    def record(self, study: optuna.Study, job: TrialJob, ret: JobReturn) -> None:
+        """Tell the study how a trial's job ended, and count it."""
+        value = trial_value(ret)
+        self.ran += 1
+        self.note_first_failure(job.number, value)
+        if value is None:
+            self.failed += 1
+            study.tell(job.number, state=TrialState.FAIL)
+        elif was_pruned(job_folder(self.sweep_dir, job.number)):
+            # The job stopped at the pruner's word (pruning.py); the study keeps
+            # the values it reported, the last one as the trial's.
+            study.tell(job.number, state=TrialState.PRUNED)
+        else:
+            study.tell(job.number, value)
+        if job.trial_id is not None and self.heartbeat is not None:
+            self.heartbeat.done(job.trial_id)
 
     def note_first_failure(self, number: int, value: float | None) -> None:
         """Keep why each of the first trials failed before training, while they all did."""
@@ -554,5 +625,6 @@ class Search:
             "best_params": best.params,
             "best_value": best.value,
         }
+        results["mode"] = self.mode
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / RESULTS_FILE)
         log.info("best trial %d: %s -> %s", best.number, best.params, best.value)
