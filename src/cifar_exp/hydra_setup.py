@@ -39,6 +39,7 @@ from cifar_exp.records.run_folder import (
 )
 from cifar_exp.runtime import distributed
 from cifar_exp.runtime.signals import gate
+from cifar_exp.sweeps import dry_run
 from cifar_exp.sweeps.continuation import check_sweep_dir, plan_job
 from cifar_exp.training.build import check_before_start
 
@@ -204,10 +205,14 @@ class RunDirGuard(Callback):
     writes anything in it. From here until the job starts, a signal waits (signals.py)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if dry_run.request.on:
+            dry_run.show_and_exit(config, sweep=False)
         gate.defer()
         self._check(check_run_dir, config.hydra.run.dir, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if dry_run.request.on:
+            dry_run.show_and_exit(config, sweep=True)
         gate.defer()
         self._check(
             check_sweep_dir,

@@ -23,6 +23,7 @@ with quiet_start(enabled=__name__ == "__main__" or sys.argv[0].endswith("cifar-e
     from cifar_exp.records import lock
     from cifar_exp.runtime import distributed
     from cifar_exp.runtime.signals import gate
+    from cifar_exp.sweeps import dry_run
     from cifar_exp.training.build import ready_trainer
 
 
@@ -68,6 +69,7 @@ def main() -> None:
     (lock.py) is let go as it returns, or when the process ends."""
     with gate.handled():
         try:
+            dry_run.take_flag(sys.argv)  # --dry-run: print what would run, run nothing
             setup_hydra(sys.argv[1:])
             here = distributed.setup()
             if not here.is_main:
