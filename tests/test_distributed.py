@@ -72,3 +72,83 @@ def crashes():
 )
 def test_a_torchrun_worker_ends_with_the_status_its_run_would_have_exited_with(task, expected):
     assert exit_code(task) == expected
+
+
+SLURM_TASK = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_STEP_ID": "0",
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "1",
+    "SLURM_NTASKS": "2",
+    "SLURM_STEP_NUM_TASKS": "2",
+    "SLURM_JOB_NODELIST": "gpu[07-09,12],cpu3",
+}
+SCHEDULER_VARS = [
+    *SLURM_TASK,
+    "SUBMITIT_LOCAL_GLOBALID",
+    "SUBMITIT_LOCAL_LOCALID",
+    "SUBMITIT_LOCAL_NTASKS",
+    "SUBMITIT_LOCAL_JOB_ID",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "MASTER_PORT",
+    "SLURM_STEP_NODELIST",
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in SCHEDULER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_slurm_task_finds_its_place_and_the_first_node(clean_env):
+    from cifar_exp.runtime.distributed import Place, first_node, job_tasks, place
+
+    assert first_node("gpu[07-09,12],cpu3") == "gpu07" and first_node("node5,node6") == "node5"
+    assert place() == Place() and job_tasks() is None
+    for name, value in SLURM_TASK.items():
+        clean_env.setenv(name, value)
+    tasks = job_tasks()
+    assert place() == tasks.place == Place(rank=1, world_size=2, local_rank=1)
+    assert tasks.address == "gpu07" and 20000 <= tasks.port < 60000
+    clean_env.setenv("RANK", "0")  # torchrun inside a Slurm job (srun torchrun): torchrun's
+    clean_env.setenv("WORLD_SIZE", "4")
+    assert place() == Place(rank=0, world_size=4, local_rank=0)
+
+
+def test_submitit_local_tasks_and_a_single_task(clean_env):
+    from cifar_exp.runtime.distributed import Place, job_tasks
+
+    clean_env.setenv("SUBMITIT_LOCAL_GLOBALID", "0")
+    clean_env.setenv("SUBMITIT_LOCAL_LOCALID", "0")
+    clean_env.setenv("SUBMITIT_LOCAL_NTASKS", "2")
+    clean_env.setenv("SUBMITIT_LOCAL_JOB_ID", "31337")
+    tasks = job_tasks()
+    assert tasks.place == Place(0, 2, 0) and tasks.address == "127.0.0.1"
+    clean_env.setenv("SUBMITIT_LOCAL_NTASKS", "1")
+    assert job_tasks() is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"SLURM_PROCID": "2"},
+            "SLURM_PROCID=2 and SLURM_LOCALID=1 do not fit SLURM_STEP_NUM_TASKS=2",
+        ),
+        ({"SLURM_NTASKS": "4"}, "SLURM_NTASKS=4 but SLURM_STEP_NUM_TASKS=2"),
+        ({"SLURM_LOCALID": "x"}, "not whole numbers"),
+    ],
+)
+def test_slurm_variables_that_disagree_are_one_line(clean_env, changes, message):
+    from cifar_exp.errors import UserError
+    from cifar_exp.runtime.distributed import job_tasks
+
+    for name, value in {**SLURM_TASK, **changes}.items():
+        clean_env.setenv(name, value)
+    with pytest.raises(UserError, match="the job's task variables disagree|not whole") as err:
+        job_tasks()
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -159,8 +159,9 @@ def run_name(name: str | None, overrides: ListConfig | list[str]) -> str:
 def hydra_subdir(resume: str | None, mode: Any, output_dir: str) -> str | None:
     """hydra.output_subdir: a resumed run, and a sweep job that continues an earlier attempt
     (the same sweep, checked by RunDirGuard), keep the .hydra/ of their first start; the
-    manifest records each attempt. A finished job's folder stays untouched."""
-    if resume:
+    manifest records each attempt. A finished job's folder stays untouched. Of a job's
+    several processes (a Slurm job's tasks), the first alone writes it."""
+    if resume or not distributed.place().is_main:
         return None
     if str(mode).endswith("MULTIRUN") and (Path(output_dir) / ".hydra").is_dir():
         return None

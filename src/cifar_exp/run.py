@@ -18,6 +18,7 @@ with quiet_start(enabled=__name__ == "__main__" or sys.argv[0].endswith("cifar-e
     import hydra
     from omegaconf import DictConfig
 
+    from cifar_exp.errors import UserError
     from cifar_exp.hydra_setup import CONFIG_DIR, setup_hydra
     from cifar_exp.lifecycle import Job, start_job
     from cifar_exp.records import lock
@@ -33,6 +34,11 @@ class TrainJob:
     pickling; unpickled there, it first registers the schemas and resolvers (__reduce__)."""
 
     def __call__(self, cfg: DictConfig) -> float | None:
+        with distributed.joined():  # a sweep job run by several tasks of a Slurm job
+            return self.train(cfg)
+
+    @staticmethod
+    def train(cfg: DictConfig) -> float | None:
         job = Job.of_hydra(cfg)
         with job.stops_recorded():
             if start_job(job):
@@ -71,7 +77,11 @@ def main() -> None:
         try:
             dry_run.take_flag(sys.argv)  # --dry-run: print what would run, run nothing
             setup_hydra(sys.argv[1:])
-            here = distributed.setup()
+            try:
+                here = distributed.setup()
+            except UserError as err:  # a scheduler's variables that disagree
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(1)
             if not here.is_main:
                 # Rank 0 alone writes the run directory's .hydra/ record.
                 sys.argv.append("hydra.output_subdir=null")

@@ -1,5 +1,6 @@
 """DDP under a real torchrun: two Gloo processes on the CPU against one process."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -183,3 +184,92 @@ def children(pid: int) -> list[int]:
 
 def environ(pid: int) -> bytes:
     return b"\0" + Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def slurm_tasks(*overrides: str, cwd: Path, job_id: str, **changes: str) -> list:
+    """Two processes started as srun starts a job step's tasks: SLURM_PROCID, SLURM_LOCALID,
+    SLURM_NTASKS, SLURM_STEP_NUM_TASKS and the node list set for each, no torchrun."""
+    procs = []
+    for rank in range(2):
+        env = {
+            **os.environ,
+            "SLURM_JOB_ID": job_id,
+            "SLURM_STEP_ID": "0",
+            "SLURM_PROCID": str(rank),
+            "SLURM_LOCALID": str(rank),
+            "SLURM_NTASKS": "2",
+            "SLURM_STEP_NUM_TASKS": "2",
+            "SLURM_JOB_NODELIST": "localhost",
+            **changes,
+        }
+        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            env.pop(name, None)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cifar_exp.run", *overrides],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    return [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+
+
+def test_slurm_tasks_train_one_run_as_torchrun_would(tmp_path):
+    run_dir = tmp_path / "run"
+    ends = slurm_tasks(*SHARED, f"hydra.run.dir={run_dir}", cwd=tmp_path, job_id="5150")
+    assert [code for code, _ in ends] == [0, 0], [out[-2000:] for _, out in ends]
+    two = json.loads((run_dir / "metrics.json").read_text())
+    assert (two["world_size"], two["batch_size_per_process"]) == (2, 16)
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert (run_dir / "run.log").read_text().count("final test accuracy") == 1
+
+    # Variables that disagree: one line from each task, nothing written.
+    bad = tmp_path / "bad"
+    ends = slurm_tasks(
+        *SHARED, f"hydra.run.dir={bad}", cwd=tmp_path, job_id="5151", SLURM_NTASKS="3"
+    )
+    for code, out in ends:
+        assert code == 1 and "Traceback" not in out, out[-2000:]
+        assert "the job's task variables disagree: SLURM_NTASKS=3 but SLURM_STEP_NUM_TASKS=2" in out
+    assert not bad.exists()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+    reason="the submitit launcher is not installed: pip install -e '.[sweeps]'",
+)
+def test_a_sweep_whose_jobs_each_run_two_processes(tmp_path):
+    """submitit's local executor with tasks_per_node=2: each job of a 2-job sweep is two
+    processes (gloo) that find each other from the job's task variables; the first writes."""
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cifar_exp.run",
+            "-m",
+            *SHARED,
+            "optimizer.lr=1e-3,3e-3",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.tasks_per_node=2",
+            "hydra.launcher.timeout_min=5",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    jobs = sorted(p for p in sweep_dir.glob("[0-9]_*") if p.is_dir())
+    assert [j.name for j in jobs] == ["0_optimizer.lr=0.001", "1_optimizer.lr=0.003"]
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert (metrics["world_size"], metrics["batch_size_per_process"]) == (2, 16)
+        assert len(list(job.glob("events.out.tfevents.*"))) == 1
+        assert (job / "run.log").read_text().count("final test accuracy") == 1
+    rows = (sweep_dir / "summary.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and all(",ok" in row or row.endswith("ok") for row in rows[1:]), rows

@@ -1,7 +1,9 @@
 """Training in several processes under torchrun (DistributedDataParallel).
 
 torchrun starts one process per device and tells each its place through the environment
-(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT). `setup` joins the process group before
+(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); a scheduler's job of several tasks (srun,
+submitit's tasks_per_node, also a sweep's job) tells it through its own (SLURM_PROCID, ...),
+which `setup` exports as torchrun's before it joins. `setup` joins the process group before
 Hydra composes the config, so that every process resolves the same run directory: the
 `${launch_time:}` and `${pid:}` resolvers in `hydra.run.dir` give rank 0's start time and
 process id on all ranks. Without torchrun everything here is a no-op for one process.
@@ -12,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 import traceback
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
@@ -51,16 +55,78 @@ _launch: tuple[float, int] | None = None  # (start time, process id) shared by e
 
 
 def place() -> Place:
-    """Where this process stands, from torchrun's environment variables."""
-    return Place(
-        rank=int(os.environ.get("RANK", 0)),
-        world_size=int(os.environ.get("WORLD_SIZE", 1)),
-        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-    )
+    """Where this process stands: from torchrun's environment variables, else from the tasks
+    of its job when Slurm (srun, submitit) or submitit's local executor started several."""
+    if "RANK" in os.environ or "WORLD_SIZE" in os.environ:
+        return Place(
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
+    tasks = job_tasks()
+    return Place() if tasks is None else tasks.place
+
+
+@dataclass(frozen=True)
+class JobTasks:
+    """A job's processes as the scheduler started them, with what torch's env:// rendezvous
+    needs: the first node's address and a port of the job's own."""
+
+    place: Place
+    address: str
+    port: int
+
+
+def job_tasks() -> JobTasks | None:
+    """The tasks of a Slurm job step (srun; submitit's jobs on Slurm) from SLURM_PROCID,
+    SLURM_LOCALID, SLURM_STEP_NUM_TASKS (SLURM_NTASKS must agree) and the first node of the
+    step's node list; or those of submitit's local executor (SUBMITIT_LOCAL_*). None for a
+    single task, or outside a job step (a batch script's own shell is no task of a step)."""
+    env = os.environ
+    if "SUBMITIT_LOCAL_GLOBALID" in env:
+        names = ("SUBMITIT_LOCAL_GLOBALID", "SUBMITIT_LOCAL_LOCALID", "SUBMITIT_LOCAL_NTASKS")
+        address, job = "127.0.0.1", env.get("SUBMITIT_LOCAL_JOB_ID", "0")
+    elif "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
+        names = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_STEP_NUM_TASKS")
+        nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "127.0.0.1")
+        address, job = (
+            first_node(nodes),
+            f"{env.get('SLURM_JOB_ID', 0)}.{env.get('SLURM_STEP_ID', 0)}",
+        )
+    else:
+        return None
+    try:
+        rank, local_rank, tasks = (int(env.get(name, 0)) for name in names)
+    except ValueError:
+        raise UserError(
+            f"{', '.join(f'{n}={env.get(n)}' for n in names)}: not whole numbers"
+        ) from None
+    problem = None
+    if not 0 <= local_rank <= rank < tasks:
+        problem = f"{names[0]}={rank} and {names[1]}={local_rank} do not fit {names[2]}={tasks}"
+    elif names[0] == "SLURM_PROCID" and int(env.get("SLURM_NTASKS", tasks)) != tasks:
+        problem = f"SLURM_NTASKS={env['SLURM_NTASKS']} but SLURM_STEP_NUM_TASKS={tasks}"
+    if problem:
+        raise UserError(f"the job's task variables disagree: {problem}; start the tasks with srun")
+    if tasks == 1:
+        return None
+    port = int(env.get("MASTER_PORT") or 20000 + zlib.crc32(job.encode()) % 40000)
+    return JobTasks(Place(rank, tasks, local_rank), address, port)
+
+
+def first_node(nodes: str) -> str:
+    """The first host of a Slurm node list: 'gpu[03-05,9],cpu1' -> 'gpu03'."""
+    head = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodes.strip())
+    if head is None:
+        raise UserError(f"cannot read the first node of the node list {nodes!r}")
+    prefix, ranges = head.groups()
+    return prefix + (ranges.split(",")[0].split("-")[0] if ranges else "")
 
 
 def setup() -> Place:
-    """Join torchrun's process group (if launched by it) and agree on the launch stamp.
+    """Join the process group of a launch of several processes (torchrun's, or the tasks of a
+    Slurm or submitit job, whose variables are exported as torchrun's first) and agree on the
+    launch stamp.
 
     Gloo carries CPU tensors and NCCL CUDA tensors, so the `device` the model runs on
     decides which one the gradients travel through.
@@ -69,11 +135,37 @@ def setup() -> Place:
     here = place()
     stamp = torch.tensor([time.time(), os.getpid()], dtype=torch.float64)
     if here.distributed and not dist.is_initialized():
+        tasks = job_tasks() if "RANK" not in os.environ else None
+        if tasks is not None:
+            os.environ.update(
+                MASTER_ADDR=tasks.address,
+                MASTER_PORT=str(tasks.port),
+                RANK=str(here.rank),
+                WORLD_SIZE=str(here.world_size),
+                LOCAL_RANK=str(here.local_rank),
+            )
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
         dist.broadcast(stamp, src=0)
     _launch = (float(stamp[0]), int(stamp[1]))
     return here
+
+
+@contextlib.contextmanager
+def joined() -> Iterator[None]:
+    """A sweep job run by several tasks of a scheduler's job (submitit's tasks_per_node, srun):
+    its process group, joined for the job and left after it. Nothing for a job of one
+    process, or one whose process group exists (torchrun's, joined by run.py)."""
+    if dist.is_initialized() or not place().distributed:
+        yield
+        return
+    setup()
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        teardown(finished)
 
 
 def teardown(finished: bool) -> None:
