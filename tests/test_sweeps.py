@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from pathlib import Path
 
@@ -162,6 +163,20 @@ def test_report_plots_every_job_and_prints_the_table(seed_sweep, tmp_path):
     code, output = output_in_process(str(one_run), module="cifar_exp.report", cwd=tmp_path)
     assert code == 0, output[-3000:]
     assert (one_run / "report.png").stat().st_size > 0
+
+
+def test_report_writes_the_summary_of_a_sweep_whose_driver_did_not(seed_sweep, tmp_path):
+    """A sweep submitted without waiting for it (docs/sweeps.md): its summary comes from
+    the job folders whenever the report is run."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(seed_sweep, copy)
+    for name in ("summary.csv", "summary.md", "seeds.csv"):
+        (copy / name).unlink()
+    code, output = output_in_process(str(copy), module="cifar_exp.report", cwd=tmp_path)
+    assert code == 0, output[-3000:]
+    assert f"Summary: {copy / 'summary.md'}, {copy / 'summary.csv'}" in output
+    assert len(read_csv(copy / "summary.csv")) == 6
+    assert (copy / "seeds.csv").is_file()
 
 
 def test_report_on_a_folder_without_runs_says_what_to_give(tmp_path):
