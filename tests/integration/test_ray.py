@@ -136,3 +136,18 @@ def test_an_address_where_nothing_listens_is_one_line(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
     assert "nothing listens at hydra.launcher.address=127.0.0.1:" in output
     assert not list(sweep_dir.glob("[0-9]_*"))
+
+
+def test_without_an_address_a_local_ray_runs_the_sweep_and_goes(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli(
+        "-m",
+        *TINY,
+        "optimizer.lr=1e-3,3e-3",
+        "hydra/launcher=ray",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        env={"PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert (sweep_dir / "summary.csv").read_text().count("\n") == 3

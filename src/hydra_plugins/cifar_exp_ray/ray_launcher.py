@@ -112,10 +112,15 @@ class RayLauncher(Launcher):
                     self.address,
                 )
                 sys.exit(1)
-            options = {"runtime_env": OmegaConf.to_container(OmegaConf.create(self.runtime_env))}
-            ray.init(
-                address=self.address, log_to_driver=False, **options if self.runtime_env else {}
-            )
+            options: dict[str, Any] = {"log_to_driver": False}
+            if self.runtime_env:
+                options["runtime_env"] = OmegaConf.to_container(OmegaConf.create(self.runtime_env))
+            if self.address in (None, "local"):
+                # A new Ray of this machine (never one an earlier session left, which
+                # address=None would look for), on the loopback address, which every machine
+                # reaches (its own outward address may be closed), without a dashboard.
+                options.update(_node_ip_address="127.0.0.1", include_dashboard=False)
+            ray.init(address=self.address or "local", **options)
             log.info("Ray: %s", ray.cluster_resources())
 
 
