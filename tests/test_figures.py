@@ -136,6 +136,7 @@ def _reduce_in_process(rank, port, world_size, results):
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.integration  # two real processes: with the integration tests
 def test_eval_details_are_summed_and_pooled_over_processes():
     """Two real Gloo processes, as under torchrun: every rank ends with the whole picture."""
     with socket.socket() as s:

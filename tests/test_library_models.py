@@ -164,6 +164,7 @@ def test_the_entrypoint_stops_at_once_with_the_one_line(offline, capfd, override
     assert message in out.out + out.err and "Traceback" not in out.out + out.err
 
 
+@pytest.mark.integration  # about 10 s: with the integration tests
 def test_a_run_on_pretrained_weights_resumes_and_evaluates_without_them(offline, compose):
     """The checkpoint brings the weights: once trained, the cached file is not needed."""
     from cifar_exp.training.inference import load_trained

@@ -9,6 +9,9 @@ from cifar_exp.datasets import Split
 from cifar_exp.datasets.augment import build_mix, build_transforms
 from cifar_exp.datasets.batches import BatchLoader
 
+# Worker processes, started and stopped: run with the integration tests (pytest -m integration).
+pytestmark = pytest.mark.integration
+
 AUGMENT = {
     "crop_padding": 4,
     "flip": True,

@@ -1,19 +1,20 @@
 """The asynchronous search against the batch search: the same Optuna search, side by side.
 
     python scripts/bench/search_modes.py --root /path/to/cifar10-jpeg --trials 12 --workers 4 \\
-        --json docs/benchmarks/search_modes-epyc-2026-12-07.json
+        --epochs 1 2 4 32 --seeds 0 1 2 --json docs/benchmarks/search_modes-epyc-2026-12-07.json
 
 Both run `hparams_search=optuna` (LeNet5) under the joblib launcher with `--workers` jobs side
-by side and `hydra.sweeper.n_jobs` the same, on --root's images (a class-balanced cut of `--max-
-per-class` per class; without --root, synthetic data, a dry run), with a seeded random sampler
-(so both modes ask for the same parameters in the same order and train them alike: the same best
-value) and trials of deliberately uneven length, `trainer.epochs` drawn from `--epochs`. The
-batch mode (`hydra.sweeper.mode=batch`) launches `--workers` trials and waits for the slowest
-before it asks again; the asynchronous mode (`mode=async`) starts a trial the moment a worker is
-free. Per mode: the search's wall time, the workers' idle share (1 - the jobs' summed wall
-times, from their manifests, over workers x the search's wall time) and the best value. The
-modes alternate in order over `--rounds`; the table gives medians. Without pruning: a pruner's
-decisions depend on which trials finished first, which the mode changes.
+by side and `hydra.sweeper.n_jobs` the same, on --root's images (a class-balanced cut of
+`--max-per-class` per class; without --root, synthetic data, a dry run), with a seeded random
+sampler (so both modes ask for the same parameters in the same order and train them alike: the
+same best value) and trials of deliberately uneven length, `trainer.epochs` drawn from
+`--epochs`. The batch mode (`hydra.sweeper.mode=batch`) launches `--workers` trials and waits
+for the slowest before it asks again; the asynchronous mode (`mode=async`) starts a trial the
+moment a worker is free. Per mode: the search's wall time, the workers' idle share (1 - the
+jobs' summed wall times, from their manifests, over workers x the search's wall time) and the
+best value. One round per sampler seed (`--seeds`), the modes in alternating order; the table
+gives medians. Without pruning: a pruner's decisions depend on which trials finished first,
+which the mode changes.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def data_overrides(args: argparse.Namespace, folder: Path) -> list[str]:
     ]
 
 
-def search(mode: str, args: argparse.Namespace, sweep_dir: Path) -> dict:
+def search(mode: str, seed: int, args: argparse.Namespace, sweep_dir: Path) -> dict:
     """One search into sweep_dir; its wall time, idle share and best value."""
     epochs = ",".join(str(e) for e in args.epochs)
     command = [
@@ -77,7 +78,7 @@ def search(mode: str, args: argparse.Namespace, sweep_dir: Path) -> dict:
         f"hydra.sweeper.mode={mode}",
         "hydra.sweeper.pruner.name=none",
         "hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler",
-        f"hydra.sweeper.sampler.seed={args.seed}",
+        f"hydra.sweeper.sampler.seed={seed}",
         "~hydra.sweeper.sampler.n_startup_trials",
         f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -95,6 +96,7 @@ def search(mode: str, args: argparse.Namespace, sweep_dir: Path) -> dict:
     assert results.mode == mode, f"asked for {mode}, the search ran {results.mode}"
     return {
         "mode": mode,
+        "seed": seed,
         "wall_s": wall,
         "idle_share": max(0.0, 1 - busy / (args.workers * wall)),
         "best": float(results.best_value),
@@ -102,26 +104,38 @@ def search(mode: str, args: argparse.Namespace, sweep_dir: Path) -> dict:
 
 
 def page_body(result: dict) -> str:
+    """Per mode: the median wall time and idle share over the seeds, the median of each
+    seed's ratio to batch, the best value per seed."""
+    runs = result["searches"]
+    by = {(r["mode"], r["seed"]): r for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
     rows = []
-    batch_wall = statistics.median(r["wall_s"] for r in result["runs"] if r["mode"] == "batch")
     for mode in MODES:
-        runs = [r for r in result["runs"] if r["mode"] == mode]
-        wall = statistics.median(r["wall_s"] for r in runs)
+        mine = [by[mode, s] for s in seeds]
+        ratio = statistics.median(by[mode, s]["wall_s"] / by["batch", s]["wall_s"] for s in seeds)
         rows.append(
             [
                 "asynchronous" if mode == "async" else "batch",
-                f"{wall:.0f} s",
-                f"{wall / batch_wall:.2f}x",
-                page.percent(round(statistics.median(r["idle_share"] for r in runs), 3)),
-                ", ".join(f"{r['best']:.4f}" for r in runs),
+                f"{statistics.median(r['wall_s'] for r in mine):.0f} s",
+                ", ".join(f"{r['wall_s']:.0f} s" for r in mine),
+                f"{ratio:.2f}x",
+                page.percent(round(statistics.median(r["idle_share"] for r in mine), 3)),
+                ", ".join(f"{r['best']:.4f}" for r in mine),
             ]
         )
-    head = ["mode", "wall time (median)", "of batch", "workers idle", "best value per round"]
+    head = [
+        "mode",
+        "wall time (median)",
+        "per seed",
+        "of batch (median)",
+        "workers idle",
+        "best value per seed",
+    ]
     args = result["args"]
     return (
         f"{args['trials']} trials on {args['workers']} workers, `trainer.epochs` drawn from "
-        f"{args['epochs']}, {page.count(args['rounds'], 'round')}.\n\n"
-        + page.table(head, "lrrrl", rows)
+        f"{args['epochs']}, sampler seeds {', '.join(map(str, seeds))}.\n\n"
+        + page.table(head, "lrrrrl", rows)
     )
 
 
@@ -137,10 +151,14 @@ SECTION = page.Section(
         "the search's wall time.\n\n"
         "```bash\n"
         "python scripts/bench/search_modes.py --root <cifar10 folder> --trials 12 --workers 4 "
-        "--json out.json\n"
+        "--epochs 1 2 4 32 --seeds 0 1 2 --json out.json\n"
         "```"
     ),
     body=page_body,
+    title=lambda result: (
+        f"{page.machine_title(result)}: {result['args']['workers']} workers on "
+        f"{result['cpu']['cores']} cores"
+    ),
 )
 
 
@@ -152,22 +170,39 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help="a CIFAR-10 image folder (default: synthetic)")
     parser.add_argument("--max-per-class", type=int, default=250, help="images kept per class")
     parser.add_argument("--val-size", type=int, default=500, help="of them held out for val")
-    parser.add_argument("--seed", type=int, default=0, help="the random sampler's seed")
-    parser.add_argument("--rounds", type=int, default=1, help="each mode once per round")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="the sampler's seeds: a round each"
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    if min(args.trials, args.workers, args.rounds) < 1:
-        parser.error("--trials, --workers and --rounds must be >= 1")
+    if min(args.trials, args.workers) < 1:
+        parser.error("--trials and --workers must be >= 1")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
+        if args.root is not None:  # decoded once before the clock starts, for both modes
+            from cifar_exp.datasets import load_dataset
+
+            options = dict(o.split("=", 1) for o in data_overrides(args, Path(tmp))[1:])
+            load_dataset(
+                {
+                    "name": "imagefolder",
+                    "num_classes": None,
+                    **{
+                        k.removeprefix("dataset."): v
+                        for k, v in options.items()
+                        if k != "dataset.val_size"
+                    },
+                    "max_per_class": args.max_per_class,
+                }
+            )
+        for r, seed in enumerate(args.seeds):
             for mode in MODES if r % 2 == 0 else MODES[::-1]:
-                runs.append(search(mode, args, Path(tmp) / f"{mode}-{r}"))
-                print(f"round {r + 1}: {runs[-1]}", file=sys.stderr, flush=True)
+                runs.append(search(mode, seed, args, Path(tmp) / f"{mode}-{seed}"))
+                print(f"seed {seed}: {runs[-1]}", file=sys.stderr, flush=True)
     result = {
         **provenance(threads=1),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "runs": runs,
+        "searches": runs,
     }
     result["args"]["json"] = None
     result["data"] = f"{args.root} ({args.max_per_class} images per class)" if args.root else None

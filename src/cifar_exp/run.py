@@ -34,13 +34,9 @@ class TrainJob:
     pickling; unpickled there, it first registers the schemas and resolvers (__reduce__)."""
 
     def __call__(self, cfg: DictConfig) -> float | None:
-        with distributed.joined():  # a sweep job run by several tasks of a Slurm job
-            return self.train(cfg)
-
-    @staticmethod
-    def train(cfg: DictConfig) -> float | None:
         job = Job.of_hydra(cfg)
-        with job.stops_recorded():
+        # A sweep job run by several tasks of a Slurm job joins their process group first.
+        with distributed.joined(), job.stops_recorded():
             if start_job(job):
                 with job.recorded():
                     job.trainer = ready_trainer(

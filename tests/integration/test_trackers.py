@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from helpers.cli import output_in_process, run_cli, run_in_process, start_run, wait_for
 from helpers.compare import TIMING_KEYS
@@ -185,3 +186,73 @@ def test_a_damaged_parent_run_record_gets_a_new_parent_run(store, tmp_path):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert json.loads(record.read_text()) == {store: parents[0].info.run_id}  # the newest
     assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
+
+
+# Moved from tests/test_trackers.py: each takes about 10 s, too long for the default suite.
+def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_their_statuses(store, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # lr=1e4 diverges to a non-finite loss: those jobs fail, the others finish.
+    swept = ["optimizer=sgd", "optimizer.lr=0.01,1e4", "trainer.seed=0,1"]
+    code = run_in_process(
+        "-m",
+        *TINY,
+        "trainer.epochs=2",
+        *swept,
+        *mlflow_args(store, "sweep"),
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    assert code == 0
+    runs = runs_of(store, "sweep")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 5 and len(children) == 4
+    assert parent.info.status == "FINISHED" and parent.info.run_name == sweep_dir.name
+    by_dir = {r.data.tags["run_dir"]: r for r in children}
+    assert sorted(by_dir) == [str(p) for p in job_dirs(sweep_dir)]
+    for job in job_dirs(sweep_dir):
+        run = by_dir[str(job)]
+        assert manifest(job)["tracker_runs"] == {"mlflow": run.info.run_id}
+        typed = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+        lr = float(run.data.params["optimizer.lr"])
+        assert lr == float(typed["optimizer.lr"])
+        assert run.data.params["trainer.seed"] == typed["trainer.seed"]
+        if lr > 1:
+            assert run.info.status == "FAILED"
+            assert "non-finite" in run.data.tags["failure_reason"]
+            assert manifest(job)["status"] == "failed"
+        else:
+            assert run.info.status == "FINISHED"
+            assert_epochs_as_in_metrics_json(store, run, job)
+            final = json.loads((job / "metrics.json").read_text())["final"]
+            assert run.data.metrics["final/test_acc"] == final["test_acc"]
+            assert run.data.params["model.name"] == "lenet5"
+            client = MlflowClient(tracking_uri=store)
+            assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
+
+
+def test_wandb_offline_keeps_its_run_id_across_a_resume(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason='the W&B test needs pip install -e ".[wandb]"')
+    from cifar_exp.tracking.wandb_writer import wandb_run_id
+
+    run_dir = tmp_path / "run"
+    args = [*TINY, "tracker=[tensorboard,wandb]", "trainer.log_images=true"]
+    args.append(f"hydra.run.dir={run_dir}")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline unless configured otherwise
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert run_in_process(*args, cwd=tmp_path) == 0
+    assert run_in_process(f"resume={run_dir}", "trainer.epochs=2", cwd=tmp_path) == 0
+    run_id = wandb_run_id(run_dir)
+    assert manifest(run_dir)["tracker_runs"] == {"wandb": run_id}
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(p.name.endswith(f"-{run_id}") for p in offline)
+    assert all((p / f"run-{run_id}.wandb").is_file() for p in offline)
+    # The pictures, as W&B images: the training batch and a confusion matrix at least.
+    images = offline[0] / "files" / "media" / "images"
+    media = {str(p.relative_to(images)).rsplit("_", 2)[0] for p in images.rglob("*.png")}
+    assert media == {
+        "visual/train_batch",
+        "visual/test_confusion",
+        "visual/test_per_class_acc",
+        "visual/test_misclassified",
+    }, media

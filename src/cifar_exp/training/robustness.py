@@ -327,7 +327,10 @@ def plot_robustness(results: dict[str, Any], path: Path, title: str) -> None:
             if key == "acc"
             else f"ECE (clean {results['clean']['ece']:.3f})"
         )
-    fig.suptitle(title)
+    fig.suptitle(
+        f"{title}: mean corruption accuracy {results['mean_corruption_acc']:.3f}, "
+        f"ECE {results['mean_corruption_ece']:.3f} ({results['images']} images each)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

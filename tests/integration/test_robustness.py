@@ -1,4 +1,5 @@
-"""eval's robustness: corrupted copies of the test split (made and cached, or CIFAR-10-C's own
+"""(Integration: trains a model and runs eval several times, too long for the default suite.)
+eval's robustness: corrupted copies of the test split (made and cached, or CIFAR-10-C's own
 files), extra test folders, the Grad-CAM pictures, and one line for each bad input."""
 
 from __future__ import annotations
