@@ -1,6 +1,5 @@
 """`python -m cifar_exp.report <sweep or run folders, or globs>`: one PNG and one table
-over the jobs of sweeps and runs (sweeps/report.py makes them), and each sweep folder's
-summary.csv / summary.md written anew from its job folders as they are now."""
+over the jobs of sweeps and runs (sweeps/report.py makes them)."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ import sys
 from pathlib import Path
 
 from cifar_exp.errors import UserError
-from cifar_exp.sweeps.continuation import MULTIRUN_RECORD
 from cifar_exp.sweeps.report import WHERE, expand, quiet_matplotlib, report
-from cifar_exp.sweeps.summary import write_summary
 
 log = logging.getLogger("cifar_exp.report")
 
@@ -44,11 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     # The table is the command's output, not a diagnostic.
     print(table)
     print(f"Plot: {png}")
-    for folder in expand(args.paths):
-        if (folder / MULTIRUN_RECORD).is_file() and write_summary(folder) is not None:
-            # A sweep whose driver did not wait for its jobs (or was killed) gets its summary
-            # here, from the job folders as they are now.
-            print(f"Summary: {folder / 'summary.md'}, {folder / 'summary.csv'}")
     return 0
 
 

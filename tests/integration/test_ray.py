@@ -21,6 +21,9 @@ from helpers.plugins import needs_plugin
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 SRC = Path(__file__).resolve().parents[2] / "src"
+# Ray's token authentication follows ~/.ray/auth_token when the mode is not set (a local
+# ray.init() writes one): the head and its drivers here say the same, explicitly.
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
 
 
 def free_port() -> int:
@@ -33,7 +36,11 @@ def free_port() -> int:
 def ray_head(tmp_path_factory):
     """The address of a Ray head with 2 CPUs, its workers importing this checkout."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        **NO_TOKEN,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     log = (tmp_path_factory.mktemp("ray") / "head.log").open("w")
     head = subprocess.Popen(
         [
@@ -85,6 +92,7 @@ def test_a_sweep_runs_its_jobs_as_ray_tasks(ray_head, tmp_path):
         f"hydra.launcher.address={ray_head}",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path,
+        env=NO_TOKEN,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     jobs = sorted(p.name for p in sweep_dir.glob("[0-9]_*"))
@@ -108,6 +116,7 @@ def test_an_asynchronous_search_runs_its_trials_on_ray(ray_head, tmp_path):
         f"hydra.launcher.address={ray_head}",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path,
+        env=NO_TOKEN,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]

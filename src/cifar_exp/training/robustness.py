@@ -28,7 +28,6 @@ from omegaconf import DictConfig
 
 from cifar_exp.datasets.base import Split
 from cifar_exp.datasets.batches import BatchLoader, BatchTransform
-from cifar_exp.datasets.corruptions import corruption_names
 from cifar_exp.datasets.subsets import stratified_subset
 from cifar_exp.errors import UserError
 from cifar_exp.records.atomic import write_bytes_atomically
@@ -73,6 +72,8 @@ class Shifts:
 def prepare(cfg: DictConfig, test: Split, classes: list[str]) -> Shifts | None:
     """The shifted test sets `cfg` asks for (None: none), every input checked now, so that a
     bad one costs one line before the clean evaluation, not after it."""
+    from cifar_exp.datasets.corruptions import corruption_names  # scipy, Pillow: when used
+
     names = corruption_names(cfg.corruptions)
     if cfg.cifar10c_dir is not None and not names:
         raise UserError(
@@ -121,6 +122,8 @@ def corruption_scores(
     transform: BatchTransform | None,
     cfg: DictConfig,
 ) -> dict[str, Any]:
+    from cifar_exp.datasets.corruptions import corruption_names
+
     severities = list(cfg.severities)
     names = corruption_names(cfg.corruptions)
     table: dict[str, dict[str, dict]] = {}
