@@ -337,18 +337,18 @@ class EvalConfig:
     gradcam: int = 16  # Grad-CAM maps of this many most confident mistakes (0: none)
 
     def check(self) -> None:
-        from cifar_exp.datasets.corruptions import CORRUPTIONS, SEVERITIES, corruption_names
-
         require_one_of(self.device, "device", DEVICE_TYPES)
         require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         require_one_of(self.tta, "tta", TTA_MODES)
         require_one_of(self.calibrate, "calibrate", ("none", "temperature"))
-        names = ("all", "none", *CORRUPTIONS)
-        for name in corruption_names(self.corruptions):
-            require_one_of(name, "corruptions", names)
         require(bool(self.severities), "severities", "a list of 1 to 5", self.severities)
         for severity in self.severities:
-            require(severity in SEVERITIES, "severities", "each in 1-5", severity)
+            require(severity in range(1, 6), "severities", "each in 1-5", severity)
+        if self.corruptions not in (None, "none"):  # its module imports scipy and Pillow
+            from cifar_exp.datasets.corruptions import CORRUPTIONS, corruption_names
+
+            for name in corruption_names(self.corruptions):
+                require_one_of(name, "corruptions", ("all", "none", *CORRUPTIONS))
         images = self.corruption_images
         require(images is None or images >= 1, "corruption_images", ">= 1 or null", images)
         require(self.gradcam >= 0, "gradcam", ">= 0", self.gradcam)

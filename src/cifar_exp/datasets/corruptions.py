@@ -33,7 +33,6 @@ from scipy import ndimage
 from cifar_exp.errors import UserError
 
 Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
-SEVERITIES = (1, 2, 3, 4, 5)
 SIZE = 32  # the published parameters are for 32x32 images
 FROST_PACKAGE = "imagecorruptions"
 

@@ -132,10 +132,11 @@ def setup() -> Place:
     decides which one the gradients travel through.
     """
     global _launch
-    here = place()
+    torchrun = "RANK" in os.environ or "WORLD_SIZE" in os.environ
+    tasks = None if torchrun else job_tasks()
+    here = place() if tasks is None else tasks.place
     stamp = torch.tensor([time.time(), os.getpid()], dtype=torch.float64)
     if here.distributed and not dist.is_initialized():
-        tasks = job_tasks() if "RANK" not in os.environ else None
         if tasks is not None:
             os.environ.update(
                 MASTER_ADDR=tasks.address,

@@ -106,13 +106,11 @@ def study_trials(url: str, study_name: str) -> str:
     import optuna
 
     try:
-        summaries = optuna.get_all_study_summaries(url)
+        study = optuna.load_study(study_name=study_name, storage=url)
+    except KeyError:
+        return "no study of that name yet"
     except Exception as err:  # a server down, a damaged file: say so, list the rest
         return f"cannot read it ({type(err).__name__}: {str(err).splitlines()[0]})"
-    summary = next((s for s in summaries if s.study_name == study_name), None)
-    if summary is None:
-        return "no study of that name yet"
-    study = optuna.load_study(study_name=study_name, storage=url)
     states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
     counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
     return f"{len(states)} trial(s) already ({counts})" if states else "no trials yet"

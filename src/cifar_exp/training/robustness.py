@@ -64,6 +64,7 @@ def score(model: torch.nn.Module, split: Split, transform: Any, cfg: DictConfig)
 class Shifts:
     """What eval scores beyond the clean split, read and checked before anything is scored."""
 
+    names: list[str]  # the corruptions asked for
     corrupted: Iterator[tuple[str, int, Split]] | None  # (corruption, severity, images)
     folders: dict[str, Split]  # extra test sets by the name given
     about: dict[str, Any]  # where the corruptions come from
@@ -92,7 +93,7 @@ def prepare(cfg: DictConfig, test: Split, classes: list[str]) -> Shifts | None:
         about = {"source": str(cfg.cifar10c_dir), "seed": None}
     size = test.images.shape[-1]
     folders = {f: read_test_folder(Path(f).expanduser(), classes, size) for f in cfg.test_folders}
-    return Shifts(corrupted, folders, about)
+    return Shifts(names, corrupted, folders, about)
 
 
 def robustness(
@@ -106,7 +107,7 @@ def robustness(
     results: dict[str, Any] = {"clean": {key: clean[key] for key in SCORES if key in clean}}
     if shifts.corrupted is not None:
         results.update(shifts.about)
-        results.update(corruption_scores(model, shifts.corrupted, transform, cfg))
+        results.update(corruption_scores(model, shifts, transform, cfg))
     folders = {}
     for folder, split in shifts.folders.items():
         folders[folder] = {"images": len(split), **score(model, split, transform, cfg)}
@@ -118,18 +119,16 @@ def robustness(
 
 def corruption_scores(
     model: torch.nn.Module,
-    sets: Iterator[tuple[str, int, Split]],
+    shifts: Shifts,
     transform: BatchTransform | None,
     cfg: DictConfig,
 ) -> dict[str, Any]:
-    from cifar_exp.datasets.corruptions import corruption_names
-
+    assert shifts.corrupted is not None
     severities = list(cfg.severities)
-    names = corruption_names(cfg.corruptions)
     table: dict[str, dict[str, dict]] = {}
-    line = ProgressLine("corruptions", len(names) * len(severities), INTERVAL_S)
+    line = ProgressLine("corruptions", len(shifts.names) * len(severities), INTERVAL_S)
     images = 0
-    for name, severity, split in sets:
+    for name, severity, split in shifts.corrupted:
         scores = score(model, split, transform, cfg)
         table.setdefault(name, {})[str(severity)] = scores
         images = len(split)
