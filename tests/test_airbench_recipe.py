@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cifar_exp.components.averaging import WeightAverage
+from cifar_exp.components.optim import OPTIMIZERS, SCHEDULERS
 from cifar_exp.config import validate
 from cifar_exp.datasets import Split
 from cifar_exp.datasets.batches import BatchLoader
@@ -118,6 +119,114 @@ def test_interrupted_anywhere_the_recipe_resumes_bitwise(compose, tmp_path, stop
     ],
 )
 def test_bad_recipe_values_get_one_line(compose, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate(compose(overrides))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+# airbench94_muon's recipe on debug=tiny, narrowed: 3 epochs of 8 batches, the whitening bias
+# trained (and its lr decayed to 0) in epoch 1 only.
+MUON_RECIPE = [
+    *TINY,
+    "experiment=speedrun94_muon",
+    "dataset=synthetic",
+    "device=cpu",
+    "model.widths=[8,16,16]",
+    "model.whiten_bias_epochs=1",
+    "trainer.epochs=3",
+    "trainer.batch_size=32",
+    "trainer.eval_batch_size=64",
+    "trainer.precision=fp32",
+    "trainer.channels_last=false",
+]
+
+
+def muon_parts(compose, overrides=()):
+    cfg = compose([*MUON_RECIPE, *overrides])
+    net = MODELS.build(cfg.model)
+    opt = OPTIMIZERS.build(cfg.optimizer, net)
+    return net, opt, SCHEDULERS.build(cfg.scheduler, opt, 24, 8)
+
+
+def test_the_muon_recipe_gives_filters_muon_and_the_rest_sgd_at_airbench94_muons_rates(compose):
+    net, opt, sched = muon_parts(compose)
+    muon, plain, whiten_bias, head = opt.param_groups
+    assert len(muon["params"]) == 6 and (muon["lr"], muon["weight_decay"]) == (0.24, 0.0)
+    assert type(opt.rest) is torch.optim.SGD  # the decay is added to the gradient
+    norms = [m.bias for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    trained = [p for p in plain["params"] if p.requires_grad]  # frozen ones get no step
+    assert trained == norms and plain["lr"] == 106.0
+    assert whiten_bias["params"] == [net.whiten.bias] and whiten_bias["train_epochs"] == 1
+    assert head["params"] == [net.head.weight]
+    # The summed loss's SGD (lr 0.67, decay 2e-6 x 2000 / 0.67) for a mean over 2000 images:
+    # the same decay per step, lr x decay = 0.004.
+    assert head["lr"] == pytest.approx(0.67 * 2000, rel=1e-6)
+    assert head["lr"] * head["weight_decay"] == pytest.approx(2e-6 * 2000, rel=1e-4)
+    assert plain["lr"] * plain["weight_decay"] == pytest.approx(2e-6 * 2000, rel=1e-4)
+    seen = []
+    for _ in range(24):
+        seen.append([g["lr"] / g["initial_lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    # Every lr falls to 0 in a straight line over the run, the whitening bias's over epoch 1.
+    assert [s[0] for s in seen] == pytest.approx([1 - step / 24 for step in range(24)])
+    assert [s[2] for s in seen] == pytest.approx([max(0, 1 - step / 8) for step in range(24)])
+
+
+def test_the_unit_std_head_divides_its_logits_by_its_width():
+    net = MODELS.build({"name": "airbench", "widths": [4, 8, 8], "head": "unit_std"})
+    assert net.head.weight.std().item() == pytest.approx(1.0)
+    net.eval()
+    images = torch.randn(2, 3, 32, 32)
+    features = []
+    net.head.register_forward_hook(lambda module, args, out: features.append(out))
+    assert torch.equal(net(images), features[0] * (1 / 8))
+
+
+def test_normalized_muon_rescales_each_filter_bank_before_its_update():
+    nets = [MODELS.build({"name": "airbench", "widths": [4, 8, 8]}) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    options = {"name": "muon", "lr": 0.1, "rest": "sgd", "rest_lr": 0.01, "weight_decay": 0.0}
+    normalized = OPTIMIZERS.build({**options, "normalize_weights": True}, nets[0])
+    plain = OPTIMIZERS.build(options, nets[1])
+    images = torch.randn(4, 3, 32, 32)
+    for net in nets:
+        net(images).square().sum().backward()
+    with torch.no_grad():  # by hand on the twin: w <- w * sqrt(out channels) / |w|
+        for weight in plain.weights:
+            weight.mul_(len(weight) ** 0.5 / weight.norm())
+    normalized.step()
+    plain.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_interrupted_in_its_first_epoch_the_muon_recipe_resumes_bitwise(compose, tmp_path):
+    cfg = compose(MUON_RECIPE)
+    fit(cfg, tmp_path / "ref")
+    with pytest.raises(Interrupted):
+        fit(cfg, tmp_path / "run", stop_at=5)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    fit(cfg, tmp_path / "run", checkpoint=state)
+    assert_same_run(tmp_path / "ref", tmp_path / "run")
+
+
+def test_an_early_decay_without_early_parameters_is_refused_in_one_line(compose):
+    with pytest.raises(ConfigError) as err:
+        muon_parts(compose, ["model.whiten_bias_epochs=0"])
+    assert "scheduler.early_decay=true: the model trains no parameter" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=airbench", "model.head=wide"], "model.head must be one of scaled, unit_std"),
+        (["optimizer=muon", "optimizer.rest_weight_decay=-1"], "optimizer.rest_weight_decay"),
+        (["optimizer=sgd", "optimizer.head_lr_mult=0"], "optimizer.head_lr_mult must be > 0"),
+    ],
+)
+def test_bad_muon_recipe_values_get_one_line(compose, overrides, message):
     with pytest.raises(ConfigError) as err:
         validate(compose(overrides))
     assert message in str(err.value) and "\n" not in str(err.value)

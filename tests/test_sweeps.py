@@ -121,6 +121,7 @@ def test_grid_sweep_names_jobs_writes_summary_and_hparams(tmp_path):
     assert note in output
 
 
+@pytest.mark.integration  # about 9 s: with the integration tests
 def test_failing_jobs_are_recorded_and_the_others_finish(tmp_path):
     # lr=-1 cannot work, lr=1e4 diverges to a NaN loss, 8x8 images are too small for LeNet5.
     sweep_dir, output = sweep(
@@ -187,6 +188,7 @@ def test_report_on_a_folder_without_runs_says_what_to_give(tmp_path):
 
 
 @needs_plugin("optuna")
+@pytest.mark.integration  # about 11 s: with the integration tests
 def test_optuna_search_optimizes_validation_accuracy_and_goes_on_after_a_failed_trial(tmp_path):
     # The preset's own validation split (5000 images) out of 5256 synthetic training images;
     # the search space with lr narrowed to one value that works and one that fails.

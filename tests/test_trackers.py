@@ -29,6 +29,7 @@ from helpers.mlflow_store import (  # noqa: E402 (after the skip above)
 )
 
 
+@pytest.mark.integration  # about 8 s: with the integration tests
 def test_the_pictures_go_to_mlflow_as_image_artifacts(store, tmp_path):
     """With TensorBoard's pictures on, MLflow keeps the same pictures among the run's
     artifacts, one PNG per tag and epoch, and TensorBoard still has them."""

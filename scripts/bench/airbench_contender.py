@@ -5,8 +5,9 @@ On a GPU it is the package's `train94` as it is, given a `CifarLoader` over our 
 `make_net94` of the widths asked. On a CPU the package cannot run (it puts everything on
 `cuda` and times with CUDA events), so its two source files are loaded with the few textual
 edits in CPU_EDITS, which change the device and the precision only: fp32 weights and bf16
-autocast over the forward pass and the loss (cifar-exp's CPU path), in place of fp16 weights
-on the GPU. Every edit must match as often as it does in 0.1.8, so another version fails loudly.
+autocast over the forward pass and the loss where the CPU has native bf16, fp32 elsewhere
+(cifar-exp's CPU path, precision=auto), in place of fp16 weights on the GPU. Every edit
+must match as often as it does in 0.1.8, so another version fails loudly.
 
 Its clock, as its own log prints it: the whitening init plus the training loop (its per-epoch
 evaluation left out); the final TTA evaluation is left out here too, as cifar-exp's clock
@@ -32,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from cifar_exp.training.precision import NATIVE_BF16_CPU_FLAGS, read_cpu_flags
+
 log = logging.getLogger("bench")
 VERSION = "0.1.8"
 EPOCHS = 9.9  # airbench94's train_epochs
@@ -52,7 +55,10 @@ class CpuTimer:
         return 1e3 * (end.at - self.at)
 
 
-AUTOCAST = "torch.autocast('cpu', torch.bfloat16)"
+# bf16 autocast where the CPU computes bf16 natively, as cifar-exp's precision=auto; elsewhere
+# fp32 (emulated bf16 would be several times slower than fp32 there).
+NATIVE_BF16 = bool((read_cpu_flags() or set()) & NATIVE_BF16_CPU_FLAGS)
+AUTOCAST = f"torch.autocast('cpu', torch.bfloat16, enabled={NATIVE_BF16})"
 # (file, original text, its CPU replacement[, times it occurs]): device and precision only.
 CPU_EDITS = [
     ("utils.py", "map_location=torch.device(gpu)", "map_location=torch.device('cpu')"),
@@ -70,8 +76,9 @@ CPU_EDITS = [
     ("lib_airbench94.py", "net = net.half().cuda()", "net = net.float()"),
 ]
 CPU_NOTE = (
-    "airbench94 on a CPU: its code with device and precision changed only (fp32 weights and "
-    "bf16 autocast on the CPU in place of fp16 weights on cuda; CPU timers for CUDA events)"
+    "airbench94 on a CPU: its code with device and precision changed only ("
+    f"{'fp32 weights and bf16 autocast' if NATIVE_BF16 else 'fp32 throughout, no native bf16,'}"
+    " on the CPU in place of fp16 weights on cuda; CPU timers for CUDA events)"
 )
 
 

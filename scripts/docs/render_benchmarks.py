@@ -9,7 +9,7 @@ Each result is named `<kind>-<label>.json`, its kind saying which script wrote i
 (scripts/bench/cpu.py), `gpu` (scripts/bench/gpu.py), `gpu_check` (scripts/checks/gpu_check.py),
 `data` (scripts/bench/data.py), `dashboard` (scripts/bench/dashboard.py), `augment`
 (scripts/bench/augment.py), `startup` (scripts/bench/startup.py), `search_modes`
-(scripts/bench/search_modes.py). Every figure on the page comes
+(scripts/bench/search_modes.py), `layers` (scripts/bench/layers.py). Every figure on the page comes
 from these files, each table with the command, the CPU model and flags and the date its file
 records. Each script holds its own section (its `SECTION`: the heading, the prose that says what
 it measures, the same for every result, and how a result reads); this renderer puts the sections
@@ -37,6 +37,7 @@ import data
 import epoch_vs_airbench
 import gpu
 import gpu_check
+import layers
 import page
 import search_modes
 import startup
@@ -84,6 +85,7 @@ def presets(result: dict) -> str:
 KINDS: dict[str, page.Section] = {
     "time_to_accuracy": time_to_accuracy.SECTION,
     "epoch": epoch_vs_airbench.SECTION,
+    "layers": layers.SECTION,
     "presets": page.Section(
         heading="Preset runs",
         about=(
@@ -114,7 +116,7 @@ date. Figures differ on other machines: run the command to see yours.
     `docs/benchmarks/*.json` (a test checks that it is current). To add a measurement, run a
     script with `--json docs/benchmarks/<kind>-<label>.json` (kind: `cpu`, `gpu`, `data`,
     `dashboard`, `augment`, `time_to_accuracy`, `epoch`, `gpu_check`, `startup`,
-    `search_modes`), then render
+    `search_modes`, `layers`), then render
     the page again.
 """
 

@@ -164,7 +164,8 @@ def load_renderer():
 
 def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     """gpu_check.py --dry-run: the CPU's share of the CUDA paths, scripts/bench/gpu.py --dry-run
-    and a one-seed airbench race (cifar-exp's speedrun94 against airbench94's own code),
+    and a one-seed airbench race (cifar-exp's speedrun94 and speedrun94_muon against
+    airbench94's own code),
     written as one JSON and one markdown table that say they are no GPU figures; the JSON
     renders as the GPU check's section of docs/benchmarks.md."""
     root = image_folder(tmp_path / "images", 103, 20)
@@ -184,7 +185,8 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert len(result["skipped_paths"]) == 2
     assert result["bench_gpu"]["exit"] == 0 and "| lenet5 | bf16 |" in result["bench_gpu"]["table"]
     groups = {g["contender"]: g for g in result["race"]["groups"]}
-    assert set(groups) == {"speedrun94", "airbench94"} and result["race"]["exit"] == 0
+    assert set(groups) == {"speedrun94", "speedrun94_muon", "airbench94"}
+    assert result["race"]["exit"] == 0
     for group in groups.values():
         assert group["runs"] == 1 and 0 <= group["final_acc"]["mean"] <= 1
         assert group["clock_s"]["mean"] > 0
@@ -195,6 +197,7 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     for heading in ("## CUDA paths", "## Throughput", "## The airbench race"):
         assert heading in page
     assert "| speedrun94 | 1 |" in page and "| airbench94 | 1 |" in page
+    assert "| speedrun94_muon | 1 |" in page
     results = tmp_path / "results"
     results.mkdir()
     (results / "gpu_check-dry.json").write_text(json.dumps(result))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -38,19 +38,22 @@ class OptimizerOptions(Options):
 
     lr: float = option(1e-3, compared=True)
     weight_decay: float = option(0.0, compared=True)
-    # Multipliers of lr and weight_decay for the parameters of normalization layers and for
-    # the other layers' biases (airbench gives BatchNorm biases lr x 64, weight decay / 64).
+    # Multipliers of lr and weight_decay for the parameters of normalization layers, for the
+    # other layers' biases (airbench gives BatchNorm biases lr x 64, weight decay / 64) and
+    # for the output layer's weight.
     norm_lr_mult: float = 1.0
     norm_weight_decay_mult: float = 1.0
     bias_lr_mult: float = 1.0
     bias_weight_decay_mult: float = 1.0
+    head_lr_mult: float = 1.0
+    head_weight_decay_mult: float = 1.0
 
     def check(self) -> None:
         require(self.lr > 0, "lr", "> 0", self.lr)
         require(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
-        for key in ("norm_lr_mult", "bias_lr_mult"):
+        for key in ("norm_lr_mult", "bias_lr_mult", "head_lr_mult"):
             require(getattr(self, key) > 0, key, "> 0", getattr(self, key))
-        for key in ("norm_weight_decay_mult", "bias_weight_decay_mult"):
+        for key in ("norm_weight_decay_mult", "bias_weight_decay_mult", "head_weight_decay_mult"):
             require(getattr(self, key) >= 0, key, ">= 0", getattr(self, key))
 
 
@@ -121,21 +124,47 @@ def parameter_kinds(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
                 yield ("head" if module is head else "weight"), p
 
 
+@runtime_checkable
+class EarlyTrained(Protocol):
+    """A model some of whose parameters train in its first epochs only (airbench's whitening
+    bias): each such parameter with its number of epochs. The optimizer puts each in a group
+    of its own (`train_epochs`), so a schedule can treat it apart (scheduler.early_decay)."""
+
+    def early_parameters(self) -> list[tuple[nn.Parameter, int]]: ...
+
+
+def early_epochs(model: nn.Module) -> dict[int, int]:
+    """id(parameter) -> the epochs it trains, for the parameters `model` trains early only."""
+    if not isinstance(model, EarlyTrained):
+        return {}
+    return {id(p): epochs for p, epochs in model.early_parameters()}
+
+
 def param_groups(
-    o: OptimizerOptions, params: list[tuple[str, nn.Parameter]], lr: float
+    o: OptimizerOptions,
+    params: list[tuple[str, nn.Parameter]],
+    lr: float,
+    early: dict[int, int] | None = None,
+    weight_decay: float | None = None,
 ) -> ParamGroups:
     """One group per distinct (lr, weight decay) multiplier pair, the unscaled group first:
-    with every multiplier at 1, one group of all `params`, as torch builds from a plain list."""
+    with every multiplier at 1, one group of all `params`, as torch builds from a plain list.
+    A parameter the model trains early only (`early`: id -> epochs, see early_epochs) gets a
+    group of its own, which holds its epochs as `train_epochs`."""
     mults = {
         "norm": (o.norm_lr_mult, o.norm_weight_decay_mult),
         "bias": (o.bias_lr_mult, o.bias_weight_decay_mult),
+        "head": (o.head_lr_mult, o.head_weight_decay_mult),
     }
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {(1.0, 1.0): []}
+    early = early or {}
+    decay = o.weight_decay if weight_decay is None else weight_decay
+    groups: dict[tuple[float, float, int], list[nn.Parameter]] = {(1.0, 1.0, 0): []}
     for kind, p in params:
-        groups.setdefault(mults.get(kind, (1.0, 1.0)), []).append(p)
+        groups.setdefault((*mults.get(kind, (1.0, 1.0)), early.get(id(p), 0)), []).append(p)
     return [
-        {"params": ps, "lr": lr * lr_mult, "weight_decay": o.weight_decay * wd_mult}
-        for (lr_mult, wd_mult), ps in groups.items()
+        {"params": ps, "lr": lr * lr_mult, "weight_decay": decay * wd_mult}
+        | ({"train_epochs": epochs} if epochs else {})
+        for (lr_mult, wd_mult, epochs), ps in groups.items()
         if ps
     ]
 
@@ -147,7 +176,7 @@ def torch_optimizer(kind: type[torch.optim.Optimizer]) -> Callable[..., torch.op
     def build(o: OptimizerOptions, model: nn.Module) -> torch.optim.Optimizer:
         values = {f.name: getattr(o, f.name) for f in fields(o) if f.name not in GROUP_OPTIONS}
         return kind(
-            param_groups(o, list(parameter_kinds(model)), o.lr),
+            param_groups(o, list(parameter_kinds(model)), o.lr, early_epochs(model)),
             **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()},
         )
 
@@ -191,7 +220,7 @@ class DecoupledSGD(torch.optim.SGD):
 def sgd(o: SGDOptions, model: nn.Module) -> torch.optim.SGD:
     kind = DecoupledSGD if o.decoupled_weight_decay else torch.optim.SGD
     return kind(
-        param_groups(o, list(parameter_kinds(model)), o.lr),
+        param_groups(o, list(parameter_kinds(model)), o.lr, early_epochs(model)),
         lr=o.lr,
         momentum=o.momentum,
         nesterov=o.nesterov,
@@ -218,6 +247,13 @@ class MuonOptions(OptimizerOptions):
     rest: str = "adamw"
     rest_lr: float = 1e-3
     rest_momentum: float = 0.9
+    # The rest's weight decay (null: weight_decay), and whether SGD's is decoupled (false:
+    # torch's, added to the gradient, as airbench94_muon's SGD has it).
+    rest_weight_decay: float | None = None
+    rest_decoupled_weight_decay: bool = True
+    # airbench94_muon: each weight rescaled to Frobenius norm sqrt(its output channels) just
+    # before its update, so only the direction of a filter bank is learned.
+    normalize_weights: bool = False
 
     def check(self) -> None:
         super().check()
@@ -229,6 +265,8 @@ class MuonOptions(OptimizerOptions):
         require(self.rest in MUON_REST, "rest", f"one of {', '.join(MUON_REST)}", self.rest)
         require(self.rest_lr > 0, "rest_lr", "> 0", self.rest_lr)
         require(0 < self.rest_momentum < 1, "rest_momentum", "in (0, 1)", self.rest_momentum)
+        decay = self.rest_weight_decay
+        require(decay is None or decay >= 0, "rest_weight_decay", ">= 0 or null", decay)
 
 
 def columns_in_memory_order(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -256,6 +294,7 @@ class MuonAndRest(torch.optim.Optimizer):
         for weight, matrix in zip(weights, matrices, strict=True):
             weight.register_post_accumulate_grad_hook(_point_grad(matrix))
         self.weights = weights
+        self.normalize_weights = o.normalize_weights
         self.muon = torch.optim.Muon(
             matrices,
             lr=o.lr,
@@ -266,7 +305,8 @@ class MuonAndRest(torch.optim.Optimizer):
             adjust_lr_fn=o.adjust_lr_fn,
         )
         if o.rest == "sgd":
-            self.rest = DecoupledSGD(rest, lr=o.rest_lr, momentum=o.rest_momentum, nesterov=True)
+            sgd = DecoupledSGD if o.rest_decoupled_weight_decay else torch.optim.SGD
+            self.rest = sgd(rest, lr=o.rest_lr, momentum=o.rest_momentum, nesterov=True)
         else:
             self.rest = torch.optim.AdamW(rest, lr=o.rest_lr)
         # The base class keeps the very group dicts of both, so an lr set here reaches them.
@@ -277,6 +317,11 @@ class MuonAndRest(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self.normalize_weights:
+            with torch.no_grad():
+                for weight in self.weights:
+                    if weight.grad is not None:
+                        weight.mul_(len(weight) ** 0.5 / weight.norm())
         self.muon.step()
         self.rest.step()
         return loss
@@ -315,7 +360,8 @@ def muon(o: MuonOptions, model: nn.Module) -> MuonAndRest:
             weights.append(p)
         else:
             rest.append((kind, p))
-    return MuonAndRest(weights, o, param_groups(o, rest, o.rest_lr))
+    groups = param_groups(o, rest, o.rest_lr, early_epochs(model), o.rest_weight_decay)
+    return MuonAndRest(weights, o, groups)
 
 
 @dataclass
@@ -350,6 +396,10 @@ class DecayOptions(WarmupOptions):
     """A warmup, then a decay to `lr * min_lr_ratio` at the last step (cosine, linear)."""
 
     min_lr_ratio: float = 0.0
+    # The parameters a model trains in its first epochs only (airbench's whitening bias):
+    # false: the run's schedule; true: their lr falls linearly to 0 over those epochs
+    # (airbench94_muon).
+    early_decay: bool = False
 
     def check(self) -> None:
         super().check()
@@ -415,7 +465,21 @@ def _warmup_then_decay(
         progress = min(step, decay_steps) / decay_steps
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape(progress)
 
-    return LambdaLR(opt, _with_warmup(warmup, factor, o.start_ratio))
+    run = _with_warmup(warmup, factor, o.start_ratio)
+    if not o.early_decay:
+        return LambdaLR(opt, run)
+    early = [group.get("train_epochs", 0) for group in opt.param_groups]
+    if not any(early):
+        raise ConfigError(
+            "scheduler.early_decay=true: the model trains no parameter in its first epochs "
+            "only (e.g. model=airbench with model.whiten_bias_epochs > 0); set it to false"
+        )
+    return LambdaLR(opt, [_to_zero(math.ceil(e * steps)) if e else run for e in early])
+
+
+def _to_zero(steps: int) -> Callable[[int], float]:
+    """1 at step 0, down to 0 at `steps` in a straight line, 0 after."""
+    return lambda step: max(0.0, 1 - step / steps)
 
 
 @SCHEDULERS.register("cosine", DecayOptions)

@@ -22,6 +22,7 @@ PATCH = 2  # side of the whitening filters
 WHITEN_WIDTH = 2 * 3 * PATCH * PATCH
 WHITEN_EPS = 5e-4  # added to the eigenvalues, so near-constant directions are not blown up
 PATCH_CHUNK = 1024  # images per step when summing patch products (bounds the memory used)
+HEADS = ("scaled", "unit_std")
 
 
 @dataclass
@@ -30,7 +31,10 @@ class AirbenchOptions(ModelOptions):
     # airbench's convention: the share of the running statistics kept at each step
     # (PyTorch's BatchNorm momentum is 1 minus this).
     batchnorm_momentum: float = 0.6
-    scaling: float = 1 / 9  # multiplies the logits
+    scaling: float = 1 / 9  # multiplies the logits (head=scaled)
+    # scaled: torch's init of the head, its logits times `scaling` (airbench94); unit_std: its
+    # weights rescaled to unit std at init, its logits divided by its width (airbench94_muon).
+    head: str = "scaled"
     # Epochs the whitening layer's bias trains before it is frozen (airbench94: 3); 0: never.
     whiten_bias_epochs: int = 0
 
@@ -41,6 +45,7 @@ class AirbenchOptions(ModelOptions):
         momentum_ok = 0 < self.batchnorm_momentum < 1
         require(momentum_ok, "batchnorm_momentum", "in (0, 1)", self.batchnorm_momentum)
         require(self.scaling > 0, "scaling", "> 0", self.scaling)
+        require(self.head in HEADS, "head", f"one of {', '.join(HEADS)}", self.head)
         epochs = self.whiten_bias_epochs
         require(epochs >= 0, "whiten_bias_epochs", ">= 0 (0 = never trained)", epochs)
 
@@ -106,6 +111,10 @@ class Airbench(nn.Module):
         )
         self.head = nn.Linear(options.widths[-1], options.num_classes, bias=False)
         self.scaling = options.scaling
+        if options.head == "unit_std":
+            with torch.no_grad():
+                self.head.weight /= self.head.weight.std()
+            self.scaling = 1 / options.widths[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(F.gelu(self.whiten(x)))
@@ -118,6 +127,11 @@ class Airbench(nn.Module):
         A frozen bias gets no gradient, so the optimizer leaves it alone entirely (no
         momentum, no weight decay), as airbench's requires_grad=False does."""
         self.whiten.bias.requires_grad_(epoch <= self.whiten_bias_epochs)
+
+    def early_parameters(self) -> list[tuple[nn.Parameter, int]]:
+        """The whitening bias, if it trains at all: for its first whiten_bias_epochs."""
+        epochs = self.whiten_bias_epochs
+        return [(self.whiten.bias, epochs)] if epochs > 0 else []
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor, eps: float = WHITEN_EPS) -> None:
