@@ -260,13 +260,12 @@ def page_profile(p: dict) -> str:
             ]
         )
     columns = ["layer", "type", "output", "forward ms", "input grad ms", "weight grad ms", "share"]
+    every = page.table(columns, "lllrrrr", rows).replace("\n", "\n    ")
     return "\n\n".join(
         [
             head,
             page.table(["work", "ms", "share of the step"], "lrr", split),
-            "<details><summary>every layer</summary>\n",
-            page.table(columns, "lllrrrr", rows),
-            "</details>",
+            f'??? note "Every layer"\n    {every}',  # folded (pymdownx.details)
         ]
     )
 
