@@ -21,19 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import cpu_model, provenance
+from benchlib import cpu_model, provenance, run_config
 
 
 def child(model: str, batch_size: int, k: int, steps: int, device: str) -> dict:
     """One setting, in this process: build the Trainer, take the steps, read the peaks."""
     import torch
-    from hydra import compose, initialize_config_dir
 
-    import cifar_exp
-    from cifar_exp.hydra_setup import setup_hydra
     from cifar_exp.training.build import build_trainer
 
-    setup_hydra()
     overrides = [
         "debug=tiny",
         f"model={model}",
@@ -42,9 +38,7 @@ def child(model: str, batch_size: int, k: int, steps: int, device: str) -> dict:
         f"trainer.accumulate_grad_batches={k}",
         f"dataset.train_size={batch_size}",
     ]
-    conf = Path(cifar_exp.__file__).parent / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = run_config(overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer, _ = build_trainer(cfg, Path(run_dir))
         images, labels = next(iter(trainer.loaders.train))

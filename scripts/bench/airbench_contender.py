@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from cifar_exp.training.precision import NATIVE_BF16_CPU_FLAGS, read_cpu_flags
+from cifar_exp.training.precision import choose_precision, read_cpu_flags
 
 log = logging.getLogger("bench")
 VERSION = "0.1.8"
@@ -55,9 +55,10 @@ class CpuTimer:
         return 1e3 * (end.at - self.at)
 
 
-# bf16 autocast where the CPU computes bf16 natively, as cifar-exp's precision=auto; elsewhere
-# fp32 (emulated bf16 would be several times slower than fp32 there).
-NATIVE_BF16 = bool((read_cpu_flags() or set()) & NATIVE_BF16_CPU_FLAGS)
+# bf16 autocast where cifar-exp's precision=auto picks it (a CPU with native bf16); elsewhere
+# fp32: emulated bf16 trained 9-17x slower than fp32 on an AMD EPYC (scripts/bench/cpu.py,
+# docs/benchmarks.md).
+NATIVE_BF16 = choose_precision("cpu", read_cpu_flags(), cuda_bf16=False)[0] == "bf16"
 AUTOCAST = f"torch.autocast('cpu', torch.bfloat16, enabled={NATIVE_BF16})"
 # (file, original text, its CPU replacement[, times it occurs]): device and precision only.
 CPU_EDITS = [

@@ -24,7 +24,7 @@ from pathlib import Path
 import page
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from cifar_exp.models import MODELS, ModelOptions
 from cifar_exp.runtime.device import compile_model, use_channels_last
@@ -128,6 +128,18 @@ def provenance(threads: int) -> dict:
         "threads": threads,
         "torch": torch.__version__,
     }
+
+
+def run_config(overrides: list[str]) -> DictConfig:
+    """The config that `python -m cifar_exp.run <overrides>` composes (Hydra, with the
+    project's schemas and resolvers registered)."""
+    from hydra import compose, initialize_config_dir
+
+    from cifar_exp.hydra_setup import CONFIG_DIR, setup_hydra
+
+    setup_hydra()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=overrides)
 
 
 def synchronize(device: torch.device) -> None:

@@ -35,7 +35,7 @@ import airbench_contender
 import page
 import torch
 import torch.nn.functional as F
-from benchlib import provenance, synchronize
+from benchlib import provenance, run_config, synchronize
 from data import DEFAULT_ROOT
 from time_to_accuracy import airbench_data, check_paths, subset_folder
 
@@ -51,13 +51,8 @@ LOOPS = ("Trainer.epoch", "bare loop", "airbench94")
 def build(root: Path, widths: list[int], threads: int, cache: Path | None, work: Path) -> Trainer:
     """experiment=speedrun94's Trainer on `root`, composed by Hydra as `cifar_exp.run` does,
     with epochs enough that its schedule never ends and no evaluation inside an epoch."""
-    from hydra import compose, initialize_config_dir
-
-    from cifar_exp.hydra_setup import setup_hydra
-    from cifar_exp.run import CONFIG_DIR
     from cifar_exp.training.build import build_trainer
 
-    setup_hydra()
     overrides = [
         "experiment=speedrun94",
         "dataset=imagefolder",
@@ -71,9 +66,7 @@ def build(root: Path, widths: list[int], threads: int, cache: Path | None, work:
         "trainer.progress_bar=false",
         *([f"dataset.cache_dir={cache}"] if cache else []),
     ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    trainer, _ = build_trainer(cfg, work / "run")
+    trainer, _ = build_trainer(run_config(overrides), work / "run")
     return trainer
 
 

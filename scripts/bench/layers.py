@@ -35,7 +35,7 @@ from pathlib import Path
 import page
 import torch
 import torch.nn.functional as F
-from benchlib import provenance, random_batch
+from benchlib import provenance, random_batch, run_config
 from torch import nn
 
 log = logging.getLogger("bench")
@@ -57,24 +57,17 @@ class Setup:
     labels: torch.Tensor
 
 
-def build(overrides: str, threads: int) -> Setup:
+def build(overrides: str) -> Setup:
     """The model, optimizer, precision and batch that `cifar_exp.run <overrides>` trains."""
-    from hydra import compose, initialize_config_dir
-
     from cifar_exp.components.optim import OPTIMIZERS
-    from cifar_exp.hydra_setup import setup_hydra
     from cifar_exp.models import MODELS
     from cifar_exp.models.base import initialize_from_data
-    from cifar_exp.run import CONFIG_DIR
     from cifar_exp.runtime.device import use_channels_last
     from cifar_exp.training.precision import Precision
 
-    setup_hydra()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[*overrides.split(), "dataset=synthetic"])
+    cfg = run_config([*overrides.split(), "dataset=synthetic"])
     cfg.model.num_classes = 10
     torch.manual_seed(0)
-    torch.set_num_threads(threads)
     t = cfg.trainer
     net = MODELS.build(cfg.model)
     images, labels = random_batch(t.batch_size, torch.device("cpu"))
@@ -149,13 +142,14 @@ def time_layer(s: Setup, name: str, module: nn.Module, x: torch.Tensor, repeats:
     out = forward()
     grad_out = torch.randn_like(out)
     row = {"layer": name, "type": type(module).__name__, "shape": list(out.shape)}
+    row["weighted"] = isinstance(module, WEIGHTED)
     row["forward_s"] = median_s(forward, repeats)
 
     def grad(of: list[torch.Tensor]) -> Callable[[], object]:
         return lambda: torch.autograd.grad(out, of, grad_out, retain_graph=True)
 
     wanted = [x] if x.requires_grad else []
-    if isinstance(module, WEIGHTED):
+    if row["weighted"]:
         row["input_grad_s"] = median_s(grad(wanted), repeats) if wanted else None
         row["weight_grad_s"] = median_s(grad(trained), repeats) if trained else None
     else:
@@ -190,13 +184,13 @@ def layer_total(row: dict) -> float:
 
 def shares(layers: list[dict], step_s: float, optimizer_s: float) -> dict[str, float]:
     """The step's seconds by kind of work; `rest` is the step minus the parts."""
-    convs = [r for r in layers if r["type"] in ("Conv2d", "Linear")]
+    convs = [r for r in layers if r["weighted"]]
     parts = {
         "conv/linear forward": sum(r["forward_s"] for r in convs),
         "conv/linear input grads": sum(r.get("input_grad_s") or 0.0 for r in convs),
         "conv/linear weight grads": sum(r.get("weight_grad_s") or 0.0 for r in convs),
         "other layers (forward + backward)": sum(
-            layer_total(r) for r in layers if r["type"] not in ("Conv2d", "Linear")
+            layer_total(r) for r in layers if not r["weighted"]
         ),
         "optimizer step": optimizer_s,
     }
@@ -220,11 +214,12 @@ def main() -> None:
 
     from cifar_exp.errors import ConfigError
 
+    torch.set_num_threads(args.threads)
     result = {**provenance(args.threads), "profiles": []}
     for config in args.configs:
         log.info("profiling %s", config)
         try:
-            setup = build(config, args.threads)
+            setup = build(config)
         except (ConfigError, HydraException) as err:  # a bad override: Hydra's or ours
             parser.error(f"{config!r}: {str(err).splitlines()[0]}")
         result["profiles"].append(profile(setup, args.repeats))

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import page
-from benchlib import provenance
+from benchlib import provenance, run_config
 from omegaconf import OmegaConf
 
 MODES = ("batch", "async")
@@ -182,19 +182,7 @@ def main() -> None:
         if args.root is not None:  # decoded once before the clock starts, for both modes
             from cifar_exp.datasets import load_dataset
 
-            options = dict(o.split("=", 1) for o in data_overrides(args, Path(tmp))[1:])
-            load_dataset(
-                {
-                    "name": "imagefolder",
-                    "num_classes": None,
-                    **{
-                        k.removeprefix("dataset."): v
-                        for k, v in options.items()
-                        if k != "dataset.val_size"
-                    },
-                    "max_per_class": args.max_per_class,
-                }
-            )
+            load_dataset(run_config(data_overrides(args, Path(tmp))).dataset)
         for r, seed in enumerate(args.seeds):
             for mode in MODES if r % 2 == 0 else MODES[::-1]:
                 runs.append(search(mode, seed, args, Path(tmp) / f"{mode}-{seed}"))
