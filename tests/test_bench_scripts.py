@@ -140,17 +140,24 @@ def test_layer_profile_splits_a_runs_step_into_its_layers(bench, tmp_path, monke
     """layers.py on a tiny airbench run: every leaf layer timed on its input, no input
     gradient for the first one (its input is the images), and the split adds up to the step."""
     config = "experiment=speedrun94 model.widths=[4,8,8] trainer.batch_size=8"
+    muon = "experiment=speedrun94_muon model.widths=[4,8,8] trainer.batch_size=8"
     args = ("--repeats", "1", "--threads", "1", "--json", str(tmp_path / "layers.json"))
-    run_main(bench("layers"), config, *args, monkeypatch=monkeypatch)
-    (profile,) = json.loads((tmp_path / "layers.json").read_text())["profiles"]
+    run_main(bench("layers"), config, muon, *args, monkeypatch=monkeypatch)
+    profile, muon_profile = json.loads((tmp_path / "layers.json").read_text())["profiles"]
     assert profile["config"] == config and profile["batch_size"] == 8
+    assert not profile["compiled"] and muon_profile["optimizer_s"] > profile["optimizer_s"]
     layers = {r["layer"]: r for r in profile["layers"]}
     assert layers["whiten"]["input_grad_s"] is None and layers["whiten"]["forward_s"] > 0
     assert layers["blocks.0.0"]["type"] == "Conv2d" and layers["blocks.0.0"]["input_grad_s"] > 0
     assert layers["blocks.0.2"]["type"] == "BatchNorm2d" and layers["blocks.0.2"]["backward_s"]
     assert layers["head"]["shape"] == [8, 10]
     assert sum(profile["shares"].values()) == pytest.approx(profile["step_s"])
-    assert "| `blocks.2.4` | Conv2d | 8x3x3 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| `blocks.2.4` | Conv2d | 8x3x3 |" in out
+    ratio = muon_profile["step_s"] / profile["step_s"]
+    assert (
+        f"| `{muon}` | {muon_profile['step_s'] * 1000:,.1f} |" in out and f"{ratio:.2f}x |" in out
+    )
 
 
 def test_layer_profile_refuses_a_bad_override_in_one_line(bench, monkeypatch, capsys):

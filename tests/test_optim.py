@@ -6,10 +6,17 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from cifar_exp.components.optim import OPTIMIZERS, SCHEDULERS, parameter_kinds
+from cifar_exp.components.optim import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    Muon,
+    newton_schulz,
+    parameter_kinds,
+)
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
+from cifar_exp.runtime.device import choose_precision, read_cpu_flags
 from helpers.cli import output_in_process
 from helpers.overrides import TINY
 
@@ -280,6 +287,41 @@ def test_muon_under_a_grad_scaler_steps_as_without_one():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("adjust_lr_fn", ["original", "match_rms_adamw", "spectral_unclamped"])
+@pytest.mark.parametrize("shape", [(8, 20), (30, 6)])
+def test_muon_in_bf16_steps_exactly_as_torchs_muon(adjust_lr_fn, shape):
+    torch.manual_seed(0)
+    ours, torchs = nn.Parameter(torch.randn(shape)), nn.Parameter(torch.randn(shape))
+    torchs.data.copy_(ours)
+    options = {"lr": 0.1, "weight_decay": 0.01, "adjust_lr_fn": adjust_lr_fn}
+    optimizers = [Muon([ours], torch.bfloat16, **options), torch.optim.Muon([torchs], **options)]
+    for _ in range(3):
+        ours.grad = torch.randn(shape)
+        torchs.grad = ours.grad.clone()
+        for opt in optimizers:
+            opt.step()
+    assert torch.equal(ours, torchs)
+    assert optimizers[0].state_dict()["state"][0]["momentum_buffer"].dtype == torch.float32
+
+
+def test_newton_schulz_in_fp32_is_the_exact_iteration_and_bf16_near_it():
+    g = torch.randn(64, 288, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = newton_schulz(g, (3.4445, -4.7750, 2.0315), 3, 1e-7)
+    fp32 = newton_schulz(g.float(), (3.4445, -4.7750, 2.0315), 3, 1e-7)
+    bf16 = newton_schulz(g.bfloat16(), (3.4445, -4.7750, 2.0315), 3, 1e-7)
+    assert (fp32 - exact).abs().max() < 1e-5
+    assert 1e-4 < (bf16.double() - exact).abs().max() < 0.05
+
+
+def test_muon_newton_schulz_precision_follows_the_hardware_unless_set():
+    native = choose_precision("cpu", read_cpu_flags(), False)[0] == "bf16"
+    expected = {"auto": torch.bfloat16 if native else torch.float32}
+    expected |= {"bf16": torch.bfloat16, "fp32": torch.float32}
+    for precision, dtype in expected.items():
+        opt = OPTIMIZERS.build({**MUON, "ns_precision": precision}, small_convnet())
+        assert opt.muon.ns_dtype == dtype, precision
+
+
 def test_muon_state_dict_round_trips_bitwise():
     net = small_convnet()
     opt = OPTIMIZERS.build(MUON, net)
@@ -310,6 +352,10 @@ def test_muon_state_dict_round_trips_bitwise():
         (["optimizer.bias_weight_decay_mult=-1"], "optimizer.bias_weight_decay_mult must be >= 0"),
         (["optimizer=muon", "optimizer.momentum=1"], "optimizer.momentum must be in [0, 1)"),
         (["optimizer=muon", "optimizer.ns_steps=0"], "optimizer.ns_steps must be >= 1, got 0"),
+        (
+            ["optimizer=muon", "optimizer.ns_precision=fp16"],
+            "optimizer.ns_precision must be one of auto, bf16, fp32, got 'fp16'",
+        ),
         (
             ["optimizer=muon", "optimizer.adjust_lr_fn=none"],
             "optimizer.adjust_lr_fn must be one of original, match_rms_adamw, spectral_unclamped",

@@ -9,13 +9,8 @@ from torch import nn
 
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError, UserError
-from cifar_exp.runtime.device import use_channels_last
-from cifar_exp.training.precision import (
-    AUTOCAST_DTYPES,
-    Precision,
-    choose_precision,
-    read_cpu_flags,
-)
+from cifar_exp.runtime.device import choose_precision, read_cpu_flags, use_channels_last
+from cifar_exp.training.precision import AUTOCAST_DTYPES, Precision
 from helpers.cli import output_in_process, run_in_process
 from helpers.events import load_events
 from helpers.overrides import TINY

@@ -121,7 +121,7 @@ def test_trainer_tta_scores_every_evaluation_with_the_flipped_images_too(compose
 
 def test_precision_auto_is_resolved_and_recorded_with_its_reason(compose, tmp_path):
     from cifar_exp.records.manifest import RunManifest
-    from cifar_exp.training.precision import choose_precision, read_cpu_flags
+    from cifar_exp.runtime.device import choose_precision, read_cpu_flags
 
     manifest = RunManifest(tmp_path)
     manifest.start()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from cifar_exp.training.precision import choose_precision, read_cpu_flags
+from cifar_exp.runtime.device import choose_precision, read_cpu_flags
 
 log = logging.getLogger("bench")
 VERSION = "0.1.8"

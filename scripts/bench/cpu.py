@@ -46,7 +46,7 @@ from benchlib import (
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
 from cifar_exp.models.stats import count_flops, meta_model, param_counts
-from cifar_exp.training.precision import read_cpu_flags
+from cifar_exp.runtime.device import read_cpu_flags
 
 EPOCH_IMAGES = 50_000  # CIFAR-10's training split
 

@@ -48,6 +48,7 @@ class Setup:
 
     label: str
     net: nn.Module
+    step_net: nn.Module  # net, or net compiled (trainer.compile)
     optimizer: torch.optim.Optimizer
     autocast: Callable
     precision: str
@@ -62,7 +63,7 @@ def build(overrides: str) -> Setup:
     from cifar_exp.components.optim import OPTIMIZERS
     from cifar_exp.models import MODELS
     from cifar_exp.models.base import initialize_from_data
-    from cifar_exp.runtime.device import use_channels_last
+    from cifar_exp.runtime.device import compile_model, use_channels_last
     from cifar_exp.training.precision import Precision
 
     cfg = run_config([*overrides.split(), "dataset=synthetic"])
@@ -79,6 +80,7 @@ def build(overrides: str) -> Setup:
     return Setup(
         label=overrides,
         net=net.train(),
+        step_net=compile_model(net, t.compile_mode) if t.compile else net,
         optimizer=OPTIMIZERS.build(cfg.optimizer, net),
         autocast=precision.autocast,
         precision=precision.name,
@@ -89,9 +91,10 @@ def build(overrides: str) -> Setup:
     )
 
 
-def median_s(work: Callable[[], object], repeats: int) -> float:
-    """Median seconds of `work()` over `repeats` calls, after one call unclocked."""
-    work()
+def median_s(work: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median seconds of `work()` over `repeats` calls, after `warmup` calls unclocked."""
+    for _ in range(warmup):
+        work()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -102,7 +105,7 @@ def median_s(work: Callable[[], object], repeats: int) -> float:
 
 def whole_step(s: Setup) -> None:
     with s.autocast():
-        loss = F.cross_entropy(s.net(s.images), s.labels, label_smoothing=s.smoothing)
+        loss = F.cross_entropy(s.step_net(s.images), s.labels, label_smoothing=s.smoothing)
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     s.optimizer.step()
@@ -159,21 +162,29 @@ def time_layer(s: Setup, name: str, module: nn.Module, x: torch.Tensor, repeats:
 
 
 def profile(s: Setup, repeats: int) -> dict:
-    """The configuration's step, its layers and its optimizer step, timed."""
-    step_s = median_s(lambda: whole_step(s), repeats)
-    layers = [time_layer(s, *seen, repeats) for seen in layer_inputs(s)]
+    """The configuration's step, its layers and its optimizer step, timed. A compiled step
+    (trainer.compile) is timed whole, its first calls (the compilation) unclocked: its layers
+    run fused, so timing them one by one would tell about another step."""
+    compiled = s.step_net is not s.net
+    start = time.perf_counter()
+    whole_step(s)
+    first_s = time.perf_counter() - start
+    step_s = median_s(lambda: whole_step(s), repeats, warmup=2 if compiled else 0)
+    layers = [] if compiled else [time_layer(s, *seen, repeats) for seen in layer_inputs(s)]
     whole_step(s)  # leaves gradients for the optimizer's step alone
     optimizer_s = median_s(s.optimizer.step, repeats)
     return {
         "config": s.label,
         "precision": s.precision,
         "channels_last": s.channels_last,
+        "compiled": compiled,
+        "first_step_s": first_s,
         "batch_size": len(s.labels),
         "step_s": step_s,
         "images_per_s": len(s.labels) / step_s,
         "optimizer_s": optimizer_s,
         "layers": layers,
-        "shares": shares(layers, step_s, optimizer_s),
+        "shares": shares(layers, step_s, optimizer_s, compiled),
     }
 
 
@@ -182,8 +193,15 @@ def layer_total(row: dict) -> float:
     return sum(row.get(key) or 0.0 for key in keys)
 
 
-def shares(layers: list[dict], step_s: float, optimizer_s: float) -> dict[str, float]:
+def shares(
+    layers: list[dict], step_s: float, optimizer_s: float, compiled: bool
+) -> dict[str, float]:
     """The step's seconds by kind of work; `rest` is the step minus the parts."""
+    if compiled:
+        return {
+            "forward + backward (compiled)": step_s - optimizer_s,
+            "optimizer step": optimizer_s,
+        }
     convs = [r for r in layers if r["weighted"]]
     parts = {
         "conv/linear forward": sum(r["forward_s"] for r in convs),
@@ -204,6 +222,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of each part")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (<= cores)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--subject", default="by layer", help="the docs' subheading for these")
     args = parser.parse_args()
     if args.repeats < 1 or args.threads < 1:
         parser.error("--repeats and --threads must be >= 1")
@@ -215,7 +234,7 @@ def main() -> None:
     from cifar_exp.errors import ConfigError
 
     torch.set_num_threads(args.threads)
-    result = {**provenance(args.threads), "profiles": []}
+    result = {**provenance(args.threads), "subject": args.subject, "profiles": []}
     for config in args.configs:
         log.info("profiling %s", config)
         try:
@@ -224,6 +243,7 @@ def main() -> None:
             parser.error(f"{config!r}: {str(err).splitlines()[0]}")
         result["profiles"].append(profile(setup, args.repeats))
         print(page_profile(result["profiles"][-1]), flush=True)
+    print(page_steps(result["profiles"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 
@@ -234,10 +254,13 @@ def ms(seconds: float | None) -> str:
 
 def page_profile(p: dict) -> str:
     """One configuration: its split of the step, then its layers."""
+    compiled = p.get("compiled", False)
     head = (
         f"`{p['config']}`: batch {p['batch_size']}, {p['precision']}"
-        f"{', channels_last' if p['channels_last'] else ''}; one step "
+        f"{', channels_last' if p['channels_last'] else ''}"
+        f"{', compiled' if compiled else ''}; one step "
         f"{ms(p['step_s'])} ms ({p['images_per_s']:,.0f} images/s)"
+        + (f"; the first, compiling, {p['first_step_s']:.1f} s" if compiled else "")
     )
     split = [[k, ms(v), f"{v / p['step_s']:.0%}"] for k, v in p["shares"].items()]
     rows = []
@@ -256,31 +279,49 @@ def page_profile(p: dict) -> str:
         )
     columns = ["layer", "type", "output", "forward ms", "input grad ms", "weight grad ms", "share"]
     every = page.table(columns, "lllrrrr", rows).replace("\n", "\n    ")
-    return "\n\n".join(
+    parts = [head, page.table(["work", "ms", "share of the step"], "lrr", split)]
+    if rows:
+        parts.append(f'??? note "Every layer"\n    {every}')  # folded (pymdownx.details)
+    return "\n\n".join(parts)
+
+
+def page_steps(profiles: list[dict]) -> str:
+    """The configurations' whole steps side by side, as a ratio to the first one's."""
+    first = profiles[0]["step_s"]
+    rows = [
         [
-            head,
-            page.table(["work", "ms", "share of the step"], "lrr", split),
-            f'??? note "Every layer"\n    {every}',  # folded (pymdownx.details)
+            f"`{p['config']}`",
+            ms(p["step_s"]),
+            f"{p['images_per_s']:,.0f}",
+            f"{p['step_s'] / first:.2f}x",
         ]
-    )
+        for p in profiles
+    ]
+    return page.table(["configuration", "step ms", "images/s", "step vs the first"], "lrrr", rows)
 
 
 def page_body(result: dict) -> str:
-    return "\n\n".join(page_profile(p) for p in result["profiles"])
+    return "\n\n".join(
+        [page_steps(result["profiles"]), *(page_profile(p) for p in result["profiles"])]
+    )
 
 
 SECTION = page.Section(
     heading="Where a step's time goes",
+    title=lambda result: f"{page.machine_title(result)}: {result.get('subject', 'by layer')}",
     about="""\
 `scripts/bench/layers.py` builds a run's model, optimizer, precision and layout from its
 overrides and times, on one fixed batch of the run's size: the whole training step, every
 layer's forward, the gradient of its input and of its weights (for the other layers, forward
 and backward), and the optimizer's step; the rest of the step (the loss, functional ops,
 autograd's own work) is the step minus those parts. Medians of 5 calls. For the other layers
-(BatchNorm, GELU, pooling) the input-gradient column holds their whole backward.
+(BatchNorm, GELU, pooling) the input-gradient column holds their whole backward. A compiled
+configuration (trainer.compile=true) is timed whole, after its compilation. A table first
+gives every configuration's step against the first one's: before and after, in one run.
 
 ```bash
 python scripts/bench/layers.py "experiment=speedrun94 model.widths=[32,128,128]" \\
+    "experiment=speedrun94 model.widths=[32,128,128] trainer.compile=true" \\
     "experiment=speedrun94_muon model.widths=[32,128,128]" \\
     "model=resnet20 optimizer=sgd trainer.batch_size=128"
 ```""",

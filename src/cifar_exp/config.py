@@ -201,7 +201,7 @@ class TrainerConfig:
     # Evaluate on this many batches' worth of images: a fixed part of the split drawn class by
     # class (dataset.split_seed chooses it), never its first images.
     limit_eval_batches: int | None = None
-    # auto: bf16 where the hardware has it natively (precision.py).
+    # auto: bf16 where the hardware has it natively (runtime/device.py: choose_precision).
     precision: str = option("fp32", compared=True)
     channels_last: bool = False
     compile: bool = False

@@ -229,6 +229,19 @@ def test_epoch_bench_times_three_loops_alternating(bench, tmp_path, monkeypatch,
     assert "| Trainer.epoch | " in out and "| airbench94 | " in out
 
 
+def test_layer_profile_times_a_compiled_step_whole(tmp_path):
+    """layers.py with trainer.compile=true (a fresh process: inductor compiles for seconds):
+    the compiled step timed after its compilation, and not split into layers."""
+    config = "experiment=speedrun94 model.widths=[4,8,8] trainer.batch_size=8 trainer.compile=true"
+    args = ("--repeats", "1", "--threads", "1", "--json", "layers.json")
+    proc = run_script("bench/layers.py", config, *args, cwd=tmp_path)
+    (profile,) = json.loads((tmp_path / "layers.json").read_text())["profiles"]
+    assert profile["compiled"] and profile["layers"] == []
+    assert profile["first_step_s"] > profile["step_s"] > profile["optimizer_s"] > 0
+    assert sum(profile["shares"].values()) == pytest.approx(profile["step_s"])
+    assert "forward + backward (compiled)" in proc.stdout and "Every layer" not in proc.stdout
+
+
 def test_startup_bench_compares_two_checkouts_probe_by_probe(tmp_path):
     """startup.py, one round against HEAD's own src/ (from git archive): every probe runs in
     both, the run's reaches its first training step, and the table holds the ratios."""

@@ -6,9 +6,10 @@ to every optimizer can give normalization layers and biases their own lr and wei
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -17,7 +18,9 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from cifar_exp.errors import ConfigError
 from cifar_exp.registry import Options, Registry, option, require
+from cifar_exp.runtime.device import auto_precision
 
+log = logging.getLogger(__name__)
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
 ParamGroups = list[dict[str, Any]]
@@ -29,6 +32,14 @@ NORM_LAYERS = (
     nn.GroupNorm,
     nn.LayerNorm,
 )
+
+
+def evaluate_closure(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """An optimizer step's closure, called with gradients on (torch's optimizers do so)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 @dataclass
@@ -203,10 +214,7 @@ class DecoupledSGD(torch.optim.SGD):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             keep = 1 - group["lr"] * group["decoupled_weight_decay"]
             for p in group["params"]:
@@ -230,6 +238,7 @@ def sgd(o: SGDOptions, model: nn.Module) -> torch.optim.SGD:
 
 MUON_LR_ADJUSTMENTS = ("original", "match_rms_adamw", "spectral_unclamped")
 MUON_REST = ("sgd", "adamw")
+NS_PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -254,9 +263,14 @@ class MuonOptions(OptimizerOptions):
     # airbench94_muon: each weight rescaled to Frobenius norm sqrt(its output channels) just
     # before its update, so only the direction of a filter bank is learned.
     normalize_weights: bool = False
+    # The Newton-Schulz iteration's precision: bf16 as torch's Muon has it, fp32, or auto (bf16
+    # where the weights' device computes it natively, as trainer.precision=auto decides).
+    ns_precision: str = "auto"
 
     def check(self) -> None:
         super().check()
+        ok = self.ns_precision in NS_PRECISIONS
+        require(ok, "ns_precision", f"one of {', '.join(NS_PRECISIONS)}", self.ns_precision)
         require(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
         require(self.ns_steps >= 1, "ns_steps", ">= 1", self.ns_steps)
         adjustments = ", ".join(MUON_LR_ADJUSTMENTS)
@@ -295,8 +309,9 @@ class MuonAndRest(torch.optim.Optimizer):
             weight.register_post_accumulate_grad_hook(_point_grad(matrix))
         self.weights = weights
         self.normalize_weights = o.normalize_weights
-        self.muon = torch.optim.Muon(
+        self.muon = Muon(
             matrices,
+            ns_dtype=torch.bfloat16 if o.ns_precision == "bf16" else torch.float32,
             lr=o.lr,
             weight_decay=o.weight_decay,
             momentum=o.momentum,
@@ -313,10 +328,7 @@ class MuonAndRest(torch.optim.Optimizer):
         super().__init__(self.muon.param_groups + self.rest.param_groups, {})
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         if self.normalize_weights:
             with torch.no_grad():
                 for weight in self.weights:
@@ -345,6 +357,62 @@ class MuonAndRest(torch.optim.Optimizer):
         self.param_groups = self.muon.param_groups + self.rest.param_groups
 
 
+def muon_lr_ratio(adjust_lr_fn: str | None, rows: int, columns: int) -> float:
+    """How torch's Muon scales a [rows, columns] matrix's lr (adjust_lr_fn, None: original)."""
+    if adjust_lr_fn == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, columns))
+    if adjust_lr_fn == "spectral_unclamped":
+        return math.sqrt(rows / columns)
+    return math.sqrt(max(1, rows / columns))
+
+
+def newton_schulz(
+    g: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float
+) -> torch.Tensor:
+    """Muon's quintic Newton-Schulz orthogonalization of `g` (2-D), in g's dtype: the
+    iteration of torch.optim.Muon, which always computes it in bf16."""
+    a, b, c = coefficients
+    tall = g.size(0) > g.size(1)
+    x = g.T if tall else g
+    x = x / x.norm().clamp(min=eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Muon):
+    """torch.optim.Muon (the same update, groups and state dict) with its Newton-Schulz
+    iteration in `ns_dtype`: torch's bf16 is emulated, and 10x slower than fp32, on a CPU
+    without native bf16 (docs/benchmarks: "Where a step's time goes")."""
+
+    def __init__(self, params: list[nn.Parameter], ns_dtype: torch.dtype, **options: Any):
+        super().__init__(params, **options)
+        self.ns_dtype = ns_dtype
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = evaluate_closure(closure)
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in (p for p in group["params"] if p.grad is not None):
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - momentum)
+                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+                update = newton_schulz(
+                    update.to(self.ns_dtype),
+                    group["ns_coefficients"],
+                    group["ns_steps"],
+                    group["eps"],
+                )
+                p.mul_(1 - lr * group["weight_decay"])
+                p.add_(update, alpha=-lr * muon_lr_ratio(group["adjust_lr_fn"], *p.shape))
+        return loss
+
+
 def _point_grad(matrix: nn.Parameter) -> Callable[[torch.Tensor], None]:
     def hook(weight: torch.Tensor) -> None:
         matrix.grad = columns_in_memory_order(weight.grad, weight).reshape(len(weight), -1)
@@ -361,6 +429,10 @@ def muon(o: MuonOptions, model: nn.Module) -> MuonAndRest:
         else:
             rest.append((kind, p))
     groups = param_groups(o, rest, o.rest_lr, early_epochs(model), o.rest_weight_decay)
+    if o.ns_precision == "auto" and weights:
+        precision, why = auto_precision(weights[0].device)
+        log.info("Muon's Newton-Schulz in %s: %s", precision, why)
+        o = replace(o, ns_precision=precision)
     return MuonAndRest(weights, o, groups)
 
 
