@@ -16,7 +16,7 @@ from cifar_exp.components.optim import (
 from cifar_exp.config import validate
 from cifar_exp.errors import ConfigError
 from cifar_exp.models import MODELS
-from cifar_exp.runtime.device import choose_precision, read_cpu_flags
+from cifar_exp.runtime.device import auto_precision
 from helpers.cli import output_in_process
 from helpers.overrides import TINY
 
@@ -314,7 +314,7 @@ def test_newton_schulz_in_fp32_is_the_exact_iteration_and_bf16_near_it():
 
 
 def test_muon_newton_schulz_precision_follows_the_hardware_unless_set():
-    native = choose_precision("cpu", read_cpu_flags(), False)[0] == "bf16"
+    native = auto_precision(torch.device("cpu"))[0] == "bf16"
     expected = {"auto": torch.bfloat16 if native else torch.float32}
     expected |= {"bf16": torch.bfloat16, "fp32": torch.float32}
     for precision, dtype in expected.items():

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from cifar_exp.runtime.device import choose_precision, read_cpu_flags
+from cifar_exp.runtime.device import auto_precision
 
 log = logging.getLogger("bench")
 VERSION = "0.1.8"
@@ -58,7 +58,7 @@ class CpuTimer:
 # bf16 autocast where cifar-exp's precision=auto picks it (a CPU with native bf16); elsewhere
 # fp32: emulated bf16 trained 9-17x slower than fp32 on an AMD EPYC (scripts/bench/cpu.py,
 # docs/benchmarks.md).
-NATIVE_BF16 = choose_precision("cpu", read_cpu_flags(), cuda_bf16=False)[0] == "bf16"
+NATIVE_BF16 = auto_precision(torch.device("cpu"))[0] == "bf16"
 AUTOCAST = f"torch.autocast('cpu', torch.bfloat16, enabled={NATIVE_BF16})"
 # (file, original text, its CPU replacement[, times it occurs]): device and precision only.
 CPU_EDITS = [

@@ -18,6 +18,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +141,20 @@ def run_config(overrides: list[str]) -> DictConfig:
     setup_hydra()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("config", overrides=overrides)
+
+
+def seconds(action: Callable[[], object]) -> float:
+    """Wall seconds of one call of `action`."""
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def median_seconds(action: Callable[[], object], repeats: int, warmup: int = 0) -> float:
+    """Median seconds of `action()` over `repeats` calls, after `warmup` calls unclocked."""
+    for _ in range(warmup):
+        action()
+    return statistics.median(seconds(action) for _ in range(repeats))
 
 
 def synchronize(device: torch.device) -> None:

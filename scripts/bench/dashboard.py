@@ -32,12 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import page
 import torch
-from benchlib import provenance
+from benchlib import median_seconds, provenance, seconds
 
 from cifar_exp.datasets import load_dataset
 from cifar_exp.datasets.augment import build_transforms
@@ -79,16 +78,6 @@ def run_epoch(data: list[str], log_images: bool, threads: int) -> dict[str, floa
     return {"wall_s": metrics["final"]["wall_s"], "epoch_s": metrics["epochs"][0]["epoch_s"]}
 
 
-def seconds(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
-
-
-def median_time(action: Callable[[], object], repeats: int) -> float:
-    return statistics.median(seconds(action) for _ in range(repeats))
-
-
 def parts_alone(options: dict, repeats: int) -> dict[str, float]:
     """Median seconds of each picture-related part, on the real test split and classes."""
     data = load_dataset(options)
@@ -114,11 +103,11 @@ def parts_alone(options: dict, repeats: int) -> dict[str, float]:
             )
         result = {key: statistics.median(values) for key, values in times.items()}
         result["first_figure"] = first
-        result["confusion_figure"] = median_time(
+        result["confusion_figure"] = median_seconds(
             lambda: pictures.evaluated("test", 1, details), repeats
         )
-        result["batch_grid"] = median_time(lambda: pictures.started(train, True), repeats)
-        result["end_figures"] = median_time(lambda: pictures.finished(1, details), repeats)
+        result["batch_grid"] = median_seconds(lambda: pictures.started(train, True), repeats)
+        result["end_figures"] = median_seconds(lambda: pictures.finished(1, details), repeats)
         tracker.writer.close()
     result["steps_per_epoch"] = math.ceil(len(data.train) / 32)
     return result
@@ -243,8 +232,8 @@ def report(result: dict) -> None:
     ]
     print(f"\nmedian epoch without pictures: {epoch:.2f} s")
     print("| part | median ms | share of an epoch |\n|---|---:|---:|")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds * 1000:.1f} | {seconds / epoch:.2%} |")
+    for name, part_s in rows:
+        print(f"| {name} | {part_s * 1000:.1f} | {part_s / epoch:.2%} |")
     print(f"\nthe trackers, each alone (log_every_n_steps={result['log_every_n_steps']}):")
     print("| tracker | per epoch, median ms | share of an epoch | opening its run, ms |")
     print("|---|---:|---:|---:|")

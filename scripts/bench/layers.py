@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from pathlib import Path
 import page
 import torch
 import torch.nn.functional as F
-from benchlib import provenance, random_batch, run_config
+from benchlib import median_seconds, provenance, random_batch, run_config, seconds
 from torch import nn
 
 log = logging.getLogger("bench")
@@ -91,18 +89,6 @@ def build(overrides: str) -> Setup:
     )
 
 
-def median_s(work: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median seconds of `work()` over `repeats` calls, after `warmup` calls unclocked."""
-    for _ in range(warmup):
-        work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def whole_step(s: Setup) -> None:
     with s.autocast():
         loss = F.cross_entropy(s.step_net(s.images), s.labels, label_smoothing=s.smoothing)
@@ -146,18 +132,18 @@ def time_layer(s: Setup, name: str, module: nn.Module, x: torch.Tensor, repeats:
     grad_out = torch.randn_like(out)
     row = {"layer": name, "type": type(module).__name__, "shape": list(out.shape)}
     row["weighted"] = isinstance(module, WEIGHTED)
-    row["forward_s"] = median_s(forward, repeats)
+    row["forward_s"] = median_seconds(forward, repeats, warmup=1)
 
     def grad(of: list[torch.Tensor]) -> Callable[[], object]:
         return lambda: torch.autograd.grad(out, of, grad_out, retain_graph=True)
 
     wanted = [x] if x.requires_grad else []
     if row["weighted"]:
-        row["input_grad_s"] = median_s(grad(wanted), repeats) if wanted else None
-        row["weight_grad_s"] = median_s(grad(trained), repeats) if trained else None
+        row["input_grad_s"] = median_seconds(grad(wanted), repeats, warmup=1) if wanted else None
+        row["weight_grad_s"] = median_seconds(grad(trained), repeats, warmup=1) if trained else None
     else:
         both = wanted + trained
-        row["backward_s"] = median_s(grad(both), repeats) if both else None
+        row["backward_s"] = median_seconds(grad(both), repeats, warmup=1) if both else None
     return row
 
 
@@ -166,13 +152,11 @@ def profile(s: Setup, repeats: int) -> dict:
     (trainer.compile) is timed whole, its first calls (the compilation) unclocked: its layers
     run fused, so timing them one by one would tell about another step."""
     compiled = s.step_net is not s.net
-    start = time.perf_counter()
-    whole_step(s)
-    first_s = time.perf_counter() - start
-    step_s = median_s(lambda: whole_step(s), repeats, warmup=2 if compiled else 0)
+    first_s = seconds(lambda: whole_step(s))
+    step_s = median_seconds(lambda: whole_step(s), repeats, warmup=2 if compiled else 0)
     layers = [] if compiled else [time_layer(s, *seen, repeats) for seen in layer_inputs(s)]
     whole_step(s)  # leaves gradients for the optimizer's step alone
-    optimizer_s = median_s(s.optimizer.step, repeats)
+    optimizer_s = median_seconds(s.optimizer.step, repeats, warmup=1)
     return {
         "config": s.label,
         "precision": s.precision,
